@@ -1,0 +1,148 @@
+//! The command line: global options, one module per noun, and the mapping from outcomes to
+//! exit codes. Shared resources (configuration, the store) are built once here, and only for
+//! commands that need them.
+
+pub mod config;
+pub mod leads;
+pub mod output;
+
+use crate::engine::Error;
+use crate::engine::config::{Config, FlagConfig};
+use crate::engine::error::exit;
+use crate::engine::store::{self, Store};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// crm — import customer leads, build audience segments, run personalized WhatsApp campaigns.
+///
+/// Everything works out of the box on an embedded SQLite file (see `crm config show` for
+/// where it lives). Exit codes: 0 ok, 1 finished but some input was rejected, 2 usage or
+/// configuration error, 3 a backend unreachable or failing.
+#[derive(Debug, Parser)]
+#[command(name = "crm", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Store URL: a file path, sqlite:PATH, or mongodb://HOST/DB [env: CRM_STORE]
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// Message bus: `embedded` (default) or kafka://HOST:PORT [env: CRM_BUS]
+    #[arg(long, global = true, value_name = "URL")]
+    pub bus: Option<String>,
+    /// Config file (TOML) [env: CRM_CONFIG; default: the platform config dir's crm/config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables and summaries
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr; no progress bars or hints
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import, browse, edit and export leads (customers)
+    #[command(subcommand)]
+    Leads(leads::LeadsCmd),
+    /// Show the effective configuration and where each value comes from
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+}
+
+/// What every command gets: parsed global flags and the loaded configuration.
+pub struct Context {
+    pub global: GlobalArgs,
+    pub config: Config,
+}
+
+impl Context {
+    /// Opens the configured store (creating and migrating a SQLite file as needed).
+    pub async fn store(&self) -> Result<Arc<dyn Store>, Error> {
+        store::open(&self.config.store.value).await
+    }
+
+    /// Whether to draw progress bars and hints on stderr.
+    pub fn chatty(&self) -> bool {
+        !self.global.quiet && !self.global.json
+    }
+}
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    init_tracing(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::BACKEND;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => report_error(&err),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let flags = FlagConfig {
+        store: cli.global.store.clone(),
+        bus: cli.global.bus.clone(),
+        config_file: cli.global.config.clone(),
+    };
+    let config = Config::load(&flags, &|k| std::env::var(k).ok())?;
+    let ctx = Context { global: cli.global, config };
+    match cli.command {
+        Command::Leads(cmd) => cmd.run(&ctx).await,
+        Command::Config(cmd) => cmd.run(&ctx).await,
+    }
+}
+
+fn init_tracing(global: &GlobalArgs) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("crm={level}")));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// Prints an error and picks its exit code. A closed stdout is not an error.
+fn report_error(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return exit::OK;
+            }
+        }
+        if let Some(Error::Output { source, .. }) = cause.downcast_ref::<Error>() {
+            if source.kind() == std::io::ErrorKind::BrokenPipe {
+                return exit::OK;
+            }
+        }
+    }
+    eprintln!("error: {err:#}");
+    err.chain().find_map(|c| c.downcast_ref::<Error>().map(Error::exit_code)).unwrap_or(exit::BACKEND)
+}

@@ -1,0 +1,278 @@
+//! CSV import: stream rows, normalize them on every core, write batches through the store.
+//!
+//! A reader thread parses the CSV into raw records and normalizes each chunk in parallel
+//! (rayon); the async side hands valid rows to the store's [`ImportSession`] a batch at a time
+//! while the next chunk is being parsed. Memory stays flat: at most a few chunks are in
+//! flight, and only the first [`MAX_REPORTED_ERRORS`] errors are kept (all of them go to the
+//! errors file). A bad row is reported with its line, column and reason and never stops the
+//! import or costs a good row.
+
+pub mod headers;
+pub mod row;
+
+use crate::engine::error::{Error, Result};
+use crate::engine::lead::{ConflictPolicy, LeadDraft};
+use crate::engine::phone::Region;
+use crate::engine::store::{ImportPlan, RowOutcome, Store};
+use csv::ByteRecord;
+use headers::{HeaderOverride, map_headers};
+use rayon::prelude::*;
+use row::{FieldError, RowReader};
+use serde::Serialize;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Rows parsed and normalized together, and written in one store transaction.
+const CHUNK_ROWS: usize = 8192;
+/// Errors kept in memory for the report; the errors file always has all of them.
+pub const MAX_REPORTED_ERRORS: usize = 10_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub policy: ConflictPolicy,
+    pub dry_run: bool,
+    pub region: Option<Region>,
+    pub overrides: Vec<HeaderOverride>,
+    /// Where to write rejected rows (original columns plus `error`), if anywhere.
+    pub errors_file: Option<PathBuf>,
+}
+
+/// Where rows come from: a name for messages, the bytes, and their size when known.
+pub struct ImportSource {
+    pub name: String,
+    pub reader: Box<dyn Read + Send>,
+    pub size: Option<u64>,
+}
+
+/// Told how far the import is, after every chunk.
+pub trait Progress: Send + Sync {
+    fn update(&self, bytes_read: u64, rows: u64);
+}
+
+impl Progress for () {
+    fn update(&self, _: u64, _: u64) {}
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RowError {
+    /// Line of the file where the row starts (the header is line 1).
+    pub line: u64,
+    /// The column's header as written in the file; empty when the whole row is at fault.
+    pub column: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub accepted: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub errors: Vec<RowError>,
+    /// Errors beyond those listed in `errors` (all are in the errors file).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub errors_omitted: u64,
+    pub dry_run: bool,
+    pub elapsed_seconds: f64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One parsed row on its way to the store.
+struct Parsed {
+    line: u64,
+    record: ByteRecord,
+    result: std::result::Result<Option<LeadDraft>, Vec<FieldError>>,
+}
+
+struct Chunk {
+    rows: Vec<Parsed>,
+    bytes_read: u64,
+}
+
+/// Imports a CSV source into `store`.
+pub async fn import_csv(
+    store: &dyn Store,
+    source: ImportSource,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
+    let started = Instant::now();
+    let name = source.name.clone();
+    let mut csv = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(source.reader);
+    let headers: Vec<String> = csv
+        .byte_headers()
+        .map_err(|e| Error::Input { path: name.clone(), source: std::io::Error::other(e.to_string()) })?
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
+    if headers.iter().all(String::is_empty) {
+        return Err(Error::Usage(format!("{name}: the file is empty or has no header row")));
+    }
+    let fields = map_headers(&headers, &options.overrides).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+    let reader = RowReader { headers: headers.clone(), fields, region: options.region };
+    let mut errors_out = match &options.errors_file {
+        Some(path) => Some(ErrorsFile::create(path, &headers)?),
+        None => None,
+    };
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Chunk, Error>>(2);
+    let reader_name = name.clone();
+    let parser = std::thread::spawn(move || parse_chunks(csv, reader, reader_name, tx));
+
+    let plan = ImportPlan {
+        policy: options.policy,
+        dry_run: options.dry_run,
+        expected_rows: source.size.map(|bytes| bytes / 64 + 1),
+    };
+    let mut session = store.begin_import(plan).await?;
+    let mut report = ImportReport { dry_run: options.dry_run, ..Default::default() };
+    let mut rows_seen = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk?;
+        rows_seen += chunk.rows.len() as u64;
+        let mut drafts = Vec::with_capacity(chunk.rows.len());
+        let mut pending = Vec::with_capacity(chunk.rows.len());
+        for parsed in chunk.rows {
+            match parsed.result {
+                Ok(Some(draft)) => {
+                    drafts.push(draft);
+                    pending.push((parsed.line, parsed.record));
+                }
+                Ok(None) => {}
+                Err(errs) => reject(&mut report, errors_out.as_mut(), parsed.line, &parsed.record, errs)?,
+            }
+        }
+        let outcomes = session.apply(drafts).await?;
+        for ((line, record), outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
+                RowOutcome::Inserted(_) => report.inserted += 1,
+                RowOutcome::Updated(_) => report.updated += 1,
+                RowOutcome::Skipped(_) => report.skipped += 1,
+                RowOutcome::Conflict(reason) => {
+                    let errs = vec![FieldError { column: String::new(), reason }];
+                    reject(&mut report, errors_out.as_mut(), line, &record, errs)?;
+                    continue;
+                }
+            }
+            report.accepted += 1;
+        }
+        progress.update(chunk.bytes_read, rows_seen);
+    }
+    session.finish().await?;
+    let _ = parser.join();
+    if let Some(out) = errors_out {
+        out.finish()?;
+    }
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn reject(
+    report: &mut ImportReport,
+    errors_out: Option<&mut ErrorsFile>,
+    line: u64,
+    record: &ByteRecord,
+    errs: Vec<FieldError>,
+) -> Result<()> {
+    report.rejected += 1;
+    if let Some(out) = errors_out {
+        out.write(record, &errs)?;
+    }
+    for e in errs {
+        if report.errors.len() < MAX_REPORTED_ERRORS {
+            report.errors.push(RowError { line, column: e.column, reason: e.reason });
+        } else {
+            report.errors_omitted += 1;
+        }
+    }
+    Ok(())
+}
+
+fn parse_chunks(
+    mut csv: csv::Reader<Box<dyn Read + Send>>,
+    reader: RowReader,
+    name: String,
+    tx: tokio::sync::mpsc::Sender<std::result::Result<Chunk, Error>>,
+) {
+    loop {
+        let mut raw = Vec::with_capacity(CHUNK_ROWS);
+        let mut failure = None;
+        while raw.len() < CHUNK_ROWS {
+            let mut record = ByteRecord::new();
+            match csv.read_byte_record(&mut record) {
+                Ok(true) => raw.push((record.position().map_or(0, |p| p.line()), record)),
+                Ok(false) => break,
+                Err(e) => {
+                    failure = Some(Error::Input { path: name.clone(), source: std::io::Error::other(e.to_string()) });
+                    break;
+                }
+            }
+        }
+        let done = raw.len() < CHUNK_ROWS;
+        let rows: Vec<Parsed> = raw
+            .into_par_iter()
+            .map(|(line, record)| {
+                let result = reader.read(&record);
+                Parsed { line, record, result }
+            })
+            .collect();
+        let chunk = Chunk { rows, bytes_read: csv.position().byte() };
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return;
+        }
+        if let Some(e) = failure {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// The rejected rows as a CSV that can be fixed and imported again: the original columns
+/// (bytes as they were) plus an `error` column.
+struct ErrorsFile {
+    path: PathBuf,
+    writer: csv::Writer<std::fs::File>,
+}
+
+impl ErrorsFile {
+    fn create(path: &PathBuf, headers: &[String]) -> Result<ErrorsFile> {
+        let io = |e: std::io::Error| Error::Output { path: path.display().to_string(), source: e };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
+        let mut header: Vec<&str> = headers.iter().map(String::as_str).collect();
+        header.push("error");
+        writer.write_record(&header).map_err(|e| io(e.into()))?;
+        Ok(ErrorsFile { path: path.clone(), writer })
+    }
+
+    fn write(&mut self, record: &ByteRecord, errs: &[FieldError]) -> Result<()> {
+        let message =
+            errs.iter()
+                .map(|e| {
+                    if e.column.is_empty() {
+                        format!("row {}", e.reason)
+                    } else {
+                        format!("{}: {}", e.column, e.reason)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+        let mut out = record.clone();
+        out.push_field(message.as_bytes());
+        self.writer
+            .write_byte_record(&out)
+            .map_err(|e| Error::Output { path: self.path.display().to_string(), source: e.into() })
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::Output { path: self.path.display().to_string(), source: e })
+    }
+}

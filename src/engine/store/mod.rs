@@ -1,0 +1,152 @@
+//! The `Store` trait: everything the engine persists, behind one async interface so the
+//! embedded SQLite store and a MongoDB store are interchangeable. Backends are chosen once,
+//! at start-up, from a URL ([`open`]).
+//!
+//! Bulk imports go through an [`ImportSession`] rather than per-lead calls: the backend keeps
+//! its own dedup state across batches (an in-memory filter and one transaction per batch for
+//! SQLite; `$in` lookups and bulk writes for MongoDB), which is what makes a million-row import
+//! take seconds rather than minutes.
+
+pub mod sqlite;
+
+use crate::engine::error::{Error, Result};
+use crate::engine::lead::{ConflictPolicy, Lead, LeadDraft, LeadId};
+use async_trait::async_trait;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How `leads list` orders its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SortKey {
+    #[default]
+    Id,
+    Name,
+    TotalSpend,
+    Visits,
+    CreatedAt,
+    LastOrderAt,
+}
+
+/// Which leads a listing or count covers.
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    /// Case-insensitive substring of the name, an email or a phone.
+    pub search: Option<String>,
+    pub min_spend: Option<f64>,
+    pub max_spend: Option<f64>,
+    /// The lead must carry every one of these tags (case-insensitive).
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LeadQuery {
+    pub filter: LeadFilter,
+    pub sort: SortKey,
+    pub desc: bool,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
+/// What happened to one imported row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOutcome {
+    Inserted(LeadId),
+    Updated(LeadId),
+    /// Matched a stored lead and left it as it was (policy `skip`, or nothing new).
+    Skipped(LeadId),
+    /// Rejected: its emails/phones belong to different leads.
+    Conflict(String),
+}
+
+/// Hints that let a backend size its dedup state.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportPlan {
+    pub policy: ConflictPolicy,
+    pub dry_run: bool,
+    pub expected_rows: Option<u64>,
+}
+
+#[async_trait]
+pub trait ImportSession: Send {
+    /// Applies one batch, in order: later rows see earlier ones (in-file dedup).
+    async fn apply(&mut self, rows: Vec<LeadDraft>) -> Result<Vec<RowOutcome>>;
+    /// Makes everything durable, or discards it all for a dry run.
+    async fn finish(self: Box<Self>) -> Result<()>;
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Where this store lives, for messages (`sqlite:/home/me/.local/share/crm/crm.db`).
+    fn describe(&self) -> String;
+
+    async fn begin_import(&self, plan: ImportPlan) -> Result<Box<dyn ImportSession>>;
+    /// Inserts a new lead; `Error::Conflict` when an email or phone already belongs to one.
+    async fn add_lead(&self, draft: LeadDraft) -> Result<Lead>;
+    async fn get_lead(&self, id: LeadId) -> Result<Option<Lead>>;
+    /// The lead owning an identity key (`e:ada@example.com`, `p:+447700900123`).
+    async fn find_lead_by_key(&self, key: &str) -> Result<Option<Lead>>;
+    /// Replaces a stored lead; `Error::Conflict` when a new email/phone belongs to another lead.
+    async fn save_lead(&self, lead: &Lead) -> Result<()>;
+    async fn delete_lead(&self, id: LeadId) -> Result<bool>;
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Vec<Lead>>;
+    async fn count_leads(&self, filter: &LeadFilter) -> Result<u64>;
+    /// Leads with id > `after`, by id, at most `limit`: a stable cursor for exports.
+    async fn scan_leads(&self, after: LeadId, limit: usize) -> Result<Vec<Lead>>;
+    /// Every metadata key in use, sorted.
+    async fn metadata_keys(&self) -> Result<Vec<String>>;
+}
+
+/// Where a store URL points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    MongoDb(String),
+}
+
+/// Parses `sqlite:PATH`, `sqlite://PATH`, a bare path, or `mongodb://…`.
+pub fn parse_store_url(url: &str) -> Result<StoreLocation> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(Error::Usage("the store URL is empty; give a path or sqlite:PATH".into()));
+    }
+    if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        return Ok(StoreLocation::MongoDb(url.to_string()));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if path.is_empty() {
+            return Err(Error::Usage("sqlite: needs a file path, e.g. sqlite:./crm.db".into()));
+        }
+        return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(Error::Usage(format!(
+            "unknown store scheme '{scheme}://'; expected a path, sqlite:PATH or mongodb://HOST"
+        )));
+    }
+    Ok(StoreLocation::Sqlite(PathBuf::from(url)))
+}
+
+/// Opens (and migrates) the store a URL names.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    match parse_store_url(url)? {
+        StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
+        StoreLocation::MongoDb(_) => {
+            Err(Error::Usage("the MongoDB store is not available in this build yet; use a SQLite path".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(parse_store_url("crm.db").ok(), Some(StoreLocation::Sqlite("crm.db".into())));
+        assert_eq!(parse_store_url("sqlite:/tmp/a.db").ok(), Some(StoreLocation::Sqlite("/tmp/a.db".into())));
+        assert_eq!(parse_store_url("sqlite:///tmp/a.db").ok(), Some(StoreLocation::Sqlite("/tmp/a.db".into())));
+        assert!(matches!(parse_store_url("mongodb://h:27017/crm"), Ok(StoreLocation::MongoDb(_))));
+        assert!(parse_store_url("postgres://x").is_err());
+        assert!(parse_store_url("sqlite:").is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! The embedded default store: one SQLite file, shared safely by several `crm` processes (the
+//! CLI, worker daemons and the dashboard) through WAL mode, a busy timeout, and versioned
+//! migrations applied under a write lock.
+//!
+//! rusqlite is synchronous; every call runs on tokio's blocking pool so async callers
+//! (workers, the dashboard) never stall their runtime on disk I/O.
+
+mod import;
+mod leads;
+mod migrations;
+
+use crate::engine::error::{Error, Result};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Opens a connection with the settings every connection to the file must share.
+pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32768;",
+    )?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let path = path.to_path_buf();
+        let describe = format!("sqlite:{}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::store(&describe, format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let open_path = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let mut conn = connect(&open_path).map_err(|e| Error::store(&describe, e))?;
+            migrations::migrate(&mut conn).map_err(|e| match e {
+                migrations::MigrateError::TooNew(v) => {
+                    Error::Usage(format!("{describe} was written by a newer crm (schema version {v}); upgrade crm"))
+                }
+                migrations::MigrateError::Sqlite(e) => Error::store(&describe, e),
+            })?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| Error::store(path.display().to_string(), e))??;
+        Ok(SqliteStore { path, conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the store's connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let describe = self.describe_path();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| Error::store(&describe, "connection poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| Error::store(self.describe_path(), e))?
+    }
+
+    fn describe_path(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}
+
+/// Maps a rusqlite error to the engine's store error for this file.
+pub(crate) fn db_err(path: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::store(path, e)
+}

@@ -1,0 +1,5 @@
+//! `crm`: a terminal-first CRM. The engine holds the business rules and backends; the CLI
+//! parses commands and presents results. See docs/ARCHITECTURE.md for the module map.
+
+pub mod cli;
+pub mod engine;
