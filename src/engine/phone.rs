@@ -13,7 +13,6 @@
 use phonenumber::country::Id as RegionId;
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex::{Regex, RegexBuilder};
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
@@ -175,47 +174,42 @@ impl RegionPatterns {
     }
 }
 
-/// Country calling code → its regions, in the crate's order (main region first).
+/// Country calling code → its regions, in the crate's order (main region first). Each code's
+/// patterns are compiled the first time a number with that code is seen.
 struct FastTable {
-    by_code: HashMap<u16, Vec<RegionPatterns>>,
-    non_geographic: std::collections::HashSet<u16>,
+    by_code: [OnceLock<Option<CodePatterns>>; 1000],
+}
+
+struct CodePatterns {
+    regions: Vec<RegionPatterns>,
+    non_geographic: bool,
 }
 
 fn fast_table() -> &'static FastTable {
-    static TABLE: OnceLock<FastTable> = OnceLock::new();
-    TABLE.get_or_init(FastTable::build)
+    static TABLE: FastTable = FastTable { by_code: [const { OnceLock::new() }; 1000] };
+    &TABLE
+}
+
+impl CodePatterns {
+    fn build(code: u16) -> Option<CodePatterns> {
+        let regions = DATABASE.region(&code)?;
+        let mut compiled = Vec::new();
+        let mut non_geographic = false;
+        for region in &regions {
+            let meta = if *region == "001" {
+                non_geographic = true;
+                DATABASE.by_code(&code).and_then(|m| m.into_iter().next())
+            } else {
+                DATABASE.by_id(*region)
+            };
+            // A pattern our regex engine cannot compile leaves this code to the crate.
+            compiled.push(meta.and_then(RegionPatterns::compile)?);
+        }
+        Some(CodePatterns { regions: compiled, non_geographic })
+    }
 }
 
 impl FastTable {
-    fn build() -> FastTable {
-        let mut by_code = HashMap::new();
-        let mut non_geographic = std::collections::HashSet::new();
-        for code in 1..1000u16 {
-            let Some(regions) = DATABASE.region(&code) else { continue };
-            let mut compiled = Vec::new();
-            for region in &regions {
-                let meta = if *region == "001" {
-                    non_geographic.insert(code);
-                    DATABASE.by_code(&code).and_then(|m| m.into_iter().next())
-                } else {
-                    DATABASE.by_id(*region)
-                };
-                match meta.and_then(RegionPatterns::compile) {
-                    Some(p) => compiled.push(p),
-                    // A pattern our regex engine cannot compile: leave this code to the crate.
-                    None => {
-                        compiled.clear();
-                        break;
-                    }
-                }
-            }
-            if !compiled.is_empty() {
-                by_code.insert(code, compiled);
-            }
-        }
-        FastTable { by_code, non_geographic }
-    }
-
     /// `Some(answer)` when the fast path can decide; `None` to defer to the crate.
     fn validate(&self, digits: &str) -> Option<Result<String, PhoneError>> {
         if digits.starts_with('0') {
@@ -225,14 +219,15 @@ impl FastTable {
             let code: u16 = digits.get(..len)?.parse().ok()?;
             DATABASE.region(&code).map(|_| (code, &digits[len..]))
         })?;
-        let regions = self.by_code.get(&code)?;
+        let patterns = self.by_code[code as usize].get_or_init(|| CodePatterns::build(code)).as_ref()?;
+        let regions = &patterns.regions;
         if national.len() <= MIN_NSN || national.len() > MAX_NSN {
             return None;
         }
         if regions.iter().any(|r| r.would_strip(national)) {
             return None;
         }
-        let region = if regions.len() == 1 || self.non_geographic.contains(&code) {
+        let region = if regions.len() == 1 || patterns.non_geographic {
             regions.first()
         } else {
             regions.iter().find(|r| match &r.leading_digits {

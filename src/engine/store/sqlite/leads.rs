@@ -6,6 +6,7 @@
 //! lower-cased line per lead (name, emails, phones) so a substring search scans a narrow table.
 
 use super::{SqliteStore, db_err};
+
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
 use crate::engine::store::{ImportPlan, ImportSession, LeadFilter, LeadQuery, SortKey, Store};
@@ -61,8 +62,8 @@ pub(super) fn search_text(lead: &Lead) -> String {
     text
 }
 
-/// Inserts a new lead (its `id` is ignored) and its keys and search line; returns the id.
-pub(super) fn insert_lead(conn: &Connection, lead: &Lead) -> rusqlite::Result<LeadId> {
+/// Inserts a new lead's row and search line (its `id` is ignored; keys are the caller's).
+pub(super) fn insert_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Result<LeadId> {
     conn.prepare_cached(
         "INSERT INTO leads (name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -80,17 +81,22 @@ pub(super) fn insert_lead(conn: &Connection, lead: &Lead) -> rusqlite::Result<Le
         to_ms(&lead.updated_at),
     ])?;
     let id = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO lead_search (id, text) VALUES (?1, ?2)")?.execute(params![id, search_text(lead)])?;
+    Ok(id)
+}
+
+/// Inserts a new lead with its identity keys; returns the id.
+pub(super) fn insert_lead(conn: &Connection, lead: &Lead) -> rusqlite::Result<LeadId> {
+    let id = insert_lead_row(conn, lead)?;
     let mut key_stmt = conn.prepare_cached("INSERT INTO lead_keys (key, lead_id) VALUES (?1, ?2)")?;
     for key in lead.identity_keys() {
         key_stmt.execute(params![key, id])?;
     }
-    conn.prepare_cached("INSERT INTO lead_search (id, text) VALUES (?1, ?2)")?
-        .execute(params![id, search_text(lead)])?;
     Ok(id)
 }
 
-/// Rewrites a stored lead, moving its identity keys from `old` to `lead`'s.
-pub(super) fn update_lead(conn: &Connection, old: &Lead, lead: &Lead) -> rusqlite::Result<()> {
+/// Rewrites a stored lead's row and search line (keys are the caller's).
+pub(super) fn update_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE leads SET name = ?2, emails = ?3, phones = ?4, total_spend = ?5, visits = ?6,
              last_order_at = ?7, tags = ?8, metadata = ?9, created_at = ?10, updated_at = ?11
@@ -109,6 +115,13 @@ pub(super) fn update_lead(conn: &Connection, old: &Lead, lead: &Lead) -> rusqlit
         to_ms(&lead.created_at),
         to_ms(&lead.updated_at),
     ])?;
+    conn.prepare_cached("UPDATE lead_search SET text = ?2 WHERE id = ?1")?.execute(params![lead.id, search_text(lead)])?;
+    Ok(())
+}
+
+/// Rewrites a stored lead, moving its identity keys from `old`'s to `lead`'s.
+pub(super) fn update_lead(conn: &Connection, old: &Lead, lead: &Lead) -> rusqlite::Result<()> {
+    update_lead_row(conn, lead)?;
     let (old_keys, new_keys) = (old.identity_keys(), lead.identity_keys());
     let mut del = conn.prepare_cached("DELETE FROM lead_keys WHERE key = ?1 AND lead_id = ?2")?;
     for key in old_keys.iter().filter(|k| !new_keys.contains(k)) {
@@ -118,8 +131,6 @@ pub(super) fn update_lead(conn: &Connection, old: &Lead, lead: &Lead) -> rusqlit
     for key in new_keys.iter().filter(|k| !old_keys.contains(k)) {
         add.execute(params![key, lead.id])?;
     }
-    conn.prepare_cached("UPDATE lead_search SET text = ?2 WHERE id = ?1")?
-        .execute(params![lead.id, search_text(lead)])?;
     Ok(())
 }
 
