@@ -17,14 +17,39 @@ use crm::engine::phone::normalize_phone;
 use std::io::{BufWriter, Write};
 
 const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Chidi", "Ngozi", "Tunde", "Amara", "Hannah", "Lukas", "Sofia", "Mateo", "Priya",
-    "Arjun", "Aisha", "Omar", "Mei", "Kenji", "Olivia", "Liam", "Emma", "Noah", "Zoë", "Björn", "José", "Chloé",
-    "Fatima", "Yusuf", "Ana", "João", "Ines", "Kwame", "Efua", "Ravi", "Ananya", "Carlos", "Lucía",
+    "Ada", "Grace", "Alan", "Chidi", "Ngozi", "Tunde", "Amara", "Hannah", "Lukas", "Sofia", "Mateo", "Priya", "Arjun",
+    "Aisha", "Omar", "Mei", "Kenji", "Olivia", "Liam", "Emma", "Noah", "Zoë", "Björn", "José", "Chloé", "Fatima",
+    "Yusuf", "Ana", "João", "Ines", "Kwame", "Efua", "Ravi", "Ananya", "Carlos", "Lucía",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Okafor", "Adeyemi", "Bello", "Müller", "Schmidt", "García", "Rossi",
-    "Sharma", "Patel", "Khan", "Chen", "Tanaka", "Smith", "Jones", "Brown", "O'Brien", "Silva", "Santos",
-    "Mensah", "Boateng", "Iyer", "Fernández", "Dubois", "Nowak", "Andersson",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Okafor",
+    "Adeyemi",
+    "Bello",
+    "Müller",
+    "Schmidt",
+    "García",
+    "Rossi",
+    "Sharma",
+    "Patel",
+    "Khan",
+    "Chen",
+    "Tanaka",
+    "Smith",
+    "Jones",
+    "Brown",
+    "O'Brien",
+    "Silva",
+    "Santos",
+    "Mensah",
+    "Boateng",
+    "Iyer",
+    "Fernández",
+    "Dubois",
+    "Nowak",
+    "Andersson",
 ];
 const DOMAINS: &[&str] =
     &["gmail.com", "yahoo.com", "outlook.com", "proton.me", "example.co.uk", "mail.de", "yahoo.com.ng", "icloud.com"];
@@ -142,7 +167,9 @@ fn write_bad_row(w: &mut impl Write, i: u64) -> std::io::Result<()> {
         5 => writeln!(w, "Bad,Visits,bad.visits{i}@example.com,,10.00,many,2025-01-01,,Mumbai,IN"),
         6 => writeln!(w, "Too,Few,too.few{i}@example.com,+447911123456"),
         7 => {
-            w.write_all(format!("Jos\u{e9}-in-latin1,N\u{fa}\u{f1}ez,latin{i}@example.com,,1.00,1,,,Madrid,ES\n").as_bytes())?;
+            w.write_all(
+                format!("Jos\u{e9}-in-latin1,N\u{fa}\u{f1}ez,latin{i}@example.com,,1.00,1,,,Madrid,ES\n").as_bytes(),
+            )?;
             // The same name in Latin-1 bytes: not UTF-8.
             w.write_all(b"Jos\xe9,N\xfa\xf1ez,")?;
             writeln!(w, "latin1.{i}@example.com,,1.00,1,,,Madrid,ES")

@@ -32,19 +32,29 @@ pub fn record(lead: &Lead, metadata_keys: &[String]) -> Vec<String> {
     row
 }
 
+/// A CSV writer's error as an I/O error of the same kind. csv's own conversion makes every
+/// kind `Other`, which would turn a closed pipe (`crm leads export | head`) into a failure.
+pub fn csv_io_error(e: csv::Error) -> std::io::Error {
+    let kind = match e.kind() {
+        csv::ErrorKind::Io(io) => io.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, e)
+}
+
 /// Streams every lead to `out` as CSV, a page at a time. Returns how many were written.
 pub async fn export_csv(store: &dyn Store, out: &mut dyn Write, target: &str) -> Result<u64> {
     let io = |e: std::io::Error| Error::Output { path: target.to_string(), source: e };
     let keys = store.metadata_keys().await?;
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(header(&keys)).map_err(|e| io(e.into()))?;
+    writer.write_record(header(&keys)).map_err(|e| io(csv_io_error(e)))?;
     let (mut after, mut written) = (0, 0u64);
     loop {
         let page = store.scan_leads(after, 2000).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for lead in &page {
-            writer.write_record(record(lead, &keys)).map_err(|e| io(e.into()))?;
+            writer.write_record(record(lead, &keys)).map_err(|e| io(csv_io_error(e)))?;
             written += 1;
         }
     }

@@ -8,6 +8,7 @@ pub mod import;
 pub mod lead;
 pub mod normalize;
 pub mod phone;
+pub mod segment;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -101,6 +101,10 @@ pub fn recognise(header: &str) -> Field {
     }
 }
 
+/// The column `--errors` adds after the original ones. As the last column of a file it is
+/// ignored, so a fixed errors file imports without its old messages landing in metadata.
+pub const ERROR_COLUMN: &str = "error";
+
 /// The field of every column, overrides first. Unknown overrides (a header not in the file)
 /// are returned as errors so a typo in `--map` is not silently ignored.
 pub fn map_headers(headers: &[String], overrides: &[HeaderOverride]) -> Result<Vec<Field>, String> {
@@ -113,11 +117,14 @@ pub fn map_headers(headers: &[String], overrides: &[HeaderOverride]) -> Result<V
             ));
         }
     }
+    let last = headers.len().saturating_sub(1);
     Ok(headers
         .iter()
-        .map(|h| {
+        .enumerate()
+        .map(|(i, h)| {
             overrides.iter().find(|o| squash(&o.header) == squash(h)).map(|o| o.field.clone()).unwrap_or_else(|| {
                 match recognise(h) {
+                    _ if i == last && h.trim() == ERROR_COLUMN => Field::Ignore,
                     Field::Metadata(k) if k.is_empty() => Field::Ignore,
                     f => f,
                 }
@@ -164,6 +171,14 @@ mod tests {
         assert_eq!(fields, [Field::Name, Field::Phones, Field::TotalSpend]);
         let typo: HeaderOverride = "Spnd=total_spend".parse().expect("valid");
         assert!(map_headers(&headers, &[typo]).unwrap_err().contains("not in the file"));
+    }
+
+    #[test]
+    fn the_errors_file_column_is_ignored_only_at_the_end() {
+        let fields = map_headers(&names(&["Email", "error"]), &[]).expect("maps");
+        assert_eq!(fields, [Field::Emails, Field::Ignore]);
+        let fields = map_headers(&names(&["error", "Email"]), &[]).expect("maps");
+        assert_eq!(fields, [Field::Metadata("error".into()), Field::Emails]);
     }
 
     #[test]

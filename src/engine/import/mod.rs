@@ -8,14 +8,17 @@
 //! import or costs a good row.
 
 pub mod headers;
+mod lines;
 pub mod row;
 
 use crate::engine::error::{Error, Result};
-use crate::engine::lead::{ConflictPolicy, LeadDraft};
+use crate::engine::export::csv_io_error;
+use crate::engine::lead::ConflictPolicy;
 use crate::engine::phone::Region;
-use crate::engine::store::{ImportPlan, RowOutcome, Store};
+use crate::engine::store::{ImportPlan, PreparedRow, RowOutcome, RowPreparer, Store};
 use csv::ByteRecord;
 use headers::{HeaderOverride, map_headers};
+use lines::LineTracker;
 use rayon::prelude::*;
 use row::{FieldError, RowReader};
 use serde::Serialize;
@@ -86,7 +89,7 @@ fn is_zero(n: &u64) -> bool {
 struct Parsed {
     line: u64,
     record: ByteRecord,
-    result: std::result::Result<Option<LeadDraft>, Vec<FieldError>>,
+    result: std::result::Result<Option<PreparedRow>, Vec<FieldError>>,
 }
 
 struct Chunk {
@@ -103,7 +106,8 @@ pub async fn import_csv(
 ) -> Result<ImportReport> {
     let started = Instant::now();
     let name = source.name.clone();
-    let mut csv = csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(source.reader);
+    let mut csv =
+        csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(LineTracker::new(source.reader));
     let headers: Vec<String> = csv
         .byte_headers()
         .map_err(|e| Error::Input { path: name.clone(), source: std::io::Error::other(e.to_string()) })?
@@ -120,16 +124,17 @@ pub async fn import_csv(
         None => None,
     };
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Chunk, Error>>(2);
-    let reader_name = name.clone();
-    let parser = std::thread::spawn(move || parse_chunks(csv, reader, reader_name, tx));
-
     let plan = ImportPlan {
         policy: options.policy,
         dry_run: options.dry_run,
         expected_rows: source.size.map(|bytes| bytes / 64 + 1),
     };
     let mut session = store.begin_import(plan).await?;
+    let preparer = session.preparer();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Chunk, Error>>(1);
+    let reader_name = name.clone();
+    let parser = std::thread::spawn(move || parse_chunks(csv, reader, preparer, reader_name, tx));
+
     let mut report = ImportReport { dry_run: options.dry_run, ..Default::default() };
     let mut rows_seen = 0u64;
     while let Some(chunk) = rx.recv().await {
@@ -194,8 +199,9 @@ fn reject(
 }
 
 fn parse_chunks(
-    mut csv: csv::Reader<Box<dyn Read + Send>>,
+    mut csv: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
     reader: RowReader,
+    preparer: RowPreparer,
     name: String,
     tx: tokio::sync::mpsc::Sender<std::result::Result<Chunk, Error>>,
 ) {
@@ -205,7 +211,10 @@ fn parse_chunks(
         while raw.len() < CHUNK_ROWS {
             let mut record = ByteRecord::new();
             match csv.read_byte_record(&mut record) {
-                Ok(true) => raw.push((record.position().map_or(0, |p| p.line()), record)),
+                Ok(true) => {
+                    let (byte, csv_line) = record.position().map_or((0, 0), |p| (p.byte(), p.line()));
+                    raw.push((csv.get_mut().line_at(byte).unwrap_or(csv_line), record));
+                }
                 Ok(false) => break,
                 Err(e) => {
                     failure = Some(Error::Input { path: name.clone(), source: std::io::Error::other(e.to_string()) });
@@ -217,7 +226,7 @@ fn parse_chunks(
         let rows: Vec<Parsed> = raw
             .into_par_iter()
             .map(|(line, record)| {
-                let result = reader.read(&record);
+                let result = reader.read(&record).map(|draft| draft.map(|d| preparer(d)));
                 Parsed { line, record, result }
             })
             .collect();
@@ -248,8 +257,8 @@ impl ErrorsFile {
         let file = std::fs::File::create(path).map_err(io)?;
         let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
         let mut header: Vec<&str> = headers.iter().map(String::as_str).collect();
-        header.push("error");
-        writer.write_record(&header).map_err(|e| io(e.into()))?;
+        header.push(headers::ERROR_COLUMN);
+        writer.write_record(&header).map_err(|e| io(csv_io_error(e)))?;
         Ok(ErrorsFile { path: path.clone(), writer })
     }
 
@@ -269,7 +278,7 @@ impl ErrorsFile {
         out.push_field(message.as_bytes());
         self.writer
             .write_byte_record(&out)
-            .map_err(|e| Error::Output { path: self.path.display().to_string(), source: e.into() })
+            .map_err(|e| Error::Output { path: self.path.display().to_string(), source: csv_io_error(e) })
     }
 
     fn finish(mut self) -> Result<()> {

@@ -15,15 +15,19 @@ use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// How `leads list` orders its output.
+/// How `leads list` orders its output. The field names as written everywhere else
+/// (`total_spend`, as in JSON, CSV and `--set`) are accepted besides clap's `total-spend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SortKey {
     #[default]
     Id,
     Name,
+    #[value(alias = "total_spend")]
     TotalSpend,
     Visits,
+    #[value(alias = "created_at")]
     CreatedAt,
+    #[value(alias = "last_order_at")]
     LastOrderAt,
 }
 
@@ -66,10 +70,29 @@ pub struct ImportPlan {
     pub expected_rows: Option<u64>,
 }
 
+/// A draft plus whatever per-row work its backend wanted done before the writer sees it
+/// (serialization, hashing), computed on the import's worker threads.
+pub struct PreparedRow {
+    pub draft: LeadDraft,
+    pub extra: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// Readies rows for a backend; called on many threads at once.
+pub type RowPreparer = Arc<dyn Fn(LeadDraft) -> PreparedRow + Send + Sync>;
+
+/// A preparer that does nothing, for backends with no per-row work.
+pub fn plain_preparer() -> RowPreparer {
+    Arc::new(|draft| PreparedRow { draft, extra: None })
+}
+
 #[async_trait]
 pub trait ImportSession: Send {
+    /// The per-row work to run on all cores before [`ImportSession::apply`].
+    fn preparer(&self) -> RowPreparer {
+        plain_preparer()
+    }
     /// Applies one batch, in order: later rows see earlier ones (in-file dedup).
-    async fn apply(&mut self, rows: Vec<LeadDraft>) -> Result<Vec<RowOutcome>>;
+    async fn apply(&mut self, rows: Vec<PreparedRow>) -> Result<Vec<RowOutcome>>;
     /// Makes everything durable, or discards it all for a dry run.
     async fn finish(self: Box<Self>) -> Result<()>;
 }

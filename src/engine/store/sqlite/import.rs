@@ -1,40 +1,46 @@
 //! Bulk import into SQLite, fast on a million rows and bounded in memory.
 //!
-//! The expensive part of a naive import is the identity index: two random-order keys per
-//! lead, each insert dirtying a random page of a large B-tree, rewritten at every commit.
-//! Here, during a *segment* (one write transaction), new keys are staged in memory (a compact
-//! arena plus a map of key hash → arena slot); at the segment's end they are sorted on all
-//! cores and written to `lead_keys` in key order (on an empty store: a pure append). Keys already in `lead_keys` are screened by a Bloom filter, so a new key — the
-//! common case — costs no index lookup. Hash hits from the map or the filter are always
-//! confirmed against real data, so hashing only ever saves work; it never decides a match.
+//! The costly part of a naive import is the identity index: two random-order keys per lead,
+//! each insert dirtying a random page of a B-tree that every commit rewrites. Here, during a
+//! *segment* (one write transaction), new keys are staged in memory as (hash → lead); at the
+//! segment's end they are sorted on all cores and written to `lead_keys` in hash order (on an
+//! empty store: a pure append). Keys already indexed are screened by a Bloom filter, so a new
+//! key — the common case — costs no index lookup at all. A hash hit, staged or indexed, is
+//! always confirmed against the lead's stored emails and phones (see `keys.rs`), so hashing
+//! only ever saves work; it never decides a match.
+//!
+//! Per-row serialization (JSON columns, search text, key hashes) runs in the
+//! [`ImportSession::preparer`], on all cores, so the single writer thread only binds values.
 //!
 //! A segment ends after [`SEGMENT_KEYS`] new keys or [`SEGMENT_TIME`], whichever comes first,
 //! so other processes are never locked out for long and memory stays flat for any file size.
-//! Between segments, another process may have changed leads: every lead-writing transaction
-//! bumps `meta.leads_version`, and a moved version rebuilds the filter before we go on.
-//! A dry run is one transaction, rolled back at the end.
+//! Between segments another process may have changed leads: every lead-writing transaction
+//! bumps `meta.leads_version`, and a moved version rebuilds the filter before we go on. A dry
+//! run is one transaction, rolled back at the end.
 
-use super::leads::{
-    bump_leads_version, describe_owners, insert_lead_row, leads_version, load_lead, lookup_key, update_lead_row,
-};
+use super::keys::{self, key_hash};
+use super::leads::{bump_leads_version, describe_owners, json, leads_version, load_lead, to_ms};
+use super::search;
 use super::{connect, db_err};
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
-use crate::engine::store::{ImportPlan, ImportSession, RowOutcome};
+use crate::engine::store::{ImportPlan, ImportSession, PreparedRow, RowOutcome, RowPreparer};
 use async_trait::async_trait;
 use chrono::Utc;
-use rusqlite::{Connection, params};
+use rayon::prelude::*;
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use rayon::slice::ParallelSliceMut;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// New keys staged per segment (staging costs ~70 bytes a key: ~70 MB at most).
+/// New keys staged per segment (~40 bytes each in memory).
 const SEGMENT_KEYS: usize = 1_000_000;
 /// Longest a segment holds the write lock.
 const SEGMENT_TIME: Duration = Duration::from_secs(3);
+/// Page cache of the import connection.
+const CACHE_PRAGMA: &str = "PRAGMA cache_size = -24576";
 
 /// A Bloom filter over key hashes (k = 6, ~12 bits a key, capped at 64 MiB; past the cap it
 /// answers "maybe" more often, which costs lookups, never correctness).
@@ -49,23 +55,24 @@ impl KeyFilter {
         KeyFilter { bits: vec![0; (bits / 64) as usize], mask: bits - 1 }
     }
 
-    fn positions(&self, h1: u64) -> [u64; 6] {
+    fn positions(&self, hash: i64) -> [u64; 6] {
+        let h1 = hash as u64;
         let h2 = h1.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         std::array::from_fn(|i| h1.wrapping_add((i as u64).wrapping_mul(h2)) & self.mask)
     }
 
-    fn insert(&mut self, hash: u64) {
+    fn insert(&mut self, hash: i64) {
         for p in self.positions(hash) {
             self.bits[(p / 64) as usize] |= 1 << (p % 64);
         }
     }
 
-    fn may_contain(&self, hash: u64) -> bool {
+    fn may_contain(&self, hash: i64) -> bool {
         self.positions(hash).iter().all(|p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
     }
 }
 
-/// A `Hasher` for keys that are already hashes.
+/// A `Hasher` for map keys that are already hashes.
 #[derive(Default)]
 struct PreHashed(u64);
 
@@ -78,91 +85,49 @@ impl Hasher for PreHashed {
             self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    fn write_i64(&mut self, n: i64) {
+        self.0 = n as u64;
     }
 }
 
-/// Keys staged in a segment: one byte arena, slots into it, and a map from key hash to slot.
-#[derive(Default)]
-struct StagedKeys {
-    bytes: String,
-    /// (start, end, lead); a removed key keeps its slot with lead 0.
-    slots: Vec<(u32, u32, LeadId)>,
-    by_hash: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+/// What the preparer computes for a row: its keys with their hashes, and the column values
+/// of a new lead (emails, phones, tags, metadata as JSON; the search text).
+struct Ready {
+    keys: Vec<(String, i64)>,
+    columns: [String; 5],
 }
 
-impl StagedKeys {
-    fn len(&self) -> usize {
-        self.slots.len()
+fn ready(draft: &LeadDraft) -> Ready {
+    let keys = draft.identity_keys().into_iter().map(|k| (k.clone(), key_hash(&k))).collect();
+    let mut text = draft.name.as_deref().unwrap_or("").to_lowercase();
+    for v in draft.emails.iter().chain(&draft.phones) {
+        text.push('\u{1f}');
+        text.push_str(v);
     }
-
-    fn key(&self, slot: u32) -> &str {
-        let (start, end, _) = self.slots[slot as usize];
-        &self.bytes[start as usize..end as usize]
-    }
-
-    fn get(&self, hash: u64, key: &str) -> Option<LeadId> {
-        let slot = *self.by_hash.get(&hash)?;
-        let id = self.slots[slot as usize].2;
-        (id != 0 && self.key(slot) == key).then_some(id)
-    }
-
-    /// False when another key with this hash is staged (the caller stores it elsewhere).
-    fn insert(&mut self, hash: u64, key: &str, id: LeadId) -> bool {
-        let slot = self.slots.len() as u32;
-        match self.by_hash.entry(hash) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(entry) => {
-                entry.insert(slot);
-                let start = self.bytes.len() as u32;
-                self.bytes.push_str(key);
-                self.slots.push((start, self.bytes.len() as u32, id));
-                true
-            }
-        }
-    }
-
-    fn remove(&mut self, hash: u64, key: &str) {
-        if let Some(&slot) = self.by_hash.get(&hash) {
-            if self.key(slot) == key {
-                self.slots[slot as usize].2 = 0;
-                self.by_hash.remove(&hash);
-            }
-        }
-    }
-
-    /// Live keys in key order, sorted on all cores.
-    fn sorted(&self) -> Vec<(&str, LeadId)> {
-        let mut live: Vec<(&str, LeadId)> =
-            (0..self.slots.len() as u32).filter(|s| self.slots[*s as usize].2 != 0).map(|s| (self.key(s), self.slots[s as usize].2)).collect();
-        live.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
-        live
-    }
-
-    fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
-        self.by_hash.keys().copied()
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.slots.clear();
-        self.by_hash.clear();
-    }
+    text.retain(|c| c != '\u{1e}');
+    Ready { keys, columns: [json(&draft.emails), json(&draft.phones), json(&draft.tags), json(&draft.metadata), text] }
 }
 
 struct State {
     conn: Connection,
     plan: ImportPlan,
     store: String,
-    hasher: ahash::RandomState,
-    /// Keys in `lead_keys` (as of the last refresh, plus our own flushed ones).
+    /// Hashes of keys in the index (as of the last refresh, plus our own flushed ones).
     filter: KeyFilter,
-    /// Keys added in this segment, not yet in `lead_keys`.
-    staged: StagedKeys,
+    /// Keys added in this segment and not yet in `lead_keys`: hash → lead.
+    staged: HashMap<i64, LeadId, BuildHasherDefault<PreHashed>>,
     in_segment: Option<Instant>,
     /// `leads_version` as of our last commit; another value means someone else wrote leads.
     seen_version: i64,
+    /// The search group new leads are appended to, written back when we move on.
+    group: OpenGroup,
+}
+
+#[derive(Default)]
+struct OpenGroup {
+    grp: Option<i64>,
+    body: Vec<u8>,
+    last_id: LeadId,
 }
 
 pub struct SqliteImport {
@@ -174,11 +139,7 @@ impl SqliteImport {
         let store = format!("sqlite:{}", path.display());
         let state = tokio::task::spawn_blocking(move || -> Result<State> {
             let conn = connect(&path).map_err(db_err(&store))?;
-            conn.execute_batch(
-                "PRAGMA cache_size = -65536;
-                 PRAGMA temp_store = FILE;",
-            )
-            .map_err(db_err(&store))?;
+            conn.execute_batch(CACHE_PRAGMA).map_err(db_err(&store))?;
             let existing: i64 =
                 conn.query_row("SELECT count(*) FROM lead_keys", [], |r| r.get(0)).map_err(db_err(&store))?;
             let expected = existing as u64 + plan.expected_rows.unwrap_or(100_000) * 2;
@@ -186,11 +147,11 @@ impl SqliteImport {
                 conn,
                 plan,
                 store,
-                hasher: ahash::RandomState::new(),
                 filter: KeyFilter::with_capacity(expected),
-                staged: StagedKeys::default(),
+                staged: HashMap::default(),
                 in_segment: None,
                 seen_version: -1,
+                group: OpenGroup::default(),
             })
         })
         .await
@@ -212,38 +173,42 @@ impl State {
         self.in_segment = Some(Instant::now());
         let version = leads_version(&self.conn).map_err(self.sql())?;
         if version != self.seen_version {
-            self.rebuild_filter()?;
+            self.rebuild_filter().map_err(db_err(&self.store))?;
             self.seen_version = version;
         }
         Ok(())
     }
 
-    fn rebuild_filter(&mut self) -> Result<()> {
-        let mut stmt = self.conn.prepare("SELECT key FROM lead_keys").map_err(db_err(&self.store))?;
-        let mut rows = stmt.query([]).map_err(db_err(&self.store))?;
-        while let Some(row) = rows.next().map_err(db_err(&self.store))? {
-            let key = row.get_ref(0).map_err(db_err(&self.store))?.as_str().unwrap_or_default();
-            self.filter.insert(self.hasher.hash_one(key));
+    fn rebuild_filter(&mut self) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare("SELECT h FROM lead_keys")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            self.filter.insert(row.get(0)?);
+        }
+        let mut stmt = self.conn.prepare("SELECT key FROM lead_key_overflow")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            self.filter.insert(key_hash(row.get_ref(0)?.as_str()?));
         }
         Ok(())
     }
 
-    /// Moves staged keys into `lead_keys` (sorted), and commits unless this is a dry run.
+    /// Writes the open search group and the staged keys (in hash order); commits unless dry.
     fn end_segment(&mut self, commit: bool) -> Result<()> {
         if self.in_segment.is_none() {
             return Ok(());
         }
+        self.close_group().map_err(db_err(&self.store))?;
+        let mut staged: Vec<(i64, LeadId)> = self.staged.drain().collect();
+        staged.par_sort_unstable();
         {
             let mut insert =
-                self.conn.prepare_cached("INSERT INTO lead_keys (key, lead_id) VALUES (?1, ?2)").map_err(db_err(&self.store))?;
-            for (key, id) in self.staged.sorted() {
-                insert.execute(params![key, id]).map_err(db_err(&self.store))?;
+                self.conn.prepare_cached("INSERT INTO lead_keys (h, lead_id) VALUES (?1, ?2)").map_err(self.sql())?;
+            for (hash, id) in &staged {
+                insert.execute(params![hash, id]).map_err(db_err(&self.store))?;
+                self.filter.insert(*hash);
             }
         }
-        for hash in self.staged.hashes() {
-            self.filter.insert(hash);
-        }
-        self.staged.clear();
         if commit {
             self.seen_version = bump_leads_version(&self.conn).map_err(self.sql())?;
             self.conn.execute_batch("COMMIT").map_err(self.sql())?;
@@ -252,16 +217,16 @@ impl State {
         Ok(())
     }
 
-    fn segment_full(&self) -> bool {
-        self.staged.len() >= SEGMENT_KEYS || self.in_segment.is_some_and(|t| t.elapsed() >= SEGMENT_TIME)
-    }
-
-    fn apply(&mut self, rows: Vec<LeadDraft>) -> Result<Vec<RowOutcome>> {
+    fn apply(&mut self, rows: Vec<PreparedRow>) -> Result<Vec<RowOutcome>> {
         self.begin_segment()?;
         let now = Utc::now();
         let mut outcomes = Vec::with_capacity(rows.len());
-        for draft in rows {
-            match self.apply_row(draft, now) {
+        for row in rows {
+            let ready = match row.extra.and_then(|e| e.downcast::<Ready>().ok()) {
+                Some(r) => *r,
+                None => ready(&row.draft),
+            };
+            match self.apply_row(row.draft, ready, now) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
@@ -270,47 +235,72 @@ impl State {
                 }
             }
         }
+        let full = self.staged.len() >= SEGMENT_KEYS;
         if self.plan.dry_run {
-            // One transaction throughout; still flush staged keys so memory stays bounded.
-            if self.staged.len() >= SEGMENT_KEYS {
+            // One transaction throughout; staged keys still go to the index to bound memory.
+            if full {
                 self.end_segment(false)?;
             }
-        } else if self.segment_full() {
+        } else if full || self.in_segment.is_some_and(|t| t.elapsed() >= SEGMENT_TIME) {
             self.end_segment(true)?;
         }
         Ok(outcomes)
     }
 
-    /// The lead owning `key`, if any: staged keys first, then the index.
-    fn owner_of(&self, key: &str, hash: u64) -> rusqlite::Result<Option<LeadId>> {
-        if let Some(id) = self.staged.get(hash, key) {
-            return Ok(Some(id));
-        }
-        if self.filter.may_contain(hash) { lookup_key(&self.conn, key) } else { Ok(None) }
+    /// Whether lead `id`'s stored emails/phones include `key` (the JSON columns are searched
+    /// for the quoted value; normalized emails and phones never need escaping).
+    fn confirm(&self, id: LeadId, key: &str) -> rusqlite::Result<bool> {
+        let (column, value) = match key.split_once(':') {
+            Some(("e", v)) => ("emails", v),
+            Some(("p", v)) => ("phones", v),
+            _ => return Ok(false),
+        };
+        let sql = format!("SELECT instr({column}, ?2) > 0 FROM leads WHERE id = ?1");
+        let quoted = format!("\"{value}\"");
+        Ok(self.conn.prepare_cached(&sql)?.query_row(params![id, quoted], |r| r.get(0)).optional()?.unwrap_or(false))
     }
 
-    fn add_key(&mut self, key: &str, id: LeadId) -> rusqlite::Result<()> {
-        let hash = self.hasher.hash_one(key);
-        if !self.staged.insert(hash, key, id) {
-            // Two keys with one hash: the second goes straight to the index (exact).
-            self.conn.prepare_cached("INSERT INTO lead_keys (key, lead_id) VALUES (?1, ?2)")?.execute(params![key, id])?;
+    /// The lead owning `key`, confirmed: staged keys, then the index, then the overflow.
+    fn owner_of(&self, key: &str, hash: i64) -> rusqlite::Result<Option<LeadId>> {
+        let candidate = match self.staged.get(&hash) {
+            Some(&id) => Some(id),
+            None if self.filter.may_contain(hash) => keys::hashed_owner(&self.conn, hash)?,
+            None => return Ok(None),
+        };
+        if let Some(id) = candidate {
+            if self.confirm(id, key)? {
+                return Ok(Some(id));
+            }
+        }
+        keys::overflow_owner(&self.conn, key)
+    }
+
+    /// Records a key no lead owns yet.
+    fn add_key(&mut self, key: &str, hash: i64, id: LeadId) -> rusqlite::Result<()> {
+        let taken = self.staged.contains_key(&hash)
+            || (self.filter.may_contain(hash) && keys::hashed_owner(&self.conn, hash)?.is_some());
+        if taken {
+            keys::insert_overflow(&self.conn, key, id)?;
             self.filter.insert(hash);
+        } else {
+            self.staged.insert(hash, id);
         }
         Ok(())
     }
 
     fn remove_key(&mut self, key: &str, id: LeadId) -> rusqlite::Result<()> {
-        let hash = self.hasher.hash_one(key);
-        self.conn.prepare_cached("DELETE FROM lead_keys WHERE key = ?1 AND lead_id = ?2")?.execute(params![key, id])?;
-        self.staged.remove(hash, key);
-        Ok(())
+        let hash = key_hash(key);
+        if self.staged.get(&hash) == Some(&id) && keys::overflow_owner(&self.conn, key)? != Some(id) {
+            self.staged.remove(&hash);
+            return Ok(());
+        }
+        keys::remove(&self.conn, key, id)
     }
 
-    fn apply_row(&mut self, draft: LeadDraft, now: chrono::DateTime<Utc>) -> rusqlite::Result<RowOutcome> {
-        let keys = draft.identity_keys();
+    fn apply_row(&mut self, draft: LeadDraft, ready: Ready, now: chrono::DateTime<Utc>) -> rusqlite::Result<RowOutcome> {
         let mut owners: Vec<(String, LeadId)> = Vec::new();
-        for key in &keys {
-            if let Some(id) = self.owner_of(key, self.hasher.hash_one(key))? {
+        for (key, hash) in &ready.keys {
+            if let Some(id) = self.owner_of(key, *hash)? {
                 owners.push((key.clone(), id));
             }
         }
@@ -322,10 +312,9 @@ impl State {
             )));
         }
         let Some(id) = first else {
-            let lead = draft.into_lead(0, now);
-            let id = insert_lead_row(&self.conn, &lead)?;
-            for key in &keys {
-                self.add_key(key, id)?;
+            let id = self.insert_new(&draft, &ready, now)?;
+            for (key, hash) in &ready.keys {
+                self.add_key(key, *hash, id)?;
             }
             return Ok(RowOutcome::Inserted(id));
         };
@@ -340,14 +329,82 @@ impl State {
         Ok(RowOutcome::Updated(id))
     }
 
+    fn insert_new(&mut self, d: &LeadDraft, ready: &Ready, now: chrono::DateTime<Utc>) -> rusqlite::Result<LeadId> {
+        let [emails, phones, tags, metadata, text] = &ready.columns;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO leads (name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                d.name.as_deref().unwrap_or(""),
+                emails,
+                phones,
+                d.total_spend.unwrap_or(0.0),
+                d.visits.unwrap_or(0),
+                d.last_order_at.as_ref().map(to_ms),
+                tags,
+                metadata,
+                to_ms(&d.created_at.unwrap_or(now)),
+                to_ms(&now),
+            ])?;
+        let id = self.conn.last_insert_rowid();
+        self.put_search(id, text)?;
+        Ok(id)
+    }
+
+    /// Writes a lead's search record through the open group.
+    fn put_search(&mut self, id: LeadId, text: &str) -> rusqlite::Result<()> {
+        let grp = search::group_of(id);
+        if self.group.grp != Some(grp) {
+            self.close_group()?;
+            let body = search::load_group(&self.conn, grp)?;
+            self.group = OpenGroup { grp: Some(grp), last_id: search::last_id(&body).unwrap_or(0), body };
+        }
+        if id > self.group.last_id {
+            search::push_record(&mut self.group.body, id, text);
+            self.group.last_id = id;
+        } else {
+            self.group.body = search::with_record(&self.group.body, id, Some(text));
+        }
+        Ok(())
+    }
+
+    fn close_group(&mut self) -> rusqlite::Result<()> {
+        let group = std::mem::take(&mut self.group);
+        match group.grp {
+            Some(grp) => search::store_group(&self.conn, grp, &group.body),
+            None => Ok(()),
+        }
+    }
+
     fn rewrite(&mut self, old: &Lead, lead: &Lead) -> rusqlite::Result<()> {
-        update_lead_row(&self.conn, lead)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE leads SET name = ?2, emails = ?3, phones = ?4, total_spend = ?5, visits = ?6,
+                     last_order_at = ?7, tags = ?8, metadata = ?9, created_at = ?10, updated_at = ?11
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                lead.id,
+                lead.name,
+                json(&lead.emails),
+                json(&lead.phones),
+                lead.total_spend,
+                lead.visits,
+                lead.last_order_at.as_ref().map(to_ms),
+                json(&lead.tags),
+                json(&lead.metadata),
+                to_ms(&lead.created_at),
+                to_ms(&lead.updated_at),
+            ])?;
+        self.put_search(lead.id, &search::search_text(lead))?;
         let (old_keys, new_keys) = (old.identity_keys(), lead.identity_keys());
         for key in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             self.remove_key(key, lead.id)?;
         }
         for key in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-            self.add_key(key, lead.id)?;
+            self.add_key(key, key_hash(key), lead.id)?;
         }
         Ok(())
     }
@@ -365,7 +422,14 @@ impl State {
 
 #[async_trait]
 impl ImportSession for SqliteImport {
-    async fn apply(&mut self, rows: Vec<LeadDraft>) -> Result<Vec<RowOutcome>> {
+    fn preparer(&self) -> RowPreparer {
+        Arc::new(|draft: LeadDraft| {
+            let extra: Box<dyn std::any::Any + Send> = Box::new(ready(&draft));
+            PreparedRow { draft, extra: Some(extra) }
+        })
+    }
+
+    async fn apply(&mut self, rows: Vec<PreparedRow>) -> Result<Vec<RowOutcome>> {
         let mut state = self.state.take().ok_or_else(|| Error::store("sqlite import", "session already failed"))?;
         let (state, result) = tokio::task::spawn_blocking(move || {
             let result = state.apply(rows);
@@ -389,13 +453,12 @@ mod tests {
 
     #[test]
     fn filter_has_no_false_negatives() {
-        let hasher = ahash::RandomState::new();
         let mut f = KeyFilter::with_capacity(10_000);
         for i in 0..10_000 {
-            f.insert(hasher.hash_one(format!("e:user{i}@example.com")));
+            f.insert(key_hash(&format!("e:user{i}@example.com")));
         }
-        assert!((0..10_000).all(|i| f.may_contain(hasher.hash_one(format!("e:user{i}@example.com")))));
-        let false_hits = (0..10_000).filter(|i| f.may_contain(hasher.hash_one(format!("p:+44{i}")))).count();
+        assert!((0..10_000).all(|i| f.may_contain(key_hash(&format!("e:user{i}@example.com")))));
+        let false_hits = (0..10_000).filter(|i| f.may_contain(key_hash(&format!("p:+44{i}")))).count();
         assert!(false_hits < 100, "{false_hits} false positives in 10000");
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! Lists (emails, phones, tags) and metadata are JSON columns; timestamps are Unix
 //! milliseconds so range rules compare integers. `lead_keys` maps every normalized email and
-//! phone to its lead and is the unique index that dedup relies on. `lead_search` holds one
-//! lower-cased line per lead (name, emails, phones) so a substring search scans a narrow table.
+//! phone to its lead and is the unique index that dedup relies on. Substring search has its
+//! own structure, in `search.rs`.
 
 use super::{SqliteStore, db_err};
-
+use super::{keys, search};
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
 use crate::engine::store::{ImportPlan, ImportSession, LeadFilter, LeadQuery, SortKey, Store};
@@ -48,18 +48,8 @@ pub(super) fn lead_from_row(row: &Row) -> rusqlite::Result<Lead> {
     })
 }
 
-fn json(value: &impl serde::Serialize) -> String {
+pub(super) fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-}
-
-/// The lower-cased line `lead_search` holds for a lead.
-pub(super) fn search_text(lead: &Lead) -> String {
-    let mut text = lead.name.to_lowercase();
-    for v in lead.emails.iter().chain(&lead.phones) {
-        text.push('\n');
-        text.push_str(v);
-    }
-    text
 }
 
 /// Inserts a new lead's row and search line (its `id` is ignored; keys are the caller's).
@@ -81,16 +71,15 @@ pub(super) fn insert_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Resul
         to_ms(&lead.updated_at),
     ])?;
     let id = conn.last_insert_rowid();
-    conn.prepare_cached("INSERT INTO lead_search (id, text) VALUES (?1, ?2)")?.execute(params![id, search_text(lead)])?;
+    search::set_record(conn, id, Some(&search::search_text(lead)))?;
     Ok(id)
 }
 
 /// Inserts a new lead with its identity keys; returns the id.
 pub(super) fn insert_lead(conn: &Connection, lead: &Lead) -> rusqlite::Result<LeadId> {
     let id = insert_lead_row(conn, lead)?;
-    let mut key_stmt = conn.prepare_cached("INSERT INTO lead_keys (key, lead_id) VALUES (?1, ?2)")?;
     for key in lead.identity_keys() {
-        key_stmt.execute(params![key, id])?;
+        keys::insert(conn, &key, id)?;
     }
     Ok(id)
 }
@@ -115,21 +104,18 @@ pub(super) fn update_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Resul
         to_ms(&lead.created_at),
         to_ms(&lead.updated_at),
     ])?;
-    conn.prepare_cached("UPDATE lead_search SET text = ?2 WHERE id = ?1")?.execute(params![lead.id, search_text(lead)])?;
-    Ok(())
+    search::set_record(conn, lead.id, Some(&search::search_text(lead)))
 }
 
 /// Rewrites a stored lead, moving its identity keys from `old`'s to `lead`'s.
 pub(super) fn update_lead(conn: &Connection, old: &Lead, lead: &Lead) -> rusqlite::Result<()> {
     update_lead_row(conn, lead)?;
     let (old_keys, new_keys) = (old.identity_keys(), lead.identity_keys());
-    let mut del = conn.prepare_cached("DELETE FROM lead_keys WHERE key = ?1 AND lead_id = ?2")?;
     for key in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-        del.execute(params![key, lead.id])?;
+        keys::remove(conn, key, lead.id)?;
     }
-    let mut add = conn.prepare_cached("INSERT INTO lead_keys (key, lead_id) VALUES (?1, ?2)")?;
     for key in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-        add.execute(params![key, lead.id])?;
+        keys::insert(conn, key, lead.id)?;
     }
     Ok(())
 }
@@ -141,7 +127,7 @@ pub(super) fn load_lead(conn: &Connection, id: LeadId) -> rusqlite::Result<Optio
 }
 
 pub(super) fn lookup_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<LeadId>> {
-    conn.prepare_cached("SELECT lead_id FROM lead_keys WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()
+    keys::owner(conn, key)
 }
 
 /// Records that leads changed, so an import running in another process reloads its filter.
@@ -180,13 +166,12 @@ pub(super) fn describe_owners(owners: &[(String, LeadId)]) -> String {
         .join(", ")
 }
 
-fn where_clause(filter: &LeadFilter, params: &mut Vec<Value>) -> (String, String) {
-    let mut from = String::from("leads l");
+/// The WHERE clause for a filter; `ids` are the search matches when a search was given.
+fn where_clause(filter: &LeadFilter, ids: Option<&[LeadId]>, params: &mut Vec<Value>) -> String {
     let mut conds: Vec<String> = Vec::new();
-    if let Some(term) = filter.search.as_ref().map(|s| search_term(s)).filter(|s| !s.is_empty()) {
-        from = String::from("lead_search s JOIN leads l ON l.id = s.id");
-        params.push(Value::Text(term));
-        conds.push(format!("instr(s.text, ?{}) > 0", params.len()));
+    if let Some(ids) = ids {
+        params.push(Value::Text(json(&ids)));
+        conds.push(format!("l.id IN (SELECT value FROM json_each(?{}))", params.len()));
     }
     if let Some(min) = filter.min_spend {
         params.push(Value::Real(min));
@@ -203,17 +188,19 @@ fn where_clause(filter: &LeadFilter, params: &mut Vec<Value>) -> (String, String
             params.len()
         ));
     }
-    let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-    (from, clause)
+    if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) }
 }
 
-/// The search term as `lead_search` stores text: lower-cased; a phone-like term (digits with
-/// spaces, dashes, dots, parentheses) loses its punctuation so `7700 900` finds `+447700900123`.
-fn search_term(term: &str) -> String {
-    let term = term.trim();
-    let phone_like = term.chars().filter(|c| c.is_ascii_digit()).count() >= 3
-        && term.chars().all(|c| c.is_ascii_digit() || " -.()+".contains(c));
-    if phone_like { term.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect() } else { term.to_lowercase() }
+/// Search matches for the filter's term (`None` when there is no search).
+fn search_ids(conn: &Connection, filter: &LeadFilter) -> rusqlite::Result<Option<Vec<LeadId>>> {
+    match filter.search.as_deref().map(search::normalize_term).filter(|t| !t.is_empty()) {
+        Some(term) => search::matching_ids(conn, &term).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn only_search(filter: &LeadFilter) -> bool {
+    filter.min_spend.is_none() && filter.max_spend.is_none() && filter.tags.is_empty()
 }
 
 fn order_by(query: &LeadQuery) -> String {
@@ -301,13 +288,10 @@ impl Store for SqliteStore {
                 conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err(&store))?;
             let Some(old) = load_lead(&tx, id).map_err(db_err(&store))? else { return Ok(false) };
             let run = |sql: &str| tx.execute(sql, [id]).map_err(db_err(&store));
-            let mut del =
-                tx.prepare_cached("DELETE FROM lead_keys WHERE key = ?1 AND lead_id = ?2").map_err(db_err(&store))?;
             for key in old.identity_keys() {
-                del.execute(params![key, id]).map_err(db_err(&store))?;
+                keys::remove(&tx, &key, id).map_err(db_err(&store))?;
             }
-            drop(del);
-            run("DELETE FROM lead_search WHERE id = ?1")?;
+            search::set_record(&tx, id, None).map_err(db_err(&store))?;
             run("DELETE FROM leads WHERE id = ?1")?;
             bump_leads_version(&tx).map_err(db_err(&store))?;
             tx.commit().map_err(db_err(&store))?;
@@ -319,13 +303,23 @@ impl Store for SqliteStore {
     async fn list_leads(&self, query: &LeadQuery) -> Result<Vec<Lead>> {
         let (store, query) = (self.describe_path(), query.clone());
         self.call(move |conn| {
+            let mut ids = search_ids(conn, &query.filter).map_err(db_err(&store))?;
+            let mut offset = query.offset;
+            // Search matches come sorted by id: page them here rather than in SQL.
+            if let Some(found) = ids.as_mut().filter(|_| query.sort == SortKey::Id && only_search(&query.filter)) {
+                if query.desc {
+                    found.reverse();
+                }
+                let end = query.limit.map_or(found.len(), |l| offset.saturating_add(l).min(found.len()));
+                *found = found.get(offset.min(end)..end).unwrap_or_default().to_vec();
+                offset = 0;
+            }
             let mut params = Vec::new();
-            let (from, clause) = where_clause(&query.filter, &mut params);
+            let clause = where_clause(&query.filter, ids.as_deref(), &mut params);
             let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
             let sql = format!(
-                "SELECT {LEAD_COLUMNS} FROM {from} {clause} {} LIMIT {limit} OFFSET {}",
-                order_by(&query),
-                query.offset
+                "SELECT {LEAD_COLUMNS} FROM leads l {clause} {} LIMIT {limit} OFFSET {offset}",
+                order_by(&query)
             );
             let mut stmt = conn.prepare(&sql).map_err(db_err(&store))?;
             let rows = stmt.query_map(rusqlite::params_from_iter(params), lead_from_row).map_err(db_err(&store))?;
@@ -337,9 +331,13 @@ impl Store for SqliteStore {
     async fn count_leads(&self, filter: &LeadFilter) -> Result<u64> {
         let (store, filter) = (self.describe_path(), filter.clone());
         self.call(move |conn| {
+            let ids = search_ids(conn, &filter).map_err(db_err(&store))?;
+            if let Some(ids) = ids.as_ref().filter(|_| only_search(&filter)) {
+                return Ok(ids.len() as u64);
+            }
             let mut params = Vec::new();
-            let (from, clause) = where_clause(&filter, &mut params);
-            let sql = format!("SELECT count(*) FROM {from} {clause}");
+            let clause = where_clause(&filter, ids.as_deref(), &mut params);
+            let sql = format!("SELECT count(*) FROM leads l {clause}");
             conn.query_row(&sql, rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
                 .map_err(db_err(&store))
@@ -371,18 +369,5 @@ impl Store for SqliteStore {
             rows.collect::<rusqlite::Result<Vec<String>>>().map_err(db_err(&store))
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phone_like_search_terms_lose_punctuation() {
-        assert_eq!(search_term("7700 900"), "7700900");
-        assert_eq!(search_term("+44 (0)7700"), "+4407700");
-        assert_eq!(search_term("Ada LOVELACE"), "ada lovelace");
-        assert_eq!(search_term("Flat 12"), "flat 12");
     }
 }

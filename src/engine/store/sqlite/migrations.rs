@@ -16,7 +16,8 @@ impl From<rusqlite::Error> for MigrateError {
 
 /// Schema steps; index + 1 is the version each one produces. Append, never edit.
 const STEPS: &[&str] = &[
-    // 1: leads, their identity keys (every normalized email and phone), and search text.
+    // 1: leads, their identity keys (every normalized email and phone; see keys.rs), and search groups
+    //    (see store/sqlite/search.rs).
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
      INSERT INTO meta (key, value) VALUES ('leads_version', 0);
      CREATE TABLE leads (
@@ -33,12 +34,16 @@ const STEPS: &[&str] = &[
          updated_at    INTEGER NOT NULL
      );
      CREATE TABLE lead_keys (
+         h       INTEGER PRIMARY KEY,
+         lead_id INTEGER NOT NULL
+     );
+     CREATE TABLE lead_key_overflow (
          key     TEXT PRIMARY KEY,
          lead_id INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE TABLE lead_search (
-         id   INTEGER PRIMARY KEY,
-         text TEXT NOT NULL
+         grp  INTEGER PRIMARY KEY,
+         body BLOB NOT NULL
      );",
 ];
 

@@ -6,8 +6,10 @@
 //! (workers, the dashboard) never stall their runtime on disk I/O.
 
 mod import;
+mod keys;
 mod leads;
 mod migrations;
+mod search;
 
 use crate::engine::error::{Error, Result};
 use rusqlite::Connection;

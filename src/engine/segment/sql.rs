@@ -1,0 +1,260 @@
+//! Rules as a parameterized SQLite `WHERE` fragment over `leads l`, so a segment is counted and
+//! listed inside the database instead of by loading every lead.
+//!
+//! The fragment renders the evaluator's compiled tests (`eval::Test`) one for one and must
+//! select exactly the leads [`Rule::matches`] accepts; the property test in `proptests.rs` holds
+//! it to that. Three design points make that possible:
+//!
+//! - Every leaf is two-valued (0 or 1, never NULL): a nullable column is guarded with
+//!   `col IS NOT NULL AND …`, so `NOT (…)` negates exactly as the evaluator does.
+//! - Case folding uses `crm_lower`, a SQL function running Rust's `to_lowercase`
+//!   (SQLite's `lower()` only folds ASCII); call [`register_functions`] on the connection first.
+//! - No user text is ever part of the SQL string: values and metadata JSON paths are `?N`
+//!   parameters; substring tests use `instr`, never `LIKE`, so `%` and `_` are plain text.
+
+use super::ast::{Field, Operator, Rule};
+use super::eval::{NumberTest, Test, TextMatcher, compile};
+use super::relative_date::DateTest;
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+
+/// A `WHERE` fragment (without the keyword) and its parameters, numbered `?N` in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlWhere {
+    pub sql: String,
+    pub params: Vec<SqlValue>,
+}
+
+/// The fragment for `rule` with relative dates pinned to `now`; parameters start at `?1`.
+pub fn to_sql(rule: &Rule, now: DateTime<Utc>) -> SqlWhere {
+    to_sql_from(rule, now, 1)
+}
+
+/// Like [`to_sql`], with parameters numbered from `?first_param`, for queries that bind
+/// parameters of their own before the fragment's.
+pub fn to_sql_from(rule: &Rule, now: DateTime<Utc>, first_param: usize) -> SqlWhere {
+    let mut builder = Builder { params: Vec::new(), first: first_param.max(1), now };
+    let sql = builder.rule(rule);
+    SqlWhere { sql, params: builder.params }
+}
+
+/// Registers `crm_lower(text)`, the Unicode-aware lower-casing the fragments use, on `conn`.
+/// NULL stays NULL; numbers become their text.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
+    conn.create_scalar_function("crm_lower", 1, flags, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(i.to_string()),
+            ValueRef::Real(f) => Some(f.to_string()),
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Some(String::from_utf8_lossy(bytes).to_lowercase()),
+        })
+    })
+}
+
+struct Builder {
+    params: Vec<SqlValue>,
+    first: usize,
+    now: DateTime<Utc>,
+}
+
+impl Builder {
+    /// Adds a parameter and returns its placeholder.
+    fn bind(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        format!("?{}", self.first + self.params.len() - 1)
+    }
+
+    fn bind_all<T: Copy>(&mut self, values: &[T], to_sql: fn(T) -> SqlValue) -> String {
+        values.iter().map(|v| self.bind(to_sql(*v))).collect::<Vec<_>>().join(", ")
+    }
+
+    fn rule(&mut self, rule: &Rule) -> String {
+        match rule {
+            Rule::And(children) if children.is_empty() => "1".into(),
+            Rule::Or(children) if children.is_empty() => "0".into(),
+            Rule::And(children) => self.group(children, " AND "),
+            Rule::Or(children) => self.group(children, " OR "),
+            Rule::Not(child) => format!("NOT ({})", self.rule(child)),
+            Rule::Condition(c) => {
+                let test = compile(c, self.now);
+                self.condition(&c.field, &test)
+            }
+        }
+    }
+
+    fn group(&mut self, children: &[Rule], joiner: &str) -> String {
+        let parts: Vec<String> = children.iter().map(|child| self.rule(child)).collect();
+        format!("({})", parts.join(joiner))
+    }
+
+    fn condition(&mut self, field: &Field, test: &Test) -> String {
+        match test {
+            Test::Never => "0".into(),
+            Test::Text { matcher, negate } => self.text(field, matcher, *negate),
+            Test::Real(test) => self.number("l.total_spend", test, SqlValue::Real),
+            Test::Whole(test) => self.number("l.visits", test, SqlValue::Integer),
+            Test::Date(test) => {
+                let column = match field {
+                    Field::LastOrderAt => "l.last_order_at",
+                    Field::CreatedAt => "l.created_at",
+                    Field::UpdatedAt => "l.updated_at",
+                    _ => return "0".into(),
+                };
+                let predicate = self.date(column, *test);
+                if field.is_optional() { format!("({column} IS NOT NULL AND {predicate})") } else { predicate }
+            }
+        }
+    }
+
+    fn text(&mut self, field: &Field, matcher: &TextMatcher, negate: bool) -> String {
+        let not = if negate { "NOT " } else { "" };
+        match field {
+            Field::Name => format!("{not}({})", self.text_predicate("l.name", matcher)),
+            Field::Metadata(key) => {
+                // The key passed validation (letters, digits, _) and is still only a parameter.
+                let path = self.bind(SqlValue::Text(format!("$.\"{key}\"")));
+                let column = format!("json_extract(l.metadata, {path})");
+                let predicate = self.text_predicate(&column, matcher);
+                format!("({column} IS NOT NULL AND {not}({predicate}))")
+            }
+            list => {
+                let column = match list {
+                    Field::Emails => "l.emails",
+                    Field::Phones => "l.phones",
+                    _ => "l.tags",
+                };
+                let predicate = self.text_predicate("seg_e.value", matcher);
+                format!("{not}EXISTS (SELECT 1 FROM json_each({column}) AS seg_e WHERE {predicate})")
+            }
+        }
+    }
+
+    fn text_predicate(&mut self, column: &str, matcher: &TextMatcher) -> String {
+        match matcher {
+            TextMatcher::Equals(v) => format!("crm_lower({column}) = {}", self.bind(SqlValue::Text(v.clone()))),
+            TextMatcher::Contains(v) => {
+                format!("instr(crm_lower({column}), {}) > 0", self.bind(SqlValue::Text(v.clone())))
+            }
+            TextMatcher::OneOf(values) if values.is_empty() => "0".into(),
+            TextMatcher::OneOf(values) => {
+                let list: Vec<String> = values.iter().map(|v| self.bind(SqlValue::Text(v.clone()))).collect();
+                format!("crm_lower({column}) IN ({})", list.join(", "))
+            }
+        }
+    }
+
+    fn number<T: Copy>(&mut self, column: &str, test: &NumberTest<T>, to_sql: fn(T) -> SqlValue) -> String {
+        match test {
+            NumberTest::Compare(op, v) => format!("{column} {} {}", comparison(*op), self.bind(to_sql(*v))),
+            NumberTest::OneOf(values) if values.is_empty() => "0".into(),
+            NumberTest::NoneOf(values) if values.is_empty() => "1".into(),
+            NumberTest::OneOf(values) => format!("{column} IN ({})", self.bind_all(values, to_sql)),
+            NumberTest::NoneOf(values) => format!("{column} NOT IN ({})", self.bind_all(values, to_sql)),
+        }
+    }
+
+    fn date(&mut self, column: &str, test: DateTest) -> String {
+        let mut one = |op: &str, ms: i64| format!("{column} {op} {}", self.bind(SqlValue::Integer(ms)));
+        match test {
+            DateTest::Eq(v) => one("=", v),
+            DateTest::Ne(v) => one("<>", v),
+            DateTest::Gt(v) => one(">", v),
+            DateTest::Ge(v) => one(">=", v),
+            DateTest::Lt(v) => one("<", v),
+            DateTest::Le(v) => one("<=", v),
+            DateTest::Within(start, end) => format!("({} AND {})", one(">=", start), one("<", end)),
+            DateTest::Outside(start, end) => format!("({} OR {})", one("<", start), one(">=", end)),
+        }
+    }
+}
+
+fn comparison(op: Operator) -> &'static str {
+    match op {
+        Operator::Eq => "=",
+        Operator::Ne => "<>",
+        Operator::Gt => ">",
+        Operator::Lt => "<",
+        Operator::Ge => ">=",
+        _ => "<=",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-05-31T15:20:00Z").expect("valid").with_timezone(&Utc)
+    }
+
+    fn sql(text: &str) -> SqlWhere {
+        to_sql(&Rule::parse_text(text).unwrap_or_else(|e| panic!("{text}: {e}")), now())
+    }
+
+    fn texts(params: &[SqlValue]) -> Vec<String> {
+        params.iter().map(|p| format!("{p:?}")).collect()
+    }
+
+    #[test]
+    fn user_text_only_travels_as_parameters() {
+        let w = sql(r#"name contains "'; DROP TABLE leads; --%" and metadata.city = "x\"y""#);
+        assert_eq!(
+            w.sql,
+            "((instr(crm_lower(l.name), ?1) > 0) AND \
+             (json_extract(l.metadata, ?2) IS NOT NULL AND (crm_lower(json_extract(l.metadata, ?2)) = ?3)))"
+        );
+        assert!(!w.sql.contains("DROP") && !w.sql.contains("city"));
+        assert_eq!(
+            texts(&w.params),
+            [r#"Text("'; drop table leads; --%")"#, r#"Text("$.\"city\"")"#, r#"Text("x\"y")"#]
+        );
+    }
+
+    #[test]
+    fn lists_use_json_each_and_negate_the_whole_exists() {
+        let w = sql(r#"tags not in ["VIP", "Gold"]"#);
+        assert_eq!(
+            w.sql,
+            "NOT EXISTS (SELECT 1 FROM json_each(l.tags) AS seg_e WHERE crm_lower(seg_e.value) IN (?1, ?2))"
+        );
+        assert_eq!(texts(&w.params), [r#"Text("vip")"#, r#"Text("gold")"#]);
+    }
+
+    #[test]
+    fn nullable_columns_are_guarded_so_not_stays_two_valued() {
+        let w = sql(r#"not last_order_at = "2024-03-31""#);
+        assert_eq!(w.sql, "NOT ((l.last_order_at IS NOT NULL AND (l.last_order_at >= ?1 AND l.last_order_at < ?2)))");
+        assert_eq!(w.params, [SqlValue::Integer(1_711_843_200_000), SqlValue::Integer(1_711_929_600_000)]);
+        assert_eq!(
+            sql(r#"created_at > "2024-03-31""#).sql,
+            "l.created_at >= ?1",
+            "> a day starts at the next midnight"
+        );
+    }
+
+    #[test]
+    fn numbers_bind_with_the_column_type() {
+        let w = sql("total_spend > 500 or visits in [1, 2] or visits not in []");
+        assert_eq!(w.sql, "(l.total_spend > ?1 OR l.visits IN (?2, ?3) OR 1)");
+        assert_eq!(w.params, [SqlValue::Real(500.0), SqlValue::Integer(1), SqlValue::Integer(2)]);
+    }
+
+    #[test]
+    fn parameters_can_start_later() {
+        let rule = Rule::parse_text("visits = 3").expect("parses");
+        assert_eq!(to_sql_from(&rule, now(), 4).sql, "l.visits = ?4");
+    }
+
+    #[test]
+    fn crm_lower_folds_unicode() {
+        let conn = Connection::open_in_memory().expect("opens");
+        register_functions(&conn).expect("registers");
+        let lowered: String = conn.query_row("SELECT crm_lower('ÉCOLE İ Straße')", [], |r| r.get(0)).expect("runs");
+        assert_eq!(lowered, "ÉCOLE İ Straße".to_lowercase());
+        let null: Option<String> = conn.query_row("SELECT crm_lower(NULL)", [], |r| r.get(0)).expect("runs");
+        assert_eq!(null, None);
+    }
+}

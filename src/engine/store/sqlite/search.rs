@@ -1,0 +1,188 @@
+//! Substring search over names, emails and phones, fast on a million leads.
+//!
+//! A row per lead scanned with `instr()` costs ~180 ms on a million leads, almost all of it
+//! SQLite's per-row overhead. Instead, leads are grouped by id ([`GROUP_SIZE`] to a row) and
+//! each group's search text is one small blob (`lead_search(grp, body)`), so a search reads
+//! ~30,000 rows and runs a SIMD substring scan (memchr's `memmem`) over them in Rust.
+//!
+//! A group body is a sequence of records `ID \x1f TEXT \x1e`, in id order, where TEXT is the
+//! lower-cased name, emails and phones joined by `\x1f` (so a match never spans two fields
+//! or two leads; the separators are removed from the text itself).
+
+use crate::engine::lead::{Lead, LeadId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Leads per search group: small enough that a body fits one 4 KiB page.
+pub const GROUP_SIZE: i64 = 32;
+const FIELD: u8 = 0x1f;
+const RECORD: u8 = 0x1e;
+
+pub fn group_of(id: LeadId) -> i64 {
+    id / GROUP_SIZE
+}
+
+/// The lower-cased text a search looks in, as stored.
+pub fn search_text(lead: &Lead) -> String {
+    let mut text = lead.name.to_lowercase();
+    for v in lead.emails.iter().chain(&lead.phones) {
+        text.push(FIELD as char);
+        text.push_str(v);
+    }
+    text.retain(|c| c != RECORD as char);
+    text
+}
+
+/// Appends one lead's record to a group body.
+pub fn push_record(body: &mut Vec<u8>, id: LeadId, text: &str) {
+    body.extend_from_slice(id.to_string().as_bytes());
+    body.push(FIELD);
+    body.extend_from_slice(text.as_bytes());
+    body.push(RECORD);
+}
+
+/// Records of a body as (id, start, end) spans, end including the terminator.
+fn records(body: &[u8]) -> impl Iterator<Item = (LeadId, usize, usize)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= body.len() {
+            return None;
+        }
+        let end = start + memchr::memchr(RECORD, &body[start..])? + 1;
+        let id_end = start + memchr::memchr(FIELD, &body[start..end])?;
+        let id = std::str::from_utf8(&body[start..id_end]).ok()?.parse().ok()?;
+        let span = (id, start, end);
+        start = end;
+        Some(span)
+    })
+}
+
+/// The largest id in a body (records are in id order, so the last one).
+pub fn last_id(body: &[u8]) -> Option<LeadId> {
+    records(body).last().map(|r| r.0)
+}
+
+/// `body` with `id`'s record replaced by `text` (inserted in id order; removed when `None`).
+pub fn with_record(body: &[u8], id: LeadId, text: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut placed = text.is_none();
+    let mut copied_to = 0;
+    for (rid, start, end) in records(body) {
+        if rid == id {
+            out.extend_from_slice(&body[copied_to..start]);
+            if let Some(text) = text {
+                push_record(&mut out, id, text);
+                placed = true;
+            }
+            copied_to = end;
+        } else if rid > id && !placed {
+            out.extend_from_slice(&body[copied_to..start]);
+            if let Some(text) = text {
+                push_record(&mut out, id, text);
+            }
+            placed = true;
+            copied_to = start;
+        }
+    }
+    out.extend_from_slice(&body[copied_to..]);
+    if !placed {
+        if let Some(text) = text {
+            push_record(&mut out, id, text);
+        }
+    }
+    out
+}
+
+pub fn load_group(conn: &Connection, grp: i64) -> rusqlite::Result<Vec<u8>> {
+    Ok(conn
+        .prepare_cached("SELECT body FROM lead_search WHERE grp = ?1")?
+        .query_row([grp], |r| r.get::<_, Vec<u8>>(0))
+        .optional()?
+        .unwrap_or_default())
+}
+
+pub fn store_group(conn: &Connection, grp: i64, body: &[u8]) -> rusqlite::Result<()> {
+    if body.is_empty() {
+        conn.prepare_cached("DELETE FROM lead_search WHERE grp = ?1")?.execute([grp])?;
+    } else {
+        conn.prepare_cached("INSERT OR REPLACE INTO lead_search (grp, body) VALUES (?1, ?2)")?
+            .execute(params![grp, body])?;
+    }
+    Ok(())
+}
+
+/// Sets (or, with `None`, removes) one lead's search record.
+pub fn set_record(conn: &Connection, id: LeadId, text: Option<&str>) -> rusqlite::Result<()> {
+    let grp = group_of(id);
+    let body = load_group(conn, grp)?;
+    store_group(conn, grp, &with_record(&body, id, text))
+}
+
+/// The search term as the stored text is written: lower-cased, separators removed; a
+/// phone-like term (digits with spaces, dashes, dots, parentheses) loses its punctuation so
+/// `7700 900` finds `+447700900123`.
+pub fn normalize_term(term: &str) -> String {
+    let term = term.trim();
+    let phone_like = term.chars().filter(|c| c.is_ascii_digit()).count() >= 3
+        && term.chars().all(|c| c.is_ascii_digit() || " -.()+".contains(c));
+    if phone_like {
+        term.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect()
+    } else {
+        term.to_lowercase().chars().filter(|c| !c.is_control()).collect()
+    }
+}
+
+/// Ids of every lead whose name, an email or a phone contains `term` (already normalized),
+/// in ascending order.
+pub fn matching_ids(conn: &Connection, term: &str) -> rusqlite::Result<Vec<LeadId>> {
+    let finder = memchr::memmem::Finder::new(term.as_bytes());
+    let mut ids = Vec::new();
+    let mut stmt = conn.prepare_cached("SELECT body FROM lead_search ORDER BY grp")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let body = row.get_ref(0)?.as_blob()?;
+        let mut last: Option<LeadId> = None;
+        for hit in finder.find_iter(body) {
+            // The record holding the hit starts after the previous terminator.
+            let start = memchr::memrchr(RECORD, &body[..hit]).map_or(0, |p| p + 1);
+            let Some(id_end) = memchr::memchr(FIELD, &body[start..]).map(|p| start + p) else { continue };
+            if hit < id_end + 1 {
+                continue; // the hit is in the id digits, not the text
+            }
+            let id = std::str::from_utf8(&body[start..id_end]).ok().and_then(|s| s.parse().ok());
+            if let Some(id) = id.filter(|id| last != Some(*id)) {
+                ids.push(id);
+                last = Some(id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_replaced_in_id_order() {
+        let mut body = Vec::new();
+        push_record(&mut body, 1, "ada");
+        push_record(&mut body, 3, "grace");
+        let body = with_record(&body, 2, Some("alan"));
+        let ids: Vec<_> = records(&body).map(|r| r.0).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        let body = with_record(&body, 2, Some("alan turing"));
+        assert!(String::from_utf8_lossy(&body).contains("alan turing"));
+        let body = with_record(&body, 1, None);
+        assert_eq!(records(&body).map(|r| r.0).collect::<Vec<_>>(), [2, 3]);
+        let body = with_record(&body, 9, Some("last"));
+        assert_eq!(records(&body).map(|r| r.0).collect::<Vec<_>>(), [2, 3, 9]);
+    }
+
+    #[test]
+    fn terms_are_normalized_like_the_text() {
+        assert_eq!(normalize_term("7700 900"), "7700900");
+        assert_eq!(normalize_term("+44 (0)7700"), "+4407700");
+        assert_eq!(normalize_term("Ada LOVELACE"), "ada lovelace");
+        assert_eq!(normalize_term("ÉCOLE"), "école");
+    }
+}
