@@ -3,7 +3,7 @@
 use super::Context;
 use super::output::{Column, Out, Table};
 use crate::engine::error::{Error, exit};
-use crate::engine::export::export_csv;
+use crate::engine::export::{csv_io_error, export_csv};
 use crate::engine::import::headers::{HeaderOverride, MAP_TARGETS};
 use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress, import_csv};
 use crate::engine::lead::{ConflictPolicy, Lead, LeadDraft, email_key, format_time, phone_key};
@@ -340,6 +340,10 @@ impl Progress for ImportBar {
 }
 
 async fn list(ctx: &Context, store: &dyn Store, args: ListArgs, out: &mut Out) -> anyhow::Result<u8> {
+    if args.csv && ctx.global.json {
+        // clap's `conflicts_with` misses a global `--json` given before the subcommand.
+        return Err(Error::Usage("--csv and --json cannot be used together; pick one".into()).into());
+    }
     let limit = args.limit as usize;
     let query = LeadQuery {
         filter: args.filter.into(),
@@ -359,9 +363,9 @@ async fn list(ctx: &Context, store: &dyn Store, args: ListArgs, out: &mut Out) -
             k
         };
         let mut w = csv::Writer::from_writer(out.writer());
-        w.write_record(crate::engine::export::header(&keys))?;
+        w.write_record(crate::engine::export::header(&keys)).map_err(csv_io_error)?;
         for lead in &leads {
-            w.write_record(crate::engine::export::record(lead, &keys))?;
+            w.write_record(crate::engine::export::record(lead, &keys)).map_err(csv_io_error)?;
         }
         w.flush()?;
     } else {
@@ -423,7 +427,7 @@ fn print_lead(out: &mut Out, lead: &Lead) -> std::io::Result<()> {
     out.line(format!("last_order_at  {}", lead.last_order_at.as_ref().map(format_time).unwrap_or_default()))?;
     out.line(format!("tags           {}", esc(&lead.tags.join(", "))))?;
     for (k, v) in &lead.metadata {
-        out.line(format!("metadata.{k:<6} {}", esc(v)))?;
+        out.line(format!("{:<14} {}", format!("metadata.{k}"), esc(v)))?;
     }
     out.line(format!("created_at     {}", format_time(&lead.created_at)))?;
     out.line(format!("updated_at     {}", format_time(&lead.updated_at)))
@@ -432,8 +436,17 @@ fn print_lead(out: &mut Out, lead: &Lead) -> std::io::Result<()> {
 /// Finds a lead by id, email or phone number.
 async fn resolve(ctx: &Context, store: &dyn Store, reference: &str) -> anyhow::Result<Lead> {
     let reference = reference.trim();
-    let found = if let Ok(id) = reference.parse::<i64>() {
-        store.get_lead(id).await?
+    // Only bare digits are an id: `+447911123456` parses as an i64 too, but it is a phone.
+    let id = reference.bytes().all(|b| b.is_ascii_digit()).then(|| reference.parse::<i64>().ok()).flatten();
+    let found = if let Some(id) = id {
+        match store.get_lead(id).await? {
+            Some(lead) => Some(lead),
+            // Not one of our ids: perhaps a national phone written without spaces.
+            None => match normalize_phone(reference, ctx.config.region()?) {
+                Ok(phone) => store.find_lead_by_key(&phone_key(&phone)).await?,
+                Err(_) => None,
+            },
+        }
     } else if reference.contains('@') {
         let email = normalize_email(reference).map_err(|e| Error::Usage(format!("'{reference}' {e}")))?;
         store.find_lead_by_key(&email_key(&email)).await?

@@ -12,6 +12,12 @@ pub struct Out {
     width: Option<usize>,
 }
 
+impl Default for Out {
+    fn default() -> Self {
+        Out::new()
+    }
+}
+
 impl Out {
     pub fn new() -> Out {
         let stdout = io::stdout();

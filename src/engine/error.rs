@@ -14,11 +14,12 @@ pub enum Error {
     /// The input clashes with stored data (an email that belongs to another lead). Exit 1.
     #[error("{0}")]
     Conflict(String),
-    /// An input file could not be read. Exit 2.
-    #[error("cannot read {path}: {source}")]
+    /// An input file could not be read. Exit 2. (The reason is the error's `source`, which
+    /// `{:#}` prints after the message; repeating it here would print it twice.)
+    #[error("cannot read {path}")]
     Input { path: String, source: std::io::Error },
     /// An output could not be written (a closed pipe ends quietly). Exit 3.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Output { path: String, source: std::io::Error },
     /// The backend failed or could not be reached. Exit 3.
     #[error("store {store}: {message}")]

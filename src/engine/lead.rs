@@ -159,7 +159,10 @@ pub fn union_into(into: &mut Vec<String>, extra: &[String]) {
 
 /// RFC 3339 timestamps in UTC with millisecond precision at most (`2024-05-01T09:30:00Z`).
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    // Stores keep milliseconds; a fresh `Utc::now()` has nanoseconds, which `leads add --json`
+    // would otherwise print although `leads show` of the same lead never can.
+    use chrono::SubsecRound;
+    t.trunc_subsecs(3).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 mod time {
@@ -283,5 +286,7 @@ mod tests {
             assert!(keys.contains(&field.to_string()), "{field} missing from {keys:?}");
         }
         assert_eq!(json["created_at"], "2023-11-14T22:13:20Z");
+        let fine = DateTime::from_timestamp(1_700_000_000, 123_456_789).expect("valid");
+        assert_eq!(format_time(&fine), "2023-11-14T22:13:20.123Z", "milliseconds at most");
     }
 }

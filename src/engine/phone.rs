@@ -67,7 +67,10 @@ pub fn normalize_phone(raw: &str, region: Option<Region>) -> Result<String, Phon
         return parse_with_crate(&format!("+{digits}"), None);
     }
     match region {
-        Some(region) => parse_with_crate(trimmed, Some(region.0)),
+        Some(region) => match national_fast(trimmed, region) {
+            Some(answer) => answer,
+            None => parse_with_crate(trimmed, Some(region.0)),
+        },
         None if trimmed.chars().any(|c| c.is_ascii_digit()) => Err(PhoneError::NoRegion),
         None => Err(PhoneError::NotANumber),
     }
@@ -76,15 +79,37 @@ pub fn normalize_phone(raw: &str, region: Option<Region>) -> Result<String, Phon
 /// The digits after `+` (or `00`) when the text is only digits and common separators.
 fn international_digits(text: &str) -> Option<String> {
     let rest = text.strip_prefix('+').or_else(|| text.strip_prefix("00"))?;
-    let mut digits = String::with_capacity(rest.len());
-    for c in rest.chars() {
+    only_digits(rest).filter(|d| d.len() > 3)
+}
+
+/// The digits of a number written with only digits and common separators.
+fn only_digits(text: &str) -> Option<String> {
+    let mut digits = String::with_capacity(text.len());
+    for c in text.chars() {
         match c {
             '0'..='9' => digits.push(c),
             ' ' | '-' | '.' | '(' | ')' | '\u{a0}' => {}
             _ => return None,
         }
     }
-    (digits.len() > 3).then_some(digits)
+    Some(digits)
+}
+
+/// A national number (`07911 123456` in GB) through the fast path, for regions where the
+/// crate's only rewrite is dropping a plain national prefix: `None` defers to the crate.
+fn national_fast(text: &str, region: Region) -> Option<Result<String, PhoneError>> {
+    let meta = DATABASE.by_id(region.0.as_ref())?;
+    if meta.national_prefix_for_parsing().is_some() || meta.national_prefix_transform_rule().is_some() {
+        return None;
+    }
+    let digits = only_digits(text)?;
+    let rest = digits.strip_prefix(meta.national_prefix()?)?;
+    // The crate keeps the prefix when dropping it leaves a number too short for the region.
+    let shortest = meta.descriptors().general().possible_length().first().copied().unwrap_or(0);
+    if rest.is_empty() || rest.starts_with('0') || (rest.len() as u16) < shortest {
+        return None;
+    }
+    fast_table().validate(&format!("{}{rest}", meta.country_code()))
 }
 
 fn parse_with_crate(text: &str, region: Option<RegionId>) -> Result<String, PhoneError> {
@@ -131,17 +156,18 @@ fn anchored(source: &str) -> Option<Regex> {
 impl RegionPatterns {
     fn compile(meta: &Metadata) -> Option<RegionPatterns> {
         let d = meta.descriptors();
+        // Validity is "any type matches", so order is free: the common types go first.
         let optional = [
-            d.premium_rate(),
+            d.mobile(),
+            d.fixed_line(),
             d.toll_free(),
+            d.premium_rate(),
             d.shared_cost(),
             d.voip(),
             d.personal_number(),
             d.pager(),
             d.uan(),
             d.voicemail(),
-            d.fixed_line(),
-            d.mobile(),
         ];
         let mut types = Vec::new();
         for desc in optional.into_iter().flatten() {
@@ -267,11 +293,11 @@ mod tests {
 
     #[test]
     fn invalid_numbers_say_why() {
-        assert!(matches!(normalize_phone("+44 1", None), Err(_)));
+        assert!(normalize_phone("+44 1", None).is_err());
         assert!(matches!(normalize_phone("+44 7700 9001234567", None), Err(PhoneError::Invalid(_))));
         assert_eq!(normalize_phone("call me", None), Err(PhoneError::NotANumber));
         assert_eq!(normalize_phone("  ", None), Err(PhoneError::Empty));
-        assert!(matches!(normalize_phone("+999 123456", None), Err(_)));
+        assert!(normalize_phone("+999 123456", None).is_err());
     }
 
     #[test]
@@ -321,6 +347,24 @@ mod tests {
                 samples.push(String::from_utf8(bytes).expect("digits"));
             }
         }
+        let mut national_decided = 0;
+        for meta in DATABASE.iter() {
+            let Ok(region) = meta.id().parse::<Region>() else { continue };
+            let Some(prefix) = meta.national_prefix() else { continue };
+            let d = meta.descriptors();
+            for example in [d.fixed_line(), d.mobile()].into_iter().flatten().filter_map(|x| x.example()) {
+                for variant in
+                    [format!("{prefix}{example}"), format!("{prefix}{example}1"), format!("{prefix}{}", &example[1..])]
+                {
+                    if let Some(fast) = national_fast(&variant, region) {
+                        national_decided += 1;
+                        let slow = parse_with_crate(&variant, Some(region.0));
+                        assert_eq!(fast, slow.clone().map_err(|_| fast.clone().unwrap_err()), "{variant} in {region}");
+                    }
+                }
+            }
+        }
+        assert!(national_decided > 200, "national fast path decided only {national_decided}");
         let mut decided = 0;
         for digits in &samples {
             if let Some(fast) = fast_table().validate(digits) {

@@ -52,7 +52,7 @@ impl<R: Read> LineTracker<R> {
                     }
                 }
             }
-            match buf[pos..].iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', &buf[pos..]) {
                 Some(i) => {
                     pos += i + 1;
                     self.line += 1;

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Rows parsed and normalized together, and written in one store transaction.
-const CHUNK_ROWS: usize = 8192;
+const CHUNK_ROWS: usize = 4096;
 /// Errors kept in memory for the report; the errors file always has all of them.
 pub const MAX_REPORTED_ERRORS: usize = 10_000;
 

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// New keys staged per segment (~40 bytes each in memory).
-const SEGMENT_KEYS: usize = 1_000_000;
+const SEGMENT_KEYS: usize = 600_000;
 /// Longest a segment holds the write lock.
 const SEGMENT_TIME: Duration = Duration::from_secs(3);
 /// Page cache of the import connection.
@@ -121,6 +121,37 @@ struct State {
     seen_version: i64,
     /// The search group new leads are appended to, written back when we move on.
     group: OpenGroup,
+    /// New leads not yet written (ids assigned by us), flushed in multi-row INSERTs.
+    pending: Vec<NewRow>,
+    /// The id the next new lead gets, when inside a segment.
+    next_id: LeadId,
+}
+
+/// A new lead's column values, waiting for a multi-row INSERT.
+struct NewRow {
+    id: LeadId,
+    name: String,
+    json: [String; 4],
+    total_spend: f64,
+    visits: i64,
+    last_order_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// Rows per multi-row INSERT: fewer statement executions, far less per-row overhead.
+const ROWS_PER_INSERT: usize = 64;
+
+fn insert_leads_sql(rows: usize) -> String {
+    let one = "(?,?,?,?,?,?,?,?,?,?,?)";
+    format!(
+        "INSERT INTO leads (id, name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at) VALUES {}",
+        vec![one; rows].join(",")
+    )
+}
+
+fn insert_keys_sql(rows: usize) -> String {
+    format!("INSERT INTO lead_keys (h, lead_id) VALUES {}", vec!["(?,?)"; rows].join(","))
 }
 
 #[derive(Default)]
@@ -152,6 +183,8 @@ impl SqliteImport {
                 in_segment: None,
                 seen_version: -1,
                 group: OpenGroup::default(),
+                pending: Vec::with_capacity(ROWS_PER_INSERT),
+                next_id: 1,
             })
         })
         .await
@@ -171,6 +204,8 @@ impl State {
         }
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.sql())?;
         self.in_segment = Some(Instant::now());
+        self.next_id =
+            self.conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM leads", [], |r| r.get(0)).map_err(self.sql())?;
         let version = leads_version(&self.conn).map_err(self.sql())?;
         if version != self.seen_version {
             self.rebuild_filter().map_err(db_err(&self.store))?;
@@ -198,16 +233,13 @@ impl State {
         if self.in_segment.is_none() {
             return Ok(());
         }
+        self.flush_pending().map_err(db_err(&self.store))?;
         self.close_group().map_err(db_err(&self.store))?;
         let mut staged: Vec<(i64, LeadId)> = self.staged.drain().collect();
         staged.par_sort_unstable();
-        {
-            let mut insert =
-                self.conn.prepare_cached("INSERT INTO lead_keys (h, lead_id) VALUES (?1, ?2)").map_err(self.sql())?;
-            for (hash, id) in &staged {
-                insert.execute(params![hash, id]).map_err(db_err(&self.store))?;
-                self.filter.insert(*hash);
-            }
+        self.write_keys(&staged).map_err(db_err(&self.store))?;
+        for (hash, _) in &staged {
+            self.filter.insert(*hash);
         }
         if commit {
             self.seen_version = bump_leads_version(&self.conn).map_err(self.sql())?;
@@ -261,12 +293,13 @@ impl State {
     }
 
     /// The lead owning `key`, confirmed: staged keys, then the index, then the overflow.
-    fn owner_of(&self, key: &str, hash: i64) -> rusqlite::Result<Option<LeadId>> {
+    fn owner_of(&mut self, key: &str, hash: i64) -> rusqlite::Result<Option<LeadId>> {
         let candidate = match self.staged.get(&hash) {
             Some(&id) => Some(id),
             None if self.filter.may_contain(hash) => keys::hashed_owner(&self.conn, hash)?,
             None => return Ok(None),
         };
+        self.flush_pending()?;
         if let Some(id) = candidate {
             if self.confirm(id, key)? {
                 return Ok(Some(id));
@@ -297,7 +330,12 @@ impl State {
         keys::remove(&self.conn, key, id)
     }
 
-    fn apply_row(&mut self, draft: LeadDraft, ready: Ready, now: chrono::DateTime<Utc>) -> rusqlite::Result<RowOutcome> {
+    fn apply_row(
+        &mut self,
+        draft: LeadDraft,
+        mut ready: Ready,
+        now: chrono::DateTime<Utc>,
+    ) -> rusqlite::Result<RowOutcome> {
         let mut owners: Vec<(String, LeadId)> = Vec::new();
         for (key, hash) in &ready.keys {
             if let Some(id) = self.owner_of(key, *hash)? {
@@ -312,12 +350,14 @@ impl State {
             )));
         }
         let Some(id) = first else {
-            let id = self.insert_new(&draft, &ready, now)?;
-            for (key, hash) in &ready.keys {
+            let keys = std::mem::take(&mut ready.keys);
+            let id = self.insert_new(draft, ready, now)?;
+            for (key, hash) in &keys {
                 self.add_key(key, *hash, id)?;
             }
             return Ok(RowOutcome::Inserted(id));
         };
+        self.flush_pending()?;
         let Some(old) = load_lead(&self.conn, id)? else {
             return Ok(RowOutcome::Conflict(format!("lead {id} disappeared during the import")));
         };
@@ -329,28 +369,70 @@ impl State {
         Ok(RowOutcome::Updated(id))
     }
 
-    fn insert_new(&mut self, d: &LeadDraft, ready: &Ready, now: chrono::DateTime<Utc>) -> rusqlite::Result<LeadId> {
-        let [emails, phones, tags, metadata, text] = &ready.columns;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO leads (name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                d.name.as_deref().unwrap_or(""),
-                emails,
-                phones,
-                d.total_spend.unwrap_or(0.0),
-                d.visits.unwrap_or(0),
-                d.last_order_at.as_ref().map(to_ms),
-                tags,
-                metadata,
-                to_ms(&d.created_at.unwrap_or(now)),
-                to_ms(&now),
-            ])?;
-        let id = self.conn.last_insert_rowid();
-        self.put_search(id, text)?;
+    fn insert_new(&mut self, d: LeadDraft, ready: Ready, now: chrono::DateTime<Utc>) -> rusqlite::Result<LeadId> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let [emails, phones, tags, metadata, text] = ready.columns;
+        self.put_search(id, &text)?;
+        self.pending.push(NewRow {
+            id,
+            name: d.name.unwrap_or_default(),
+            json: [emails, phones, tags, metadata],
+            total_spend: d.total_spend.unwrap_or(0.0),
+            visits: d.visits.unwrap_or(0),
+            last_order_at: d.last_order_at.as_ref().map(to_ms),
+            created_at: to_ms(&d.created_at.unwrap_or(now)),
+            updated_at: to_ms(&now),
+        });
+        if self.pending.len() >= ROWS_PER_INSERT {
+            self.flush_pending()?;
+        }
         Ok(id)
+    }
+
+    /// Writes buffered new leads. Must run before anything reads `leads`.
+    fn flush_pending(&mut self) -> rusqlite::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut stmt = self.conn.prepare_cached(&insert_leads_sql(chunk.len()))?;
+            let mut i = 0;
+            let mut bind = |stmt: &mut rusqlite::Statement, v: &dyn rusqlite::ToSql| {
+                i += 1;
+                stmt.raw_bind_parameter(i, v)
+            };
+            for r in chunk {
+                bind(&mut stmt, &r.id)?;
+                bind(&mut stmt, &r.name)?;
+                bind(&mut stmt, &r.json[0])?;
+                bind(&mut stmt, &r.json[1])?;
+                bind(&mut stmt, &r.total_spend)?;
+                bind(&mut stmt, &r.visits)?;
+                bind(&mut stmt, &r.last_order_at)?;
+                bind(&mut stmt, &r.json[2])?;
+                bind(&mut stmt, &r.json[3])?;
+                bind(&mut stmt, &r.created_at)?;
+                bind(&mut stmt, &r.updated_at)?;
+            }
+            stmt.raw_execute()?;
+        }
+        self.pending = rows;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn write_keys(&self, keys: &[(i64, LeadId)]) -> rusqlite::Result<()> {
+        for chunk in keys.chunks(ROWS_PER_INSERT * 4) {
+            let mut stmt = self.conn.prepare_cached(&insert_keys_sql(chunk.len()))?;
+            for (i, (hash, id)) in chunk.iter().enumerate() {
+                stmt.raw_bind_parameter(2 * i + 1, hash)?;
+                stmt.raw_bind_parameter(2 * i + 2, id)?;
+            }
+            stmt.raw_execute()?;
+        }
+        Ok(())
     }
 
     /// Writes a lead's search record through the open group.

@@ -1,0 +1,100 @@
+//! `crm config show`: defaults < config file < `CRM_*` environment < flags, and where each
+//! value came from.
+
+use crate::common::{Crm, describe, stderr, stdout};
+use serde_json::{Value, json};
+
+fn show_json(crm: &Crm, cmd: &mut assert_cmd::Command) -> Value {
+    let out = cmd.args(["--json", "config", "show"]).output().expect("run crm");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(stderr(&out), "");
+    assert!(!crm.store().exists(), "config show must not open the store");
+    serde_json::from_slice(&out.stdout).expect("config show --json prints JSON")
+}
+
+fn setting(value: &str, source: &str) -> Value {
+    json!({ "value": value, "source": source })
+}
+
+#[test]
+fn defaults_when_nothing_is_configured() {
+    let crm = Crm::new();
+    let config = show_json(&crm, &mut crm.bare());
+    let default_store = format!("sqlite:{}", crm.path("xdg/data/crm/crm.db").display());
+    let expected = json!({
+        "store": setting(&default_store, "default"),
+        "bus": setting("embedded", "default"),
+        "default_region": { "value": null, "source": "default" },
+        "config_file": null,
+    });
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn flag_beats_env_beats_file() {
+    let crm = Crm::new();
+    let file = crm.write("crm.toml", "store = \"x.db\"\ndefault_region = \"NG\"\n");
+    let file_arg = file.to_str().expect("utf-8");
+    let region = json!({ "value": "NG", "source": "file" });
+
+    let config = show_json(&crm, crm.bare().args(["--config", file_arg]));
+    let expected = json!({
+        "store": setting("x.db", "file"), "bus": setting("embedded", "default"),
+        "default_region": region, "config_file": file_arg,
+    });
+    assert_eq!(config, expected);
+
+    let config = show_json(&crm, crm.bare().env("CRM_STORE", "env.db").args(["--config", file_arg]));
+    assert_eq!(config["store"], setting("env.db", "env"));
+    let config = show_json(&crm, crm.bare().env("CRM_CONFIG", file_arg).env("CRM_DEFAULT_REGION", "gb"));
+    assert_eq!((&config["store"], &config["config_file"]), (&setting("x.db", "file"), &json!(file_arg)));
+    assert_eq!(config["default_region"], setting("gb", "env"));
+    let mut cmd = crm.bare();
+    cmd.env("CRM_STORE", "env.db").args(["--config", file_arg, "--store", "flag.db"]);
+    assert_eq!(show_json(&crm, &mut cmd)["store"], setting("flag.db", "flag"));
+}
+
+#[test]
+fn text_output_says_where_each_value_comes_from() {
+    let crm = Crm::new();
+    let file = crm.write("crm.toml", "store = \"x.db\"\n");
+    let out = crm.bare().env("CRM_BUS", "kafka://k:9092").args(["--config", "crm.toml", "config", "show"]).output();
+    let out = out.expect("run crm");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        stdout(&out),
+        "store           = x.db                                     # from config file\n\
+         bus             = kafka://k:9092                           # from environment\n\
+         default_region  = (none)                                   # from default\n\
+         config file     = crm.toml\n"
+    );
+    assert!(file.exists());
+}
+
+#[test]
+fn the_default_config_file_is_read_when_present() {
+    let crm = Crm::new();
+    crm.write("xdg/config/crm/config.toml", "default_region = \"GB\"\n");
+    let config = show_json(&crm, &mut crm.bare());
+    assert_eq!(config["default_region"], setting("GB", "file"));
+    let input = crm.write("in.csv", "Email,Phone\nada@example.com,07911 123456\n");
+    assert_eq!(crm.import(&input, &[], 0)["accepted"], 1, "the file's region applies to imports");
+    assert_eq!(crm.show("+447911123456")["id"], 1);
+}
+
+#[test]
+fn bad_configuration_exits_2() {
+    let crm = Crm::new();
+    crm.write("bad.toml", "stor = \"x.db\"\n");
+    let fails = |env: &[(&str, &str)], args: &[&str], message: &str| {
+        let out = crm.bare().envs(env.iter().copied()).args(args).args(["config", "show"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{env:?} {args:?}\n{}", describe(&out));
+        assert_eq!(stdout(&out), "");
+        let err = stderr(&out);
+        assert!(err.starts_with(message) || err.ends_with(message), "{env:?} {args:?}: {err}");
+    };
+    fails(&[], &["--config", "bad.toml"], "valid keys: store, bus, default_region\n");
+    fails(&[], &["--config", "nowhere.toml"], "error: cannot read config file nowhere.toml: ");
+    fails(&[("CRM_DEFAULT_REGION", "ZZ")], &[], "error: default_region (environment): unknown region 'ZZ'");
+    fails(&[("CRM_BUS", "amqp://q")], &[], "error: bus 'amqp://q' (environment): expected 'embedded' or kafka://");
+}
