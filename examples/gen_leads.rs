@@ -133,13 +133,13 @@ fn main() -> std::io::Result<()> {
             continue;
         }
         let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
-        let place = &PLACES[rng.below(PLACES.len() as u64) as usize];
         // ~2% of rows are a returning customer: the same phone as 50 rows earlier.
         let person = if i > 50 && rng.below(50) == 0 { i - 50 } else { i };
         let user = format!("{}.{}{}", first.to_lowercase(), last.to_lowercase().replace('\'', ""), i);
         let email = format!("{user}@{}", rng.pick(DOMAINS));
         let mut prng = Rng(person.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let place = if person == i { place } else { &PLACES[prng.below(PLACES.len() as u64) as usize] };
+        // Country and phone come from the person, so a returning customer keeps them.
+        let place = &PLACES[prng.below(PLACES.len() as u64) as usize];
         let phone = phone(&mut prng, place, person);
         let spend = format!("{}.{:02}", rng.below(2000), rng.below(100));
         let tags: Vec<&str> = (0..rng.below(3)).map(|_| rng.pick(TAGS)).collect();

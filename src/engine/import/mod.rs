@@ -168,7 +168,9 @@ pub async fn import_csv(
         }
         progress.update(chunk.bytes_read, rows_seen);
     }
-    session.finish().await?;
+    let net_unchanged = session.finish().await?.min(report.updated);
+    report.updated -= net_unchanged;
+    report.skipped += net_unchanged;
     let _ = parser.join();
     if let Some(out) = errors_out {
         out.finish()?;

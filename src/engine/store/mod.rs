@@ -93,8 +93,11 @@ pub trait ImportSession: Send {
     }
     /// Applies one batch, in order: later rows see earlier ones (in-file dedup).
     async fn apply(&mut self, rows: Vec<PreparedRow>) -> Result<Vec<RowOutcome>>;
-    /// Makes everything durable, or discards it all for a dry run.
-    async fn finish(self: Box<Self>) -> Result<()>;
+    /// Makes everything durable, or discards it all for a dry run. Returns how many rows
+    /// reported as `Updated` left their lead exactly as it was before the import (a file that
+    /// holds one customer twice, imported again: the rows undo each other), which the report
+    /// then counts as skipped.
+    async fn finish(self: Box<Self>) -> Result<u64>;
 }
 
 #[async_trait]

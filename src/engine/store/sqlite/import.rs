@@ -125,6 +125,24 @@ struct State {
     pending: Vec<NewRow>,
     /// The id the next new lead gets, when inside a segment.
     next_id: LeadId,
+    /// Leads at or above this id were created by this import.
+    first_new_id: Option<LeadId>,
+    /// Leads that existed before this import and were updated by it: their content before
+    /// (hash, without `updated_at`), `updated_at` before, and how many rows updated them.
+    originals: HashMap<LeadId, (u64, i64, u32)>,
+    /// Rows whose updates ended up undone by later rows of the same import.
+    net_unchanged: u64,
+}
+
+/// Most leads whose pre-import state is remembered (24 bytes each); past it, rows that undo
+/// each other are still applied correctly but `updated_at` moves.
+const MAX_ORIGINALS: usize = 2_000_000;
+
+/// A hash of everything about a lead but `updated_at`.
+fn content_hash(lead: &Lead) -> u64 {
+    let mut copy = lead.clone();
+    copy.updated_at = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&copy).unwrap_or_default())
 }
 
 /// A new lead's column values, waiting for a multi-row INSERT.
@@ -185,6 +203,9 @@ impl SqliteImport {
                 group: OpenGroup::default(),
                 pending: Vec::with_capacity(ROWS_PER_INSERT),
                 next_id: 1,
+                first_new_id: None,
+                originals: HashMap::new(),
+                net_unchanged: 0,
             })
         })
         .await
@@ -204,8 +225,16 @@ impl State {
         }
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.sql())?;
         self.in_segment = Some(Instant::now());
-        self.next_id =
-            self.conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM leads", [], |r| r.get(0)).map_err(self.sql())?;
+        self.next_id = self
+            .conn
+            .query_row(
+                "SELECT max(coalesce((SELECT max(id) FROM leads), 0),
+                            coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'leads'), 0)) + 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        self.first_new_id.get_or_insert(self.next_id);
         let version = leads_version(&self.conn).map_err(self.sql())?;
         if version != self.seen_version {
             self.rebuild_filter().map_err(db_err(&self.store))?;
@@ -235,6 +264,7 @@ impl State {
         }
         self.flush_pending().map_err(db_err(&self.store))?;
         self.close_group().map_err(db_err(&self.store))?;
+        self.restore_undone().map_err(db_err(&self.store))?;
         let mut staged: Vec<(i64, LeadId)> = self.staged.drain().collect();
         staged.par_sort_unstable();
         self.write_keys(&staged).map_err(db_err(&self.store))?;
@@ -366,6 +396,7 @@ impl State {
             return Ok(RowOutcome::Skipped(id));
         }
         self.rewrite(&old, &lead)?;
+        self.remember_original(&old);
         Ok(RowOutcome::Updated(id))
     }
 
@@ -491,14 +522,47 @@ impl State {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<()> {
+    /// Notes the state of a pre-existing lead before this import first updates it.
+    fn remember_original(&mut self, old: &Lead) {
+        if self.first_new_id.is_some_and(|first| old.id >= first) {
+            return;
+        }
+        if let Some(entry) = self.originals.get_mut(&old.id) {
+            entry.2 += 1;
+        } else if self.originals.len() < MAX_ORIGINALS {
+            self.originals.insert(old.id, (content_hash(old), to_ms(&old.updated_at), 1));
+        }
+    }
+
+    /// Leads updated more than once and now back to their pre-import content get their
+    /// `updated_at` back: the import changed nothing about them.
+    fn restore_undone(&mut self) -> rusqlite::Result<()> {
+        let candidates: Vec<(LeadId, u64, i64, u32)> =
+            self.originals.iter().filter(|(_, v)| v.2 >= 2).map(|(id, v)| (*id, v.0, v.1, v.2)).collect();
+        for (id, hash, updated_at, rows) in candidates {
+            let Some(lead) = load_lead(&self.conn, id)? else { continue };
+            if content_hash(&lead) == hash {
+                self.conn
+                    .prepare_cached("UPDATE leads SET updated_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, updated_at])?;
+                self.net_unchanged += u64::from(rows);
+                self.originals.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<u64> {
         if self.plan.dry_run {
+            self.flush_pending().map_err(db_err(&self.store))?;
+            self.restore_undone().map_err(db_err(&self.store))?;
             if self.in_segment.take().is_some() {
                 self.conn.execute_batch("ROLLBACK").map_err(self.sql())?;
             }
-            return Ok(());
+            return Ok(self.net_unchanged);
         }
-        self.end_segment(true)
+        self.end_segment(true)?;
+        Ok(self.net_unchanged)
     }
 }
 
@@ -523,8 +587,8 @@ impl ImportSession for SqliteImport {
         result
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<()> {
-        let Some(mut state) = self.state.take() else { return Ok(()) };
+    async fn finish(mut self: Box<Self>) -> Result<u64> {
+        let Some(mut state) = self.state.take() else { return Ok(0) };
         tokio::task::spawn_blocking(move || state.finish()).await.map_err(|e| Error::store("sqlite import", e))?
     }
 }

@@ -21,7 +21,7 @@ const STEPS: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
      INSERT INTO meta (key, value) VALUES ('leads_version', 0);
      CREATE TABLE leads (
-         id            INTEGER PRIMARY KEY,
+         id            INTEGER PRIMARY KEY AUTOINCREMENT,
          name          TEXT    NOT NULL DEFAULT '',
          emails        TEXT    NOT NULL DEFAULT '[]',
          phones        TEXT    NOT NULL DEFAULT '[]',
