@@ -131,9 +131,11 @@ pub async fn import_csv(
     };
     let mut session = store.begin_import(plan).await?;
     let preparer = session.preparer();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Chunk, Error>>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Chunk, Error>>(2);
     let reader_name = name.clone();
-    let parser = std::thread::spawn(move || parse_chunks(csv, reader, preparer, reader_name, tx));
+    // Raw rows are kept only while they may still be written to the errors file.
+    let keep_raw = options.errors_file.is_some();
+    let parser = std::thread::spawn(move || parse_chunks(csv, reader, preparer, keep_raw, reader_name, tx));
 
     let mut report = ImportReport { dry_run: options.dry_run, ..Default::default() };
     let mut rows_seen = 0u64;
@@ -200,22 +202,51 @@ fn reject(
     Ok(())
 }
 
+/// Raw records of one chunk, as read, with the byte offset reached.
+struct RawChunk {
+    rows: Vec<(u64, ByteRecord)>,
+    bytes_read: u64,
+}
+
+/// Two stages on their own threads, so CSV parsing overlaps normalization: this thread reads
+/// raw chunks; a second one normalizes each on the rayon pool, in order, and hands it on.
 fn parse_chunks(
     mut csv: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
     reader: RowReader,
     preparer: RowPreparer,
+    keep_raw: bool,
     name: String,
     tx: tokio::sync::mpsc::Sender<std::result::Result<Chunk, Error>>,
 ) {
+    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<std::result::Result<RawChunk, Error>>(2);
+    let normalizer = std::thread::spawn(move || {
+        for raw in raw_rx {
+            let chunk = raw.map(|raw| {
+                let rows = raw
+                    .rows
+                    .into_par_iter()
+                    .map(|(line, record)| {
+                        let result = reader.read(&record).map(|draft| draft.map(|d| preparer(d)));
+                        let record = if keep_raw || result.is_err() { record } else { ByteRecord::new() };
+                        Parsed { line, record, result }
+                    })
+                    .collect();
+                Chunk { rows, bytes_read: raw.bytes_read }
+            });
+            if tx.blocking_send(chunk).is_err() {
+                return;
+            }
+        }
+    });
     loop {
-        let mut raw = Vec::with_capacity(CHUNK_ROWS);
+        let mut rows = Vec::with_capacity(CHUNK_ROWS);
         let mut failure = None;
-        while raw.len() < CHUNK_ROWS {
+        while rows.len() < CHUNK_ROWS {
             let mut record = ByteRecord::new();
             match csv.read_byte_record(&mut record) {
                 Ok(true) => {
                     let (byte, csv_line) = record.position().map_or((0, 0), |p| (p.byte(), p.line()));
-                    raw.push((csv.get_mut().line_at(byte).unwrap_or(csv_line), record));
+                    rows.push((csv.get_mut().line_at(byte).unwrap_or(csv_line), record));
                 }
                 Ok(false) => break,
                 Err(e) => {
@@ -224,26 +255,20 @@ fn parse_chunks(
                 }
             }
         }
-        let done = raw.len() < CHUNK_ROWS;
-        let rows: Vec<Parsed> = raw
-            .into_par_iter()
-            .map(|(line, record)| {
-                let result = reader.read(&record).map(|draft| draft.map(|d| preparer(d)));
-                Parsed { line, record, result }
-            })
-            .collect();
-        let chunk = Chunk { rows, bytes_read: csv.position().byte() };
-        if tx.blocking_send(Ok(chunk)).is_err() {
-            return;
+        let done = rows.len() < CHUNK_ROWS;
+        if raw_tx.send(Ok(RawChunk { rows, bytes_read: csv.position().byte() })).is_err() {
+            break;
         }
         if let Some(e) = failure {
-            let _ = tx.blocking_send(Err(e));
-            return;
+            let _ = raw_tx.send(Err(e));
+            break;
         }
         if done {
-            return;
+            break;
         }
     }
+    drop(raw_tx);
+    let _ = normalizer.join();
 }
 
 /// The rejected rows as a CSV that can be fixed and imported again: the original columns

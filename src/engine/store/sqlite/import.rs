@@ -42,7 +42,7 @@ const SEGMENT_TIME: Duration = Duration::from_secs(3);
 /// Page cache of the import connection.
 const CACHE_PRAGMA: &str = "PRAGMA cache_size = -24576";
 
-/// A Bloom filter over key hashes (k = 6, ~12 bits a key, capped at 64 MiB; past the cap it
+/// A Bloom filter over key hashes (k = 6, ~12 bits a key, capped at 32 MiB; past the cap it
 /// answers "maybe" more often, which costs lookups, never correctness).
 struct KeyFilter {
     bits: Vec<u64>,
@@ -51,7 +51,7 @@ struct KeyFilter {
 
 impl KeyFilter {
     fn with_capacity(keys: u64) -> KeyFilter {
-        let bits = keys.saturating_mul(12).clamp(1 << 16, 1 << 29).next_power_of_two();
+        let bits = keys.saturating_mul(12).clamp(1 << 16, 1 << 28).next_power_of_two();
         KeyFilter { bits: vec![0; (bits / 64) as usize], mask: bits - 1 }
     }
 
@@ -136,7 +136,7 @@ struct State {
 
 /// Most leads whose pre-import state is remembered (24 bytes each); past it, rows that undo
 /// each other are still applied correctly but `updated_at` moves.
-const MAX_ORIGINALS: usize = 2_000_000;
+const MAX_ORIGINALS: usize = 500_000;
 
 /// A hash of everything about a lead but `updated_at`.
 fn content_hash(lead: &Lead) -> u64 {
@@ -159,6 +159,22 @@ struct NewRow {
 
 /// Rows per multi-row INSERT: fewer statement executions, far less per-row overhead.
 const ROWS_PER_INSERT: usize = 64;
+
+/// Splits `items` into chunks of `max`, then of falling powers of two, so a flush of any size
+/// uses a handful of distinct (cached) statements rather than one per size.
+fn power_of_two_chunks<T>(mut items: &[T], max: usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let mut size = max;
+    while !items.is_empty() {
+        while size > items.len() {
+            size /= 2;
+        }
+        let (head, rest) = items.split_at(size);
+        chunks.push(head);
+        items = rest;
+    }
+    chunks
+}
 
 fn insert_leads_sql(rows: usize) -> String {
     let one = "(?,?,?,?,?,?,?,?,?,?,?)";
@@ -189,6 +205,7 @@ impl SqliteImport {
         let state = tokio::task::spawn_blocking(move || -> Result<State> {
             let conn = connect(&path).map_err(db_err(&store))?;
             conn.execute_batch(CACHE_PRAGMA).map_err(db_err(&store))?;
+            conn.set_prepared_statement_cache_capacity(64);
             let existing: i64 =
                 conn.query_row("SELECT count(*) FROM lead_keys", [], |r| r.get(0)).map_err(db_err(&store))?;
             let expected = existing as u64 + plan.expected_rows.unwrap_or(100_000) * 2;
@@ -427,7 +444,7 @@ impl State {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.pending);
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        for chunk in power_of_two_chunks(&rows, ROWS_PER_INSERT) {
             let mut stmt = self.conn.prepare_cached(&insert_leads_sql(chunk.len()))?;
             let mut i = 0;
             let mut bind = |stmt: &mut rusqlite::Statement, v: &dyn rusqlite::ToSql| {
@@ -455,7 +472,7 @@ impl State {
     }
 
     fn write_keys(&self, keys: &[(i64, LeadId)]) -> rusqlite::Result<()> {
-        for chunk in keys.chunks(ROWS_PER_INSERT * 4) {
+        for chunk in power_of_two_chunks(keys, ROWS_PER_INSERT * 4) {
             let mut stmt = self.conn.prepare_cached(&insert_keys_sql(chunk.len()))?;
             for (i, (hash, id)) in chunk.iter().enumerate() {
                 stmt.raw_bind_parameter(2 * i + 1, hash)?;
@@ -470,6 +487,10 @@ impl State {
     fn put_search(&mut self, id: LeadId, text: &str) -> rusqlite::Result<()> {
         let grp = search::group_of(id);
         if self.group.grp != Some(grp) {
+            if self.group.grp.is_some_and(|open| grp < open) {
+                // An update to an older lead: edit its group in place, keep appending here.
+                return search::set_record(&self.conn, id, Some(text));
+            }
             self.close_group()?;
             let body = search::load_group(&self.conn, grp)?;
             self.group = OpenGroup { grp: Some(grp), last_id: search::last_id(&body).unwrap_or(0), body };
@@ -596,6 +617,14 @@ impl ImportSession for SqliteImport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_fall_by_powers_of_two() {
+        let items: Vec<u32> = (0..75).collect();
+        let sizes: Vec<usize> = power_of_two_chunks(&items, 64).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [64, 8, 2, 1]);
+        assert!(power_of_two_chunks::<u32>(&[], 64).is_empty());
+    }
 
     #[test]
     fn filter_has_no_false_negatives() {
