@@ -31,6 +31,10 @@ pub enum LeadsCmd {
         cat leads.csv | crm leads import - --dry-run")]
     Import(ImportArgs),
     /// List leads as a table (or --json / --csv), with search, filters and sorting
+    #[command(after_help = "Examples:\n  crm leads list --search lovelace\n  \
+        crm leads list --search '7911 123' --json\n  \
+        crm leads list --min-spend 500 --tag vip --sort total_spend --desc --limit 20 --page 2\n  \
+        crm leads list --csv > some-leads.csv")]
     List(ListArgs),
     /// Count leads, with the same filters as `list`
     Count(FilterArgs),
@@ -369,34 +373,39 @@ async fn list(ctx: &Context, store: &dyn Store, args: ListArgs, out: &mut Out) -
         }
         w.flush()?;
     } else {
-        let mut table = Table::new(vec![
-            Column { header: "ID", flexible: false, right: true },
-            Column { header: "NAME", flexible: true, right: false },
-            Column { header: "EMAIL", flexible: true, right: false },
-            Column { header: "PHONE", flexible: true, right: false },
-            Column { header: "SPEND", flexible: false, right: true },
-            Column { header: "VISITS", flexible: false, right: true },
-            Column { header: "LAST ORDER", flexible: false, right: false },
-            Column { header: "TAGS", flexible: true, right: false },
-        ]);
-        for lead in &leads {
-            table.push(vec![
-                lead.id.to_string(),
-                lead.name.clone(),
-                more(&lead.emails),
-                more(&lead.phones),
-                format!("{:.2}", lead.total_spend),
-                lead.visits.to_string(),
-                lead.last_order_at.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default(),
-                lead.tags.join(", "),
-            ]);
-        }
-        out.table(&table)?;
+        out.table(&leads_table(&leads))?;
         if leads.is_empty() && !ctx.global.quiet {
             eprintln!("No leads match.");
         }
     }
     Ok(exit::OK)
+}
+
+/// The table `leads list` prints (`segments preview` shows its sample the same way).
+pub fn leads_table(leads: &[Lead]) -> Table {
+    let mut table = Table::new(vec![
+        Column { header: "ID", flexible: false, right: true },
+        Column { header: "NAME", flexible: true, right: false },
+        Column { header: "EMAIL", flexible: true, right: false },
+        Column { header: "PHONE", flexible: true, right: false },
+        Column { header: "SPEND", flexible: false, right: true },
+        Column { header: "VISITS", flexible: false, right: true },
+        Column { header: "LAST ORDER", flexible: false, right: false },
+        Column { header: "TAGS", flexible: true, right: false },
+    ]);
+    for lead in leads {
+        table.push(vec![
+            lead.id.to_string(),
+            lead.name.clone(),
+            more(&lead.emails),
+            more(&lead.phones),
+            format!("{:.2}", lead.total_spend),
+            lead.visits.to_string(),
+            lead.last_order_at.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+            lead.tags.join(", "),
+        ]);
+    }
+    table
 }
 
 /// The first value, with "+N" when there are more.

@@ -5,6 +5,8 @@
 pub mod config;
 pub mod leads;
 pub mod output;
+pub mod segments;
+pub mod sim;
 
 use crate::engine::Error;
 use crate::engine::config::{Config, FlagConfig};
@@ -29,6 +31,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Store URL: a file path, sqlite:PATH, or mongodb://HOST/DB [env: CRM_STORE]
     #[arg(long, global = true, value_name = "URL")]
@@ -55,6 +58,11 @@ pub enum Command {
     /// Import, browse, edit and export leads (customers)
     #[command(subcommand)]
     Leads(leads::LeadsCmd),
+    /// Save audience rules (segments), preview who they reach, export their leads
+    #[command(subcommand)]
+    Segments(segments::SegmentsCmd),
+    /// Run a pretend messaging vendor locally (for trying campaigns without a phone)
+    Sim(sim::SimCmd),
     /// Show the effective configuration and where each value comes from
     #[command(subcommand)]
     Config(config::ConfigCmd),
@@ -111,6 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Context { global: cli.global, config };
     match cli.command {
         Command::Leads(cmd) => cmd.run(&ctx).await,
+        Command::Segments(cmd) => cmd.run(&ctx).await,
+        Command::Sim(cmd) => cmd.run(&ctx).await,
         Command::Config(cmd) => cmd.run(&ctx).await,
     }
 }

@@ -1,6 +1,9 @@
 //! The engine: every business rule of `crm` lives here, behind backend traits, so the CLI and
 //! the dashboard are thin presenters over the same operations.
 
+pub mod audience;
+pub mod bus;
+pub mod channel;
 pub mod config;
 pub mod error;
 pub mod export;
@@ -8,7 +11,10 @@ pub mod import;
 pub mod lead;
 pub mod normalize;
 pub mod phone;
+pub mod pipeline;
 pub mod segment;
+pub mod sim;
 pub mod store;
+pub mod template;
 
 pub use error::{Error, Result};

@@ -88,10 +88,15 @@ impl TextMatcher {
     }
 
     pub(crate) fn holds(&self, text: &str) -> bool {
-        let lower = text.to_lowercase();
+        self.holds_lowered(&text.to_lowercase())
+    }
+
+    /// Like [`TextMatcher::holds`], for text already lower-cased (the SQL functions lower-case
+    /// without allocating when they can, then share this test).
+    pub(crate) fn holds_lowered(&self, lower: &str) -> bool {
         match self {
-            TextMatcher::Equals(v) => lower == *v,
-            TextMatcher::OneOf(values) => values.contains(&lower),
+            TextMatcher::Equals(v) => lower == v,
+            TextMatcher::OneOf(values) => values.iter().any(|v| v == lower),
             TextMatcher::Contains(v) => lower.contains(v.as_str()),
         }
     }

@@ -27,8 +27,10 @@ mod json;
 pub mod mongo;
 mod parse;
 mod print;
+mod record;
 pub mod relative_date;
 pub mod sql;
+mod sql_functions;
 mod validate;
 
 #[cfg(test)]
@@ -38,6 +40,7 @@ mod text_tests;
 
 pub use ast::{Condition, Field, FieldKind, MAX_DEPTH, Operator, Rule, Value, is_valid_metadata_key};
 pub use error::{RuleError, TextError};
+pub use record::{MAX_NAME_CHARS, NewSegment, Segment, SegmentId, check_name, name_key};
 
 impl Rule {
     /// Loads a rule from its stored JSON form, validating it; errors carry the JSON path.

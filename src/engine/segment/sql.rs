@@ -7,18 +7,20 @@
 //!
 //! - Every leaf is two-valued (0 or 1, never NULL): a nullable column is guarded with
 //!   `col IS NOT NULL AND …`, so `NOT (…)` negates exactly as the evaluator does.
-//! - Case folding uses `crm_lower`, a SQL function running Rust's `to_lowercase`
-//!   (SQLite's `lower()` only folds ASCII); call [`register_functions`] on the connection first.
-//! - No user text is ever part of the SQL string: values and metadata JSON paths are `?N`
-//!   parameters; substring tests use `instr`, never `LIKE`, so `%` and `_` are plain text.
+//! - Text tests run in Rust, through SQL functions that apply the evaluator's own matcher
+//!   (`crm_match`, `crm_any` over a JSON list, `crm_meta` for a metadata key; see
+//!   `sql_functions.rs`): case folds exactly as in memory, and a list costs one call per lead
+//!   instead of a `json_each` table. Call [`register_functions`] on the connection first.
+//! - No user text is ever part of the SQL string: values, tests and metadata keys are `?N`
+//!   parameters, and nothing is a `LIKE` pattern, so `%` and `_` are plain text.
 
 use super::ast::{Field, Operator, Rule};
 use super::eval::{NumberTest, Test, TextMatcher, compile};
 use super::relative_date::DateTest;
+use super::sql_functions::spec;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use rusqlite::functions::FunctionFlags;
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::types::Value as SqlValue;
 
 /// A `WHERE` fragment (without the keyword) and its parameters, numbered `?N` in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,18 +42,10 @@ pub fn to_sql_from(rule: &Rule, now: DateTime<Utc>, first_param: usize) -> SqlWh
     SqlWhere { sql, params: builder.params }
 }
 
-/// Registers `crm_lower(text)`, the Unicode-aware lower-casing the fragments use, on `conn`.
-/// NULL stays NULL; numbers become their text.
+/// Registers the functions the fragments call (`crm_match`, `crm_any`, `crm_meta`) and
+/// `crm_lower(text)`, Unicode-aware lower-casing, on `conn`. Once per connection is enough.
 pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
-    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
-    conn.create_scalar_function("crm_lower", 1, flags, |ctx| {
-        Ok(match ctx.get_raw(0) {
-            ValueRef::Null => None,
-            ValueRef::Integer(i) => Some(i.to_string()),
-            ValueRef::Real(f) => Some(f.to_string()),
-            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Some(String::from_utf8_lossy(bytes).to_lowercase()),
-        })
-    })
+    super::sql_functions::register(conn)
 }
 
 struct Builder {
@@ -110,39 +104,23 @@ impl Builder {
     }
 
     fn text(&mut self, field: &Field, matcher: &TextMatcher, negate: bool) -> String {
-        let not = if negate { "NOT " } else { "" };
-        match field {
-            Field::Name => format!("{not}({})", self.text_predicate("l.name", matcher)),
-            Field::Metadata(key) => {
-                // The key passed validation (letters, digits, _) and is still only a parameter.
-                let path = self.bind(SqlValue::Text(format!("$.\"{key}\"")));
-                let column = format!("json_extract(l.metadata, {path})");
-                let predicate = self.text_predicate(&column, matcher);
-                format!("({column} IS NOT NULL AND {not}({predicate}))")
-            }
-            list => {
-                let column = match list {
-                    Field::Emails => "l.emails",
-                    Field::Phones => "l.phones",
-                    _ => "l.tags",
-                };
-                let predicate = self.text_predicate("seg_e.value", matcher);
-                format!("{not}EXISTS (SELECT 1 FROM json_each({column}) AS seg_e WHERE {predicate})")
-            }
+        if let Field::Metadata(key) = field {
+            // The key passed validation (letters, digits, _) and is still only a parameter.
+            let key = self.bind(SqlValue::Text(key.clone()));
+            let test = self.bind(SqlValue::Text(spec(matcher)));
+            // crm_meta is NULL for a missing key, which `IS` turns into false either way.
+            return format!("crm_meta(l.metadata, {key}, {test}) IS {}", if negate { 0 } else { 1 });
         }
-    }
-
-    fn text_predicate(&mut self, column: &str, matcher: &TextMatcher) -> String {
-        match matcher {
-            TextMatcher::Equals(v) => format!("crm_lower({column}) = {}", self.bind(SqlValue::Text(v.clone()))),
-            TextMatcher::Contains(v) => {
-                format!("instr(crm_lower({column}), {}) > 0", self.bind(SqlValue::Text(v.clone())))
-            }
-            TextMatcher::OneOf(values) if values.is_empty() => "0".into(),
-            TextMatcher::OneOf(values) => {
-                let list: Vec<String> = values.iter().map(|v| self.bind(SqlValue::Text(v.clone()))).collect();
-                format!("crm_lower({column}) IN ({})", list.join(", "))
-            }
+        if matches!(matcher, TextMatcher::OneOf(values) if values.is_empty()) {
+            return if negate { "1" } else { "0" }.into();
+        }
+        let not = if negate { "NOT " } else { "" };
+        let test = self.bind(SqlValue::Text(spec(matcher)));
+        match field {
+            Field::Name => format!("{not}crm_match(l.name, {test})"),
+            Field::Emails => format!("{not}crm_any(l.emails, {test})"),
+            Field::Phones => format!("{not}crm_any(l.phones, {test})"),
+            _ => format!("{not}crm_any(l.tags, {test})"),
         }
     }
 
@@ -201,26 +179,29 @@ mod tests {
     #[test]
     fn user_text_only_travels_as_parameters() {
         let w = sql(r#"name contains "'; DROP TABLE leads; --%" and metadata.city = "x\"y""#);
-        assert_eq!(
-            w.sql,
-            "((instr(crm_lower(l.name), ?1) > 0) AND \
-             (json_extract(l.metadata, ?2) IS NOT NULL AND (crm_lower(json_extract(l.metadata, ?2)) = ?3)))"
-        );
+        assert_eq!(w.sql, "(crm_match(l.name, ?1) AND crm_meta(l.metadata, ?2, ?3) IS 1)");
         assert!(!w.sql.contains("DROP") && !w.sql.contains("city"));
         assert_eq!(
             texts(&w.params),
-            [r#"Text("'; drop table leads; --%")"#, r#"Text("$.\"city\"")"#, r#"Text("x\"y")"#]
+            [
+                r#"Text("[\"contains\",\"'; drop table leads; --%\"]")"#,
+                r#"Text("city")"#,
+                r#"Text("[\"=\",\"x\\\"y\"]")"#
+            ]
         );
     }
 
     #[test]
-    fn lists_use_json_each_and_negate_the_whole_exists() {
-        let w = sql(r#"tags not in ["VIP", "Gold"]"#);
-        assert_eq!(
-            w.sql,
-            "NOT EXISTS (SELECT 1 FROM json_each(l.tags) AS seg_e WHERE crm_lower(seg_e.value) IN (?1, ?2))"
-        );
-        assert_eq!(texts(&w.params), [r#"Text("vip")"#, r#"Text("gold")"#]);
+    fn lists_test_any_element_and_negate_the_whole_test() {
+        let w = sql(r#"tags not in ["VIP", "Gold"] and emails in []"#);
+        assert_eq!(w.sql, "(NOT crm_any(l.tags, ?1) AND 0)");
+        assert_eq!(texts(&w.params), [r#"Text("[\"in\",\"vip\",\"gold\"]")"#]);
+    }
+
+    #[test]
+    fn a_missing_metadata_key_fails_negative_tests_too() {
+        let w = sql(r#"not city != "Lagos""#);
+        assert_eq!(w.sql, "NOT (crm_meta(l.metadata, ?1, ?2) IS 0)");
     }
 
     #[test]

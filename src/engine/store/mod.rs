@@ -11,23 +11,25 @@ pub mod sqlite;
 
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{ConflictPolicy, Lead, LeadDraft, LeadId};
+use crate::engine::segment::{NewSegment, Rule, Segment, SegmentId};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// How `leads list` orders its output. The field names as written everywhere else
-/// (`total_spend`, as in JSON, CSV and `--set`) are accepted besides clap's `total-spend`.
+/// How `leads list` orders its output. Values are the field names as written everywhere
+/// else (`total_spend`, as in JSON, CSV and `--set`); clap's `total-spend` is accepted too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SortKey {
     #[default]
     Id,
     Name,
-    #[value(alias = "total_spend")]
+    #[value(name = "total_spend", alias = "total-spend")]
     TotalSpend,
     Visits,
-    #[value(alias = "created_at")]
+    #[value(name = "created_at", alias = "created-at")]
     CreatedAt,
-    #[value(alias = "last_order_at")]
+    #[value(name = "last_order_at", alias = "last-order-at")]
     LastOrderAt,
 }
 
@@ -120,6 +122,51 @@ pub trait Store: Send + Sync {
     async fn scan_leads(&self, after: LeadId, limit: usize) -> Result<Vec<Lead>>;
     /// Every metadata key in use, sorted.
     async fn metadata_keys(&self) -> Result<Vec<String>>;
+
+    // Segments: saved rules. Names are unique ignoring case. Rules reach a store validated and
+    // are validated again when read back; `now` pins relative dates ("30 days ago") for a call.
+
+    /// Saves a new segment; `Error::Conflict` when another one has the name (ignoring case).
+    async fn create_segment(&self, segment: NewSegment) -> Result<Segment>;
+    async fn get_segment(&self, id: SegmentId) -> Result<Option<Segment>>;
+    /// The segment with this name, ignoring case.
+    async fn get_segment_by_name(&self, name: &str) -> Result<Option<Segment>>;
+    /// Every segment, by id.
+    async fn list_segments(&self) -> Result<Vec<Segment>>;
+    /// Replaces a stored segment's name, owner, rule and `updated_at`; `Error::NotFound` when
+    /// it is gone, `Error::Conflict` when the new name is taken.
+    async fn update_segment(&self, segment: &Segment) -> Result<()>;
+    /// Deletes a segment (false when there was none); `Error::Conflict` while
+    /// [`Store::campaigns_using_segment`] names any campaign.
+    async fn delete_segment(&self, id: SegmentId) -> Result<bool>;
+    /// The RUNNING or PAUSED campaigns whose audience is this segment, described for an
+    /// operator ("campaign 7 'Spring sale' (RUNNING)"); such a segment must not be deleted.
+    /// Campaigns are not stored yet: until they are, the SQLite store consults a `campaigns`
+    /// table only if one exists (and creates none), so this is empty on today's stores.
+    async fn campaigns_using_segment(&self, id: SegmentId) -> Result<Vec<String>>;
+    /// How many leads match `rule`.
+    async fn count_matching(&self, rule: &Rule, now: DateTime<Utc>) -> Result<u64>;
+    /// How many leads match each rule, in one pass over the leads (for `segments list`).
+    async fn count_matching_each(&self, rules: &[Rule], now: DateTime<Utc>) -> Result<Vec<u64>>;
+    /// The first `limit` matching leads, by id.
+    async fn sample_matching(&self, rule: &Rule, now: DateTime<Utc>, limit: usize) -> Result<Vec<Lead>>;
+    /// Matching leads with id > `after`, by id, at most `limit`: a stable cursor for exports
+    /// (keep `now` the same for every page).
+    async fn scan_matching(&self, rule: &Rule, now: DateTime<Utc>, after: LeadId, limit: usize) -> Result<Vec<Lead>>;
+    /// The backend's queries for `count_matching` and `sample_matching` and how it runs them.
+    async fn explain_matching(&self, rule: &Rule, now: DateTime<Utc>, limit: usize) -> Result<Vec<QueryPlan>>;
+}
+
+/// One backend query and the backend's plan for it, for `segments preview --explain`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueryPlan {
+    /// What the query is for (`count`, `sample`).
+    pub purpose: String,
+    pub query: String,
+    /// The bound parameters in order (`?1` first), as SQL literals.
+    pub params: Vec<String>,
+    /// The plan, one step a line, indented under its parent step.
+    pub plan: Vec<String>,
 }
 
 /// Where a store URL points.

@@ -9,7 +9,8 @@ use super::{SqliteStore, db_err};
 use super::{keys, search};
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
-use crate::engine::store::{ImportPlan, ImportSession, LeadFilter, LeadQuery, SortKey, Store};
+use crate::engine::segment::{NewSegment, Rule, Segment, SegmentId};
+use crate::engine::store::{ImportPlan, ImportSession, LeadFilter, LeadQuery, QueryPlan, SortKey, Store};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
@@ -369,5 +370,55 @@ impl Store for SqliteStore {
             rows.collect::<rusqlite::Result<Vec<String>>>().map_err(db_err(&store))
         })
         .await
+    }
+
+    // Segments: the bodies are in segments.rs.
+
+    async fn create_segment(&self, segment: NewSegment) -> Result<Segment> {
+        self.insert_segment(segment).await
+    }
+
+    async fn get_segment(&self, id: SegmentId) -> Result<Option<Segment>> {
+        self.load_segment(id).await
+    }
+
+    async fn get_segment_by_name(&self, name: &str) -> Result<Option<Segment>> {
+        self.load_segment_by_name(name).await
+    }
+
+    async fn list_segments(&self) -> Result<Vec<Segment>> {
+        self.load_segments().await
+    }
+
+    async fn update_segment(&self, segment: &Segment) -> Result<()> {
+        self.rewrite_segment(segment).await
+    }
+
+    async fn delete_segment(&self, id: SegmentId) -> Result<bool> {
+        self.remove_segment(id).await
+    }
+
+    async fn campaigns_using_segment(&self, id: SegmentId) -> Result<Vec<String>> {
+        self.campaigns_of_segment(id).await
+    }
+
+    async fn count_matching(&self, rule: &Rule, now: DateTime<Utc>) -> Result<u64> {
+        self.count_rule(rule, now).await
+    }
+
+    async fn count_matching_each(&self, rules: &[Rule], now: DateTime<Utc>) -> Result<Vec<u64>> {
+        self.count_rules(rules, now).await
+    }
+
+    async fn sample_matching(&self, rule: &Rule, now: DateTime<Utc>, limit: usize) -> Result<Vec<Lead>> {
+        self.sample_rule(rule, now, limit).await
+    }
+
+    async fn scan_matching(&self, rule: &Rule, now: DateTime<Utc>, after: LeadId, limit: usize) -> Result<Vec<Lead>> {
+        self.scan_rule(rule, now, after, limit).await
+    }
+
+    async fn explain_matching(&self, rule: &Rule, now: DateTime<Utc>, limit: usize) -> Result<Vec<QueryPlan>> {
+        self.explain_rule(rule, now, limit).await
     }
 }

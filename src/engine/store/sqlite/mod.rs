@@ -10,6 +10,7 @@ mod keys;
 mod leads;
 mod migrations;
 mod search;
+mod segments;
 
 use crate::engine::error::{Error, Result};
 use rusqlite::Connection;
@@ -33,6 +34,9 @@ pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -32768;",
     )?;
+    // Once per connection, not per query: segment previews run as an operator types.
+    crate::engine::segment::sql::register_functions(&conn)?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

@@ -1,0 +1,83 @@
+//! Channels: the protocol of one messaging vendor, and nothing more. Rate limits, concurrency,
+//! retries and the circuit breaker are applied around every channel by the sender (see
+//! `pipeline::limits`), so a channel sends one message and says how it went, sorting failures
+//! into the three kinds the sender acts on: wait ([`ChannelError::RateLimited`]), retry
+//! ([`ChannelError::Transient`]) or give up ([`ChannelError::Permanent`]).
+//!
+//! The idempotency key of every send is the communication log's `send_id`: a vendor that honours
+//! it turns our at-least-once retries into exactly-once messages, and [`Channel::lookup`] finds
+//! a message that was accepted just before a crash lost our record of it.
+
+pub mod sim;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use thiserror::Error;
+
+/// One message to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// The communication log's id, used as the vendor's idempotency key.
+    pub send_id: String,
+    /// The recipient, E.164 (`+447700900123`).
+    pub to: String,
+    /// The rendered text.
+    pub body: String,
+    /// Where the vendor should POST delivery receipts, for channels that take one per message.
+    pub callback_url: Option<String>,
+}
+
+/// A send the vendor accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendOutcome {
+    /// The vendor's id for the message; receipts refer to it.
+    pub provider_message_id: String,
+    /// True when the vendor had already accepted this idempotency key (nothing new was sent).
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChannelError {
+    /// The vendor asked us to slow down; try again after `retry_after`.
+    #[error("rate limited by the vendor; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    /// Worth retrying: a 5xx, a timeout, a refused or dropped connection.
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    /// Retrying cannot help: an invalid number, a refused message, bad credentials.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+impl ChannelError {
+    /// Whether sending the same message again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ChannelError::Permanent(_))
+    }
+
+    /// The vendor's requested pause, if it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ChannelError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// The channel account's name, e.g. `sim` or `whatsapp:+4477…`; limits are kept per name.
+    fn name(&self) -> &str;
+
+    /// The longest message body the channel accepts, in characters.
+    fn max_length(&self) -> usize;
+
+    /// Sends `msg` once, with `msg.send_id` as the idempotency key.
+    async fn send(&self, msg: &OutboundMessage) -> Result<SendOutcome, ChannelError>;
+
+    /// The vendor's message id for an idempotency key it accepted, `None` if it never did.
+    /// Channels without vendor idempotency answer `Err(Permanent)`, and the sender marks such a
+    /// message UNCERTAIN rather than risk sending it twice.
+    async fn lookup(&self, idempotency_key: &str) -> Result<Option<String>, ChannelError>;
+}

@@ -1,0 +1,258 @@
+//! The channel that talks to the vendor simulator (`crm sim`): a pooled HTTP client with
+//! timeouts, mapping the simulator's answers onto [`ChannelError`]'s three kinds.
+
+use super::{Channel, ChannelError, OutboundMessage, SendOutcome};
+use crate::engine::sim::api::{ErrorResponse, SendRequest, SendResponse};
+use async_trait::async_trait;
+use reqwest::{StatusCode, Url};
+use std::time::Duration;
+
+/// How the client connects; the defaults suit a local simulator.
+#[derive(Debug, Clone)]
+pub struct SimChannelOptions {
+    /// The channel account name that limits are kept under.
+    pub name: String,
+    /// A whole request, connecting included; past it the send is `Transient`.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections kept per host (the pool).
+    pub max_idle_connections: usize,
+    pub max_length: usize,
+}
+
+impl Default for SimChannelOptions {
+    fn default() -> Self {
+        SimChannelOptions {
+            name: "sim".into(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            max_idle_connections: 64,
+            max_length: 4_096,
+        }
+    }
+}
+
+/// A [`Channel`] over the simulator's HTTP API.
+#[derive(Debug, Clone)]
+pub struct SimChannel {
+    base: Url,
+    client: reqwest::Client,
+    options: SimChannelOptions,
+}
+
+/// When a 429 carries no usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl SimChannel {
+    /// A channel to the simulator at `base_url` (`http://127.0.0.1:8089`) with default options.
+    pub fn new(base_url: &str) -> Result<SimChannel, ChannelError> {
+        SimChannel::with_options(base_url, SimChannelOptions::default())
+    }
+
+    pub fn with_options(base_url: &str, options: SimChannelOptions) -> Result<SimChannel, ChannelError> {
+        let base = Url::parse(base_url)
+            .ok()
+            .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+            .ok_or_else(|| ChannelError::Permanent(format!("{base_url:?} is not an http(s) URL")))?;
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .pool_max_idle_per_host(options.max_idle_connections)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ChannelError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+        Ok(SimChannel { base, client, options })
+    }
+
+    /// `base` with `segments` appended as path segments (percent-encoded).
+    fn url(&self, segments: &[&str]) -> Result<Url, ChannelError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ChannelError::Permanent(format!("{} cannot take a path", self.base)))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+}
+
+#[async_trait]
+impl Channel for SimChannel {
+    fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    fn max_length(&self) -> usize {
+        self.options.max_length
+    }
+
+    async fn send(&self, msg: &OutboundMessage) -> Result<SendOutcome, ChannelError> {
+        let request = SendRequest {
+            to: msg.to.clone(),
+            body: msg.body.clone(),
+            idempotency_key: msg.send_id.clone(),
+            callback_url: msg.callback_url.clone(),
+        };
+        let response = self.client.post(self.url(&["messages"])?).json(&request).send().await.map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refusal(response).await);
+        }
+        let answer: SendResponse = response.json().await.map_err(|e| {
+            // Accepted but unreadable: a retry with the same key returns the same id.
+            ChannelError::Transient(format!("unreadable answer from the simulator: {e}"))
+        })?;
+        Ok(SendOutcome { provider_message_id: answer.message_id, duplicate: answer.duplicate })
+    }
+
+    async fn lookup(&self, idempotency_key: &str) -> Result<Option<String>, ChannelError> {
+        let url = self.url(&["messages", "by-key", idempotency_key])?;
+        let response = self.client.get(url).send().await.map_err(transport)?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let answer: SendResponse = response
+                    .json()
+                    .await
+                    .map_err(|e| ChannelError::Transient(format!("unreadable answer from the simulator: {e}")))?;
+                Ok(Some(answer.message_id))
+            }
+            _ => Err(refusal(response).await),
+        }
+    }
+}
+
+/// A request that got no answer: timeouts, refused or reset connections are all worth a retry.
+fn transport(err: reqwest::Error) -> ChannelError {
+    if err.is_builder() {
+        return ChannelError::Permanent(format!("cannot build the request: {err}"));
+    }
+    let what = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    ChannelError::Transient(format!("{what}: {}", error_chain(&err)))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Sorts a non-2xx answer: 429 waits, 408 and 5xx retry, any other 4xx gives up.
+async fn refusal(response: reqwest::Response) -> ChannelError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return ChannelError::RateLimited { retry_after };
+    }
+    let text = response.text().await.unwrap_or_default();
+    let reason = serde_json::from_str::<ErrorResponse>(&text).map(|e| e.error).unwrap_or(text);
+    let message = format!("HTTP {}: {reason}", status.as_u16());
+    if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        ChannelError::Transient(message)
+    } else {
+        ChannelError::Permanent(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sim::{SimConfig, SimServer};
+
+    async fn sim(config: SimConfig) -> (SimServer, SimChannel) {
+        let server = SimServer::start("127.0.0.1:0".parse().expect("addr"), config).await.expect("sim starts");
+        let channel = SimChannel::new(&server.url()).expect("channel");
+        (server, channel)
+    }
+
+    fn message(send_id: &str) -> OutboundMessage {
+        OutboundMessage {
+            send_id: send_id.into(),
+            to: "+447700900123".into(),
+            body: "Hi Ada".into(),
+            callback_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_once_per_key_and_looks_keys_up() {
+        let (server, channel) = sim(SimConfig::default()).await;
+        let first = channel.send(&message("c1:l1")).await.expect("sent");
+        assert!(!first.duplicate);
+        let again = channel.send(&message("c1:l1")).await.expect("sent");
+        assert_eq!(again, SendOutcome { provider_message_id: first.provider_message_id.clone(), duplicate: true });
+        assert_eq!(channel.lookup("c1:l1").await, Ok(Some(first.provider_message_id)));
+        assert_eq!(channel.lookup("never/sent ?#").await, Ok(None), "keys are percent-encoded");
+        assert_eq!((channel.name(), channel.max_length()), ("sim", 4_096));
+        server.stop().await.expect("stops");
+    }
+
+    #[tokio::test]
+    async fn a_429_is_rate_limited_with_the_vendors_delay() {
+        let (_server, channel) =
+            sim(SimConfig { rate_limit_rate: 1.0, retry_after_secs: 7, ..Default::default() }).await;
+        let err = channel.send(&message("k")).await.expect_err("429");
+        assert_eq!(err, ChannelError::RateLimited { retry_after: Duration::from_secs(7) });
+        assert!(err.is_retryable());
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[tokio::test]
+    async fn a_5xx_is_transient() {
+        let (_server, channel) = sim(SimConfig { server_error_rate: 1.0, ..Default::default() }).await;
+        let err = channel.send(&message("k")).await.expect_err("5xx");
+        assert!(matches!(&err, ChannelError::Transient(m) if m.starts_with("HTTP 500")), "{err}");
+        let err = channel.send(&message("k")).await.expect_err("5xx");
+        assert!(matches!(&err, ChannelError::Transient(m) if m.starts_with("HTTP 503")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_number_is_permanent() {
+        let (_server, channel) = sim(SimConfig::default()).await;
+        let bad = OutboundMessage { to: "07700 900123".into(), ..message("k") };
+        let err = channel.send(&bad).await.expect_err("400");
+        assert!(matches!(&err, ChannelError::Permanent(m) if m.contains("invalid_number")), "{err}");
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_transient() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener); // nothing listens there now
+        let channel = SimChannel::new(&format!("http://{addr}")).expect("channel");
+        let err = channel.send(&message("k")).await.expect_err("refused");
+        assert!(matches!(&err, ChannelError::Transient(m) if m.starts_with("cannot connect")), "{err}");
+        assert!(matches!(channel.lookup("k").await, Err(ChannelError::Transient(_))));
+    }
+
+    #[tokio::test]
+    async fn a_slow_vendor_times_out_as_transient() {
+        let (server, _) = sim(SimConfig { latency: Duration::from_millis(500), ..Default::default() }).await;
+        let options = SimChannelOptions { timeout: Duration::from_millis(50), ..Default::default() };
+        let channel = SimChannel::with_options(&server.url(), options).expect("channel");
+        let err = channel.send(&message("k")).await.expect_err("timeout");
+        assert!(matches!(&err, ChannelError::Transient(m) if m.starts_with("timed out")), "{err}");
+    }
+
+    #[test]
+    fn only_http_urls_make_a_channel() {
+        assert!(matches!(SimChannel::new("localhost:8089"), Err(ChannelError::Permanent(_))));
+        assert!(matches!(SimChannel::new("ftp://x"), Err(ChannelError::Permanent(_))));
+        assert!(SimChannel::new("http://127.0.0.1:8089/").is_ok());
+    }
+}
