@@ -36,11 +36,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// New keys staged per segment (~40 bytes each in memory).
-const SEGMENT_KEYS: usize = 600_000;
+const SEGMENT_KEYS: usize = 400_000;
 /// Longest a segment holds the write lock.
 const SEGMENT_TIME: Duration = Duration::from_secs(3);
 /// Page cache of the import connection.
-const CACHE_PRAGMA: &str = "PRAGMA cache_size = -24576";
+const CACHE_PRAGMA: &str = "PRAGMA cache_size = -16384";
 
 /// A Bloom filter over key hashes (k = 6, ~12 bits a key, capped at 32 MiB; past the cap it
 /// answers "maybe" more often, which costs lookups, never correctness).
