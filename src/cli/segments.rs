@@ -256,7 +256,9 @@ async fn run_preview(
     };
     let (now, sample) = (Utc::now(), args.sample as usize);
     let found = preview(store, &rule, now, sample).await?;
-    let plans = if args.explain { store.explain_matching(&rule, now, sample).await? } else { Vec::new() };
+    let mut plans = if args.explain { store.explain_matching(&rule, now, sample).await? } else { Vec::new() };
+    // No sample, no sample query to explain.
+    plans.retain(|plan| sample > 0 || plan.purpose != "sample");
     if ctx.global.json {
         let mut value = serde_json::to_value(&found)?;
         if args.explain {

@@ -116,13 +116,15 @@ fn delete_is_refused_while_a_running_or_paused_campaign_uses_the_segment() {
     let crm = Crm::new();
     create(&crm, "vips", "tags = \"vip\"");
     create(&crm, "others", "visits > 3");
-    // Campaigns are not built yet: stand their table up the way the architecture describes it.
+    // Whether or not a migration has created the campaigns table yet, give it two campaigns.
     let conn = rusqlite::Connection::open(crm.store()).expect("open the store");
     conn.execute_batch(
-        "CREATE TABLE campaigns (id INTEGER PRIMARY KEY, name TEXT NOT NULL, segment_id INTEGER NOT NULL, status TEXT NOT NULL);
-         INSERT INTO campaigns VALUES (7, 'Spring sale', 1, 'RUNNING'), (8, 'Old', 2, 'COMPLETED');",
+        "CREATE TABLE IF NOT EXISTS campaigns (
+             id INTEGER PRIMARY KEY, name TEXT NOT NULL, segment_id INTEGER NOT NULL, status TEXT NOT NULL)",
     )
     .expect("campaigns");
+    add_campaign(&conn, 7, "Spring sale", 1, "RUNNING");
+    add_campaign(&conn, 8, "Old", 2, "COMPLETED");
 
     let out = crm.run(&["segments", "delete", "vips"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -140,4 +142,39 @@ fn delete_is_refused_while_a_running_or_paused_campaign_uses_the_segment() {
         json!({"deleted": 2}),
         "completed campaigns do not hold"
     );
+}
+
+/// Inserts a campaign row with the given id, name, segment and status, and a plain value for
+/// any other required column, whatever the campaigns table's exact shape.
+fn add_campaign(conn: &rusqlite::Connection, id: i64, name: &str, segment_id: i64, status: &str) {
+    let mut stmt = conn
+        .prepare("SELECT name, type, \"notnull\", dflt_value IS NULL, pk FROM pragma_table_info('campaigns')")
+        .expect("columns");
+    let columns: Vec<(String, String, bool, bool, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? > 0)))
+        .expect("columns")
+        .collect::<Result<_, _>>()
+        .expect("columns");
+    let (mut names, mut values): (Vec<String>, Vec<rusqlite::types::Value>) = (Vec::new(), Vec::new());
+    for (column, kind, not_null, no_default, _) in columns {
+        use rusqlite::types::Value::{Integer, Text};
+        let value = match column.as_str() {
+            "id" => Integer(id),
+            "name" => Text(name.into()),
+            "name_key" => Text(name.to_lowercase()),
+            "segment_id" => Integer(segment_id),
+            "status" => Text(status.into()),
+            _ if not_null && no_default && kind.eq_ignore_ascii_case("INTEGER") => Integer(0),
+            _ if not_null && no_default => Text(String::new()),
+            _ => continue,
+        };
+        names.push(column);
+        values.push(value);
+    }
+    let marks = vec!["?"; names.len()].join(", ");
+    conn.execute(
+        &format!("INSERT INTO campaigns ({}) VALUES ({marks})", names.join(", ")),
+        rusqlite::params_from_iter(values),
+    )
+    .expect("a campaign");
 }

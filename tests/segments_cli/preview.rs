@@ -102,7 +102,7 @@ fn explain_shows_the_sql_its_parameters_and_the_plan() {
     let json = crm.json(&["segments", "preview", "--rule", "tags contains \"vip\"", "--explain"], 0);
     let plans = json["explain"].as_array().expect("explain is a list");
     assert_eq!(plans[0]["purpose"], "count");
-    assert_eq!(plans[0]["query"], "SELECT count(*) FROM leads l WHERE crm_any(l.tags, ?1)");
+    assert_eq!(plans[0]["query"], "SELECT count(*) FROM leads l WHERE (l.tags <> '[]' AND crm_any(l.tags, ?1))");
     assert_eq!(plans[0]["params"], serde_json::json!(["'[\"contains\",\"vip\"]'"]));
     assert_eq!(plans[0]["plan"], serde_json::json!(["SCAN l"]));
 }

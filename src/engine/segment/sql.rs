@@ -116,12 +116,14 @@ impl Builder {
         }
         let not = if negate { "NOT " } else { "" };
         let test = self.bind(SqlValue::Text(spec(matcher)));
-        match field {
-            Field::Name => format!("{not}crm_match(l.name, {test})"),
-            Field::Emails => format!("{not}crm_any(l.emails, {test})"),
-            Field::Phones => format!("{not}crm_any(l.phones, {test})"),
-            _ => format!("{not}crm_any(l.tags, {test})"),
-        }
+        let list = match field {
+            Field::Name => return format!("{not}crm_match(l.name, {test})"),
+            Field::Emails => "l.emails",
+            Field::Phones => "l.phones",
+            _ => "l.tags",
+        };
+        // An empty list matches no positive test; comparing the text first spares the call.
+        format!("{not}({list} <> '[]' AND crm_any({list}, {test}))")
     }
 
     fn number<T: Copy>(&mut self, column: &str, test: &NumberTest<T>, to_sql: fn(T) -> SqlValue) -> String {
@@ -194,7 +196,7 @@ mod tests {
     #[test]
     fn lists_test_any_element_and_negate_the_whole_test() {
         let w = sql(r#"tags not in ["VIP", "Gold"] and emails in []"#);
-        assert_eq!(w.sql, "(NOT crm_any(l.tags, ?1) AND 0)");
+        assert_eq!(w.sql, "(NOT (l.tags <> '[]' AND crm_any(l.tags, ?1)) AND 0)");
         assert_eq!(texts(&w.params), [r#"Text("[\"in\",\"vip\",\"gold\"]")"#]);
     }
 

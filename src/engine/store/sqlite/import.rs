@@ -132,6 +132,37 @@ struct State {
     originals: HashMap<LeadId, (u64, i64, u32)>,
     /// Rows whose updates ended up undone by later rows of the same import.
     net_unchanged: u64,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Copies committed WAL pages into the database on its own thread and connection, so the
+/// writer thread never stalls on a checkpoint (a passive checkpoint runs beside a writer).
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &std::path::Path) -> Option<Checkpointer> {
+        let conn = connect(path).ok()?;
+        let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::spawn(move || {
+            while rx.recv().is_ok() {
+                let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+            }
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        });
+        Some(Checkpointer { wake, thread })
+    }
+
+    fn nudge(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    fn stop(self) {
+        drop(self.wake);
+        let _ = self.thread.join();
+    }
 }
 
 /// Most leads whose pre-import state is remembered (24 bytes each); past it, rows that undo
@@ -205,6 +236,11 @@ impl SqliteImport {
         let state = tokio::task::spawn_blocking(move || -> Result<State> {
             let conn = connect(&path).map_err(db_err(&store))?;
             conn.execute_batch(CACHE_PRAGMA).map_err(db_err(&store))?;
+            // Checkpoints run on the checkpointer's thread instead (see `Checkpointer`).
+            let checkpointer = if plan.dry_run { None } else { Checkpointer::start(&path) };
+            if checkpointer.is_some() {
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(db_err(&store))?;
+            }
             conn.set_prepared_statement_cache_capacity(64);
             let existing: i64 =
                 conn.query_row("SELECT count(*) FROM lead_keys", [], |r| r.get(0)).map_err(db_err(&store))?;
@@ -223,6 +259,7 @@ impl SqliteImport {
                 first_new_id: None,
                 originals: HashMap::new(),
                 net_unchanged: 0,
+                checkpointer,
             })
         })
         .await
@@ -292,6 +329,9 @@ impl State {
             self.seen_version = bump_leads_version(&self.conn).map_err(self.sql())?;
             self.conn.execute_batch("COMMIT").map_err(self.sql())?;
             self.in_segment = None;
+            if let Some(c) = &self.checkpointer {
+                c.nudge();
+            }
         }
         Ok(())
     }
@@ -583,6 +623,9 @@ impl State {
             return Ok(self.net_unchanged);
         }
         self.end_segment(true)?;
+        if let Some(c) = self.checkpointer.take() {
+            c.stop();
+        }
         Ok(self.net_unchanged)
     }
 }

@@ -4,8 +4,8 @@
 //! `leads l`; its text tests are SQL functions that `connect()` registers once per connection.
 //! Statements go through `prepare_cached`, keyed by their SQL, which depends only on the
 //! rule's shape (values are parameters): while an operator types values into a rule, every
-//! preview reuses one prepared statement. Rules on spend, visits and dates are counted from
-//! the narrow `leads_numbers` index (migration 2) rather than the table.
+//! preview reuses one prepared statement. Rules on spend, visits and last order are counted
+//! from the narrow `leads_numbers` index (migration 2) rather than the table.
 //!
 //! The `Store` methods themselves are in `leads.rs` (one `impl Store` per type); they call the
 //! helpers here.
