@@ -2,11 +2,16 @@
 //! exit codes. Shared resources (configuration, the store) are built once here, and only for
 //! commands that need them.
 
+pub mod campaigns;
 pub mod config;
+pub mod demo;
+pub mod dlq;
 pub mod leads;
+pub mod optout;
 pub mod output;
 pub mod segments;
 pub mod sim;
+pub mod worker;
 
 use crate::engine::Error;
 use crate::engine::config::{Config, FlagConfig};
@@ -61,6 +66,20 @@ pub enum Command {
     /// Save audience rules (segments), preview who they reach, export their leads
     #[command(subcommand)]
     Segments(segments::SegmentsCmd),
+    /// Send a message to a segment: create, run, watch, pause, resume, cancel campaigns
+    #[command(subcommand)]
+    Campaigns(campaigns::CampaignsCmd),
+    /// Run the campaign pipeline's workers (expand, send, status, or all in one process)
+    #[command(subcommand)]
+    Worker(worker::WorkerCmd),
+    /// Messages given up on: list them, replay them
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
+    /// Leads who asked not to be messaged
+    #[command(subcommand)]
+    Optout(optout::OptoutCmd),
+    /// Try everything on sample data: import, segment, campaign, simulated sending
+    Demo(demo::DemoCmd),
     /// Run a pretend messaging vendor locally (for trying campaigns without a phone)
     Sim(sim::SimCmd),
     /// Show the effective configuration and where each value comes from
@@ -120,6 +139,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Leads(cmd) => cmd.run(&ctx).await,
         Command::Segments(cmd) => cmd.run(&ctx).await,
+        Command::Campaigns(cmd) => cmd.run(&ctx).await,
+        Command::Worker(cmd) => cmd.run(&ctx).await,
+        Command::Dlq(cmd) => cmd.run(&ctx).await,
+        Command::Optout(cmd) => cmd.run(&ctx).await,
+        Command::Demo(cmd) => cmd.run(&ctx).await,
         Command::Sim(cmd) => cmd.run(&ctx).await,
         Command::Config(cmd) => cmd.run(&ctx).await,
     }

@@ -3,6 +3,7 @@
 
 pub mod audience;
 pub mod bus;
+pub mod campaign;
 pub mod channel;
 pub mod config;
 pub mod error;

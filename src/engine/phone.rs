@@ -96,17 +96,29 @@ fn only_digits(text: &str) -> Option<String> {
 }
 
 /// A national number (`07911 123456` in GB) through the fast path, for regions where the
-/// crate's only rewrite is dropping a plain national prefix: `None` defers to the crate.
+/// crate's only rewrite is dropping the plain national prefix (its prefix-for-parsing pattern,
+/// if any, must match exactly that prefix): `None` defers to the crate.
 fn national_fast(text: &str, region: Region) -> Option<Result<String, PhoneError>> {
     let meta = DATABASE.by_id(region.0.as_ref())?;
-    if meta.national_prefix_for_parsing().is_some() || meta.national_prefix_transform_rule().is_some() {
+    if meta.national_prefix_transform_rule().is_some() {
         return None;
     }
+    let prefix = meta.national_prefix()?;
     let digits = only_digits(text)?;
-    let rest = digits.strip_prefix(meta.national_prefix()?)?;
-    // The crate keeps the prefix when dropping it leaves a number too short for the region.
+    let rest = digits.strip_prefix(prefix)?;
+    if meta.national_prefix_for_parsing().is_some() {
+        let code = meta.country_code();
+        let CodeEntry::Ready(patterns) = fast_table().entry(code) else { return None };
+        let this = patterns.regions.iter().find(|r| r.id == meta.id())?;
+        let strip = this.strip_regex.as_ref()?.find(&digits)?;
+        if strip.start() != 0 || strip.end() != prefix.len() {
+            return None;
+        }
+    }
+    // The crate keeps the prefix when dropping it leaves a number too short for the region,
+    // and drops a second prefix too: leave both cases to it.
     let shortest = meta.descriptors().general().possible_length().first().copied().unwrap_or(0);
-    if rest.is_empty() || rest.starts_with('0') || (rest.len() as u16) < shortest {
+    if rest.is_empty() || rest.starts_with(prefix) || (rest.len() as u16) < shortest {
         return None;
     }
     fast_table().validate(&format!("{}{rest}", meta.country_code()))
@@ -137,7 +149,7 @@ struct RegionPatterns {
 struct Pattern {
     lengths: Vec<u16>,
     source: String,
-    regex: OnceLock<Option<Regex>>,
+    regex: OnceLock<Option<Matcher>>,
 }
 
 impl Pattern {
@@ -155,8 +167,41 @@ impl Pattern {
         if !self.lengths.is_empty() && !self.lengths.contains(&(national.len() as u16)) {
             return Some(false);
         }
-        let regex = self.regex.get_or_init(|| anchored(&self.source)).as_ref()?;
-        Some(regex.is_match(national))
+        let matcher = self.regex.get_or_init(|| Matcher::compile(&self.source)).as_ref()?;
+        Some(matcher.is_match(national))
+    }
+}
+
+/// A number-type pattern, as a fully built anchored DFA where it stays small (a 10-digit
+/// number is then ~10 table lookups, no cache or pool), else as a `Regex`.
+enum Matcher {
+    Dfa(Box<regex_automata::dfa::dense::DFA<Vec<u32>>>),
+    Regex(Regex),
+}
+
+impl Matcher {
+    fn compile(source: &str) -> Option<Matcher> {
+        use regex_automata::dfa::{StartKind, dense};
+        let dfa = dense::Builder::new()
+            .configure(dense::Config::new().start_kind(StartKind::Anchored).dfa_size_limit(Some(1 << 20)))
+            .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false).ignore_whitespace(true))
+            .build(source);
+        match dfa {
+            Ok(dfa) => Some(Matcher::Dfa(Box::new(dfa))),
+            Err(_) => anchored(source).map(Matcher::Regex),
+        }
+    }
+
+    /// Whether a match starts at 0 (the crate's `find(..).start() == 0`).
+    fn is_match(&self, text: &str) -> bool {
+        use regex_automata::dfa::Automaton;
+        match self {
+            Matcher::Dfa(dfa) => {
+                let input = regex_automata::Input::new(text).anchored(regex_automata::Anchored::Yes).earliest(true);
+                matches!(dfa.try_search_fwd(&input), Ok(Some(_)))
+            }
+            Matcher::Regex(re) => re.is_match(text),
+        }
     }
 }
 
@@ -272,6 +317,13 @@ impl CodePatterns {
 }
 
 impl FastTable {
+    fn entry(&self, code: u16) -> &CodeEntry {
+        match self.by_code.get(code as usize) {
+            Some(slot) => slot.get_or_init(|| CodeEntry::build(code)),
+            None => &CodeEntry::Missing,
+        }
+    }
+
     /// `Some(answer)` when the fast path can decide; `None` to defer to the crate.
     fn validate(&self, digits: &str) -> Option<Result<String, PhoneError>> {
         if digits.starts_with('0') {

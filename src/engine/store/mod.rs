@@ -7,6 +7,7 @@
 //! SQLite; `$in` lookups and bulk writes for MongoDB), which is what makes a million-row import
 //! take seconds rather than minutes.
 
+pub mod campaigns;
 pub mod sqlite;
 
 use crate::engine::error::{Error, Result};

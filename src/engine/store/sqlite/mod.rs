@@ -5,6 +5,7 @@
 //! rusqlite is synchronous; every call runs on tokio's blocking pool so async callers
 //! (workers, the dashboard) never stall their runtime on disk I/O.
 
+mod campaigns;
 mod import;
 mod keys;
 mod leads;
@@ -28,7 +29,8 @@ pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA page_size = 8192;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;

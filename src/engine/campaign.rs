@@ -1,0 +1,383 @@
+//! Campaigns and their communication logs: the records the pipeline moves forward, the one rule
+//! that keeps it honest (a log's status only moves forward, see [`SendStatus::can_become`]),
+//! the deterministic `send_id` that makes every step idempotent, and the JSON payloads of the
+//! pipeline's topics (field names as the system we replace wrote them).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+pub type CampaignId = i64;
+
+/// Most lead ids in one `campaign.jobs` message.
+pub const JOB_CHUNK: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CampaignStatus {
+    Draft,
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+impl CampaignStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Draft => "DRAFT",
+            CampaignStatus::Running => "RUNNING",
+            CampaignStatus::Paused => "PAUSED",
+            CampaignStatus::Completed => "COMPLETED",
+            CampaignStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Whether an operator (or the aggregator) may move a campaign from `self` to `to`.
+    pub fn can_become(self, to: CampaignStatus) -> bool {
+        use CampaignStatus::*;
+        matches!(
+            (self, to),
+            (Draft, Running)
+                | (Running, Paused)
+                | (Paused, Running)
+                | (Running, Completed)
+                | (Draft | Running | Paused, Cancelled)
+        )
+    }
+}
+
+impl fmt::Display for CampaignStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CampaignStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_uppercase().as_str() {
+            "DRAFT" => CampaignStatus::Draft,
+            "RUNNING" => CampaignStatus::Running,
+            "PAUSED" => CampaignStatus::Paused,
+            "COMPLETED" => CampaignStatus::Completed,
+            "CANCELLED" => CampaignStatus::Cancelled,
+            other => return Err(format!("unknown campaign status '{other}'")),
+        })
+    }
+}
+
+/// Counts over a campaign's logs. `sent` counts every message the vendor accepted (so it
+/// includes delivered and read ones), `delivered` includes read ones; `pending` is the audience
+/// not yet settled either way (not expanded yet, waiting, or being sent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignStats {
+    pub audience: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub delivered: u64,
+    pub read: u64,
+    pub pending: u64,
+    pub uncertain: u64,
+    pub skipped: u64,
+}
+
+impl CampaignStats {
+    /// Stats from the number of logs in each status and the audience size.
+    pub fn from_counts(audience: u64, counts: &[(SendStatus, u64)]) -> CampaignStats {
+        let mut s = CampaignStats { audience, ..CampaignStats::default() };
+        for &(status, n) in counts {
+            match status {
+                SendStatus::Sent => s.sent += n,
+                SendStatus::Delivered => {
+                    s.sent += n;
+                    s.delivered += n;
+                }
+                SendStatus::Read => {
+                    s.sent += n;
+                    s.delivered += n;
+                    s.read += n;
+                }
+                SendStatus::Failed => s.failed += n,
+                SendStatus::Uncertain => s.uncertain += n,
+                SendStatus::Skipped => s.skipped += n,
+                SendStatus::Pending | SendStatus::Sending => {}
+            }
+        }
+        s.pending = audience.saturating_sub(s.sent + s.failed + s.uncertain + s.skipped);
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub name: String,
+    pub segment_id: i64,
+    pub message_template: String,
+    pub channel: String,
+    pub created_by: Option<String>,
+    pub status: CampaignStatus,
+    pub stats: CampaignStats,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What `campaigns create` hands the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCampaign {
+    pub name: String,
+    pub segment_id: i64,
+    pub message_template: String,
+    pub channel: String,
+    pub created_by: Option<String>,
+}
+
+/// Where one message stands. Order matters: `pending < sending < sent < delivered < read`;
+/// `failed` and `skipped` are terminal; `uncertain` (a crash hid whether the vendor accepted
+/// it) sits between sending and sent, so a later receipt can still settle it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendStatus {
+    Pending,
+    Sending,
+    Uncertain,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Skipped,
+}
+
+impl SendStatus {
+    pub const ALL: [SendStatus; 8] = [
+        SendStatus::Pending,
+        SendStatus::Sending,
+        SendStatus::Uncertain,
+        SendStatus::Sent,
+        SendStatus::Delivered,
+        SendStatus::Read,
+        SendStatus::Failed,
+        SendStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendStatus::Pending => "pending",
+            SendStatus::Sending => "sending",
+            SendStatus::Uncertain => "uncertain",
+            SendStatus::Sent => "sent",
+            SendStatus::Delivered => "delivered",
+            SendStatus::Read => "read",
+            SendStatus::Failed => "failed",
+            SendStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SendStatus> {
+        SendStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Position on the forward path (failed and skipped are off it).
+    fn rank(self) -> Option<u8> {
+        match self {
+            SendStatus::Pending => Some(0),
+            SendStatus::Sending => Some(1),
+            SendStatus::Uncertain => Some(2),
+            SendStatus::Sent => Some(3),
+            SendStatus::Delivered => Some(4),
+            SendStatus::Read => Some(5),
+            SendStatus::Failed | SendStatus::Skipped => None,
+        }
+    }
+
+    /// Whether a log may move from `self` to `to`: only forward, never out of failed or
+    /// skipped, never back to pending (a retry releases a claim through its own store call).
+    /// Receipts that arrive late, twice or out of order are refused here and change nothing.
+    pub fn can_become(self, to: SendStatus) -> bool {
+        use SendStatus::*;
+        match (self, to) {
+            (Failed | Skipped, _) | (_, Pending) => false,
+            (Pending | Sending, Skipped) => true,
+            (_, Skipped) => false,
+            (Pending | Sending | Uncertain | Sent, Failed) => true,
+            (_, Failed) => false,
+            (Sending, Uncertain) => true,
+            (_, Uncertain) => false,
+            (from, to) => from.rank() < to.rank(),
+        }
+    }
+
+    /// Nothing more for the pipeline to do (receipts may still move sent messages forward).
+    pub fn is_settled(self) -> bool {
+        !matches!(self, SendStatus::Pending | SendStatus::Sending)
+    }
+}
+
+impl fmt::Display for SendStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The communication log's id for one (campaign, lead): the 128-bit xxh3 of
+/// `"{campaign_id}:{lead_id}"` in lower-case hex (32 characters). Deterministic, so every
+/// worker that expands the same chunk twice computes the same key, and the vendor sees the same
+/// idempotency key on every retry.
+pub fn send_id(campaign: CampaignId, lead: i64) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(format!("{campaign}:{lead}").as_bytes()))
+}
+
+/// One (campaign, lead) message and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommunicationLog {
+    pub send_id: String,
+    pub campaign_id: CampaignId,
+    pub lead_id: i64,
+    pub status: SendStatus,
+    pub attempt: u32,
+    pub channel: String,
+    pub provider_message_id: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A log the expander wants to exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLog {
+    pub send_id: String,
+    pub lead_id: i64,
+    /// Created settled (skipped: opted out, no phone) instead of pending, with this reason.
+    pub skip_reason: Option<String>,
+}
+
+/// `campaign.jobs`: a chunk of a campaign's audience for the expander.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpandJob {
+    #[serde(rename = "campaignId")]
+    pub campaign_id: CampaignId,
+    #[serde(rename = "leadIds")]
+    pub lead_ids: Vec<i64>,
+}
+
+/// `campaign.send_jobs`: one message for the sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendJob {
+    pub send_id: String,
+    pub campaign_id: CampaignId,
+    pub lead_id: i64,
+    pub to: String,
+    pub message: String,
+    pub attempt: u32,
+}
+
+/// `campaign.status_updates`: a log moving forward, from the sender or a receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub send_id: String,
+    pub campaign_id: CampaignId,
+    pub lead_id: i64,
+    pub status: SendStatus,
+    pub attempt: u32,
+    pub error: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    /// The vendor's id, when the update carries one (sent, receipts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+}
+
+/// `campaign.dlq`: a send job given up on, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub payload: SendJob,
+    pub reason: String,
+}
+
+/// A dead letter as stored, for `crm dlq list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    pub id: i64,
+    pub send_id: String,
+    pub campaign_id: CampaignId,
+    pub reason: String,
+    pub payload: SendJob,
+    pub created_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// One worker's last heartbeat, for `crm worker list` and the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub id: String,
+    pub kind: String,
+    pub pid: u32,
+    pub started: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub processed: u64,
+    /// Items per second over the last beat.
+    pub rate: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SendStatus::*;
+    use super::*;
+
+    #[test]
+    fn status_moves_only_forward() {
+        let path = [Pending, Sending, Sent, Delivered, Read];
+        for (i, a) in path.iter().enumerate() {
+            for (j, b) in path.iter().enumerate() {
+                assert_eq!(a.can_become(*b), i < j && *b != Pending, "{a} -> {b}");
+            }
+        }
+        assert!(Sent.can_become(Failed));
+        assert!(!Delivered.can_become(Failed));
+        assert!(!Failed.can_become(Sent));
+        assert!(!Skipped.can_become(Sent));
+        assert!(Pending.can_become(Skipped));
+        assert!(!Sent.can_become(Skipped));
+        assert!(Sending.can_become(Uncertain));
+        assert!(!Sent.can_become(Uncertain));
+        assert!(Uncertain.can_become(Delivered));
+        assert!(!Uncertain.can_become(Sending));
+    }
+
+    #[test]
+    fn late_or_repeated_receipts_change_nothing() {
+        // read then delivered (out of order), then read again (a repeat)
+        let mut s = Sent;
+        for next in [Read, Delivered, Read] {
+            if s.can_become(next) {
+                s = next;
+            }
+        }
+        assert_eq!(s, Read);
+    }
+
+    #[test]
+    fn send_ids_are_deterministic_and_distinct() {
+        assert_eq!(send_id(1, 2), send_id(1, 2));
+        assert_ne!(send_id(1, 2), send_id(2, 1));
+        assert_ne!(send_id(1, 23), send_id(12, 3));
+        assert_eq!(send_id(1, 2).len(), 32);
+    }
+
+    #[test]
+    fn stats_count_each_message_once_per_level() {
+        let s = CampaignStats::from_counts(10, &[(Read, 1), (Delivered, 2), (Sent, 3), (Failed, 1), (Skipped, 1)]);
+        assert_eq!((s.sent, s.delivered, s.read, s.failed, s.skipped, s.pending), (6, 3, 1, 1, 1, 2));
+    }
+
+    #[test]
+    fn payloads_use_the_topic_field_names() {
+        let job = ExpandJob { campaign_id: 3, lead_ids: vec![1, 2] };
+        assert_eq!(serde_json::to_string(&job).ok().as_deref(), Some(r#"{"campaignId":3,"leadIds":[1,2]}"#));
+        let status: CampaignStatus = "paused".parse().unwrap_or(CampaignStatus::Draft);
+        assert_eq!(status, CampaignStatus::Paused);
+        assert!(CampaignStatus::Paused.can_become(CampaignStatus::Running));
+        assert!(!CampaignStatus::Completed.can_become(CampaignStatus::Running));
+    }
+}

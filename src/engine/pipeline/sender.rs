@@ -1,0 +1,432 @@
+//! The sender: consumes `campaign.send_jobs` in batches, claims each job's communication log
+//! (pending → sending under a lease, one transaction per batch), sends through the channel with
+//! the log's `send_id` as idempotency key under the sender policies (rate limit, concurrency,
+//! circuit breaker, retries), records the outcomes (one transaction), publishes status updates,
+//! and only then acknowledges.
+//!
+//! Why each message is sent once:
+//! - a job whose log is already sent, failed or skipped is dropped (a duplicate job);
+//! - a log `sending` under a live lease belongs to another worker: the job comes back later;
+//! - a log found `sending` after its lease expired (a worker died between the vendor's accept
+//!   and our record) is resolved with [`Channel::lookup`]: found → sent, not found → sent now
+//!   (still under the same idempotency key); a channel without lookup → UNCERTAIN, never resent.
+//!
+//! Pause: every message re-checks its campaign's status (cached ≤ 0.5 s) right before the call,
+//! so PAUSED stops sends within a second; the log is released and the job retried a second
+//! later, so resume continues where it stopped. Cancel releases the log and drops the job.
+
+use super::limits::{Limits, SenderPolicy};
+use super::worker::{Progress, Shutdown, StatusCache, heartbeat_loop, sleep_or_shutdown, worker_id};
+use crate::engine::bus::{Bus, Delivery, Outgoing, topic};
+use crate::engine::campaign::{CampaignStatus, DeadLetter, SendJob, SendStatus, StatusUpdate};
+use crate::engine::channel::{Channel, ChannelError, OutboundMessage};
+use crate::engine::error::Result;
+use crate::engine::store::campaigns::{CampaignStore, Claim, LogUpdate};
+use chrono::Utc;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub const GROUP: &str = "sender";
+const POLL: Duration = Duration::from_millis(300);
+/// How soon a job held back by a pause (or a draft campaign) is looked at again.
+const PAUSE_RECHECK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub policy: SenderPolicy,
+    /// How long a claim (and the bus lease of its job) lasts beyond the batch's expected time.
+    pub lease: Duration,
+    /// Where the vendor should POST receipts (the status worker's webhook).
+    pub callback_url: Option<String>,
+    /// Batch loops running at once in this process (they share the policies).
+    pub loops: usize,
+}
+
+impl SenderConfig {
+    pub fn new(policy: SenderPolicy) -> SenderConfig {
+        SenderConfig { policy, lease: Duration::from_secs(30), callback_url: None, loops: 2 }
+    }
+
+    /// Jobs per batch: enough to keep the concurrency busy for about two seconds at the rate.
+    fn batch(&self) -> usize {
+        let c = self.policy.concurrency.max(1);
+        match self.policy.rate_per_minute {
+            None => c.max(256),
+            Some(r) => ((r as usize) / 30).clamp(c.min(256), 256),
+        }
+    }
+
+    /// The claim lease: the configured slack plus the time the rate limit makes a batch take.
+    fn batch_lease(&self) -> Duration {
+        let paced = match self.policy.rate_per_minute {
+            Some(r) if r > 0 => {
+                Duration::from_secs_f64((self.batch() * self.loops.max(1)) as f64 * 60.0 / f64::from(r))
+            }
+            _ => Duration::ZERO,
+        };
+        self.lease + paced
+    }
+}
+
+/// What became of one claimed message.
+#[derive(Debug)]
+enum Outcome {
+    Sent(String),
+    Uncertain(String),
+    /// The try failed and another is due after the backoff (the attempt counted).
+    Retry {
+        after: Duration,
+        error: String,
+    },
+    /// Permanent failure, or the tries are used up: dead letter.
+    Failed(String),
+    /// Nothing was tried (paused, breaker open, shutting down): back to pending.
+    Release {
+        after: Duration,
+    },
+    /// The campaign was cancelled or deleted: back to pending, and the job dropped.
+    Drop,
+}
+
+struct Shared {
+    store: Arc<dyn CampaignStore>,
+    channel: Arc<dyn Channel>,
+    limits: Limits,
+    slots: Semaphore,
+    statuses: StatusCache,
+    config: SenderConfig,
+}
+
+/// Runs a sender until `shutdown`; in-flight sends finish (or are released) first.
+pub async fn run_sender(
+    store: Arc<dyn CampaignStore>,
+    bus: Arc<dyn Bus>,
+    channel: Arc<dyn Channel>,
+    config: SenderConfig,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let id = worker_id("send");
+    let progress = Arc::new(Progress::default());
+    let beat = tokio::spawn(heartbeat_loop(store.clone(), id.clone(), "send", progress.clone(), shutdown.clone()));
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        channel,
+        limits: Limits::new(&config.policy),
+        slots: Semaphore::new(config.policy.concurrency.max(1)),
+        statuses: StatusCache::new(store.clone()),
+        config,
+    });
+    tracing::info!(worker = %id, batch = shared.config.batch(), loops = shared.config.loops, "Sender started.");
+    // Several batch loops share the policies: while one records its batch, another sends.
+    let mut loops = JoinSet::new();
+    for _ in 0..shared.config.loops.max(1) {
+        let (shared, bus, progress, shutdown, id) =
+            (shared.clone(), bus.clone(), progress.clone(), shutdown.clone(), id.clone());
+        loops.spawn(async move { batch_loop(&shared, bus.as_ref(), &progress, shutdown, &id).await });
+    }
+    while loops.join_next().await.is_some() {}
+    let _ = beat.await;
+    tracing::info!(worker = %id, processed = progress.get(), "Sender stopped.");
+    Ok(())
+}
+
+async fn batch_loop(shared: &Arc<Shared>, bus: &dyn Bus, progress: &Progress, shutdown: Shutdown, id: &str) {
+    while !shutdown.is_triggered() {
+        let lease = shared.config.batch_lease();
+        let step = async {
+            let deliveries = bus.consume_wait(topic::SEND_JOBS, GROUP, shared.config.batch(), lease, POLL).await?;
+            send_batch(shared, bus, deliveries, &shutdown).await
+        };
+        match step.await {
+            Ok(sent) => progress.add(sent),
+            Err(e) => {
+                // A backend hiccup (a locked file, a restart) must not kill the worker.
+                tracing::warn!(worker = %id, error = %e, "Send batch failed; retrying shortly.");
+                let mut s = shutdown.clone();
+                sleep_or_shutdown(Duration::from_secs(1), &mut s).await;
+            }
+        }
+    }
+}
+
+/// Handles one batch of deliveries; returns how many messages it settled.
+async fn send_batch(
+    shared: &Arc<Shared>,
+    bus: &dyn Bus,
+    deliveries: Vec<Delivery>,
+    shutdown: &Shutdown,
+) -> Result<u64> {
+    let mut acks = Vec::new();
+    let mut later: Vec<(Delivery, Duration)> = Vec::new();
+    let mut claimable: Vec<(Delivery, SendJob)> = Vec::new();
+    for d in deliveries {
+        let Ok(job) = serde_json::from_slice::<SendJob>(&d.payload) else {
+            tracing::warn!(message = d.id, "Dropping an unreadable send job.");
+            acks.push(d);
+            continue;
+        };
+        match shared.statuses.get(job.campaign_id).await? {
+            Some(CampaignStatus::Running | CampaignStatus::Completed) => claimable.push((d, job)),
+            Some(CampaignStatus::Paused | CampaignStatus::Draft) => later.push((d, PAUSE_RECHECK)),
+            Some(CampaignStatus::Cancelled) | None => acks.push(d),
+        }
+    }
+    let ids: Vec<String> = claimable.iter().map(|(_, j)| j.send_id.clone()).collect();
+    let claims =
+        if ids.is_empty() { Vec::new() } else { shared.store.claim_logs(&ids, shared.config.batch_lease()).await? };
+    let mut updates = Vec::new();
+    let mut tasks = JoinSet::new();
+    for ((d, job), claim) in claimable.into_iter().zip(claims) {
+        match claim {
+            Claim::Claimed { attempt, recovered } => {
+                let (shared, shutdown) = (shared.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    let outcome = send_one(&shared, &job, attempt, recovered, shutdown).await;
+                    (d, job, attempt, outcome)
+                });
+            }
+            Claim::Busy { retry_in } => later.push((d, retry_in)),
+            Claim::OptedOut => {
+                updates.push(status_update(&job, SendStatus::Skipped, 0, Some("opted out".into()), None));
+                acks.push(d);
+            }
+            Claim::Settled(_) | Claim::Missing => acks.push(d),
+        }
+    }
+    let mut log_updates = Vec::new();
+    let (mut release_keep, mut release_undo, mut dead) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((d, job, attempt, outcome)) = joined else { continue };
+        match outcome {
+            Outcome::Sent(pid) => {
+                log_updates.push(log_update(&job, SendStatus::Sent, Some(pid.clone()), None));
+                updates.push(status_update(&job, SendStatus::Sent, attempt, None, Some(pid)));
+                acks.push(d);
+            }
+            Outcome::Uncertain(why) => {
+                log_updates.push(log_update(&job, SendStatus::Uncertain, None, Some(why.clone())));
+                updates.push(status_update(&job, SendStatus::Uncertain, attempt, Some(why), None));
+                acks.push(d);
+            }
+            Outcome::Retry { after, error } => {
+                tracing::debug!(send_id = %job.send_id, attempt, ?after, %error, "Send failed; retrying later.");
+                release_keep.push(job.send_id.clone());
+                later.push((d, after));
+            }
+            Outcome::Failed(reason) => {
+                tracing::warn!(send_id = %job.send_id, attempt, %reason, "Send failed for good; dead-lettered.");
+                updates.push(status_update(&job, SendStatus::Failed, attempt, Some(reason.clone()), None));
+                dead.push(DeadLetter { payload: SendJob { attempt, ..job }, reason });
+                acks.push(d);
+            }
+            Outcome::Release { after } => {
+                release_undo.push(job.send_id.clone());
+                later.push((d, after));
+            }
+            Outcome::Drop => {
+                release_undo.push(job.send_id.clone());
+                acks.push(d);
+            }
+        }
+    }
+    let settled = (log_updates.len() + dead.len()) as u64;
+    // Effects first, durable; acknowledgements last.
+    if !log_updates.is_empty() {
+        shared.store.apply_log_updates(&log_updates).await?;
+    }
+    for letter in &dead {
+        shared.store.add_dead_letter(letter).await?;
+    }
+    if !release_keep.is_empty() {
+        shared.store.release_logs(&release_keep, false).await?;
+    }
+    if !release_undo.is_empty() {
+        shared.store.release_logs(&release_undo, true).await?;
+    }
+    let outgoing: Vec<Outgoing> =
+        updates.iter().filter_map(|u| serde_json::to_vec(u).ok().map(|p| Outgoing::new(Some(&u.send_id), p))).collect();
+    if !outgoing.is_empty() {
+        bus.publish_batch(topic::STATUS_UPDATES, outgoing).await?;
+    }
+    if !acks.is_empty() {
+        bus.ack_many(&acks).await?;
+    }
+    for (d, after) in later {
+        bus.retry(&d, after).await?;
+    }
+    Ok(settled)
+}
+
+/// One claimed message through recovery, the policies and the channel.
+async fn send_one(shared: &Shared, job: &SendJob, attempt: u32, recovered: bool, mut shutdown: Shutdown) -> Outcome {
+    if recovered {
+        match shared.channel.lookup(&job.send_id).await {
+            Ok(Some(pid)) => {
+                tracing::info!(send_id = %job.send_id, "A crashed send had reached the vendor; recorded as sent.");
+                return Outcome::Sent(pid);
+            }
+            Ok(None) => tracing::info!(send_id = %job.send_id, "A crashed send never reached the vendor; sending."),
+            Err(ChannelError::Permanent(e)) => return Outcome::Uncertain(format!("crashed mid-send; {e}")),
+            Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
+        }
+    }
+    tokio::select! {
+        _ = shared.limits.rate_limiter().acquire() => {}
+        _ = shutdown.wait() => return Outcome::Release { after: Duration::ZERO },
+    }
+    match shared.statuses.get(job.campaign_id).await {
+        Ok(Some(CampaignStatus::Running | CampaignStatus::Completed)) => {}
+        Ok(Some(CampaignStatus::Paused | CampaignStatus::Draft)) | Err(_) => {
+            return Outcome::Release { after: PAUSE_RECHECK };
+        }
+        Ok(Some(CampaignStatus::Cancelled) | None) => return Outcome::Drop,
+    }
+    let permit = match shared.limits.breaker().try_acquire() {
+        Ok(permit) => permit,
+        Err(open) => return Outcome::Release { after: open.retry_in },
+    };
+    let Ok(_slot) = shared.slots.acquire().await else { return Outcome::Release { after: Duration::ZERO } };
+    let msg = OutboundMessage {
+        send_id: job.send_id.clone(),
+        to: job.to.clone(),
+        body: job.message.clone(),
+        callback_url: shared.config.callback_url.clone(),
+    };
+    let err = match shared.channel.send(&msg).await {
+        Ok(outcome) => {
+            permit.success();
+            return Outcome::Sent(outcome.provider_message_id);
+        }
+        Err(err) => err,
+    };
+    match &err {
+        ChannelError::Permanent(_) => permit.success(),
+        ChannelError::Transient(_) => permit.failure(),
+        ChannelError::RateLimited { retry_after } => {
+            shared.limits.rate_limiter().hold_off(*retry_after);
+            drop(permit);
+        }
+    }
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    match shared.limits.retry().delay_after(attempt, &err, &mut rng) {
+        Some(after) => Outcome::Retry { after, error: err.to_string() },
+        None => Outcome::Failed(err.to_string()),
+    }
+}
+
+fn log_update(job: &SendJob, status: SendStatus, pid: Option<String>, error: Option<String>) -> LogUpdate {
+    LogUpdate { send_id: job.send_id.clone(), status, provider_message_id: pid, error }
+}
+
+fn status_update(
+    job: &SendJob,
+    status: SendStatus,
+    attempt: u32,
+    error: Option<String>,
+    pid: Option<String>,
+) -> StatusUpdate {
+    StatusUpdate {
+        send_id: job.send_id.clone(),
+        campaign_id: job.campaign_id,
+        lead_id: job.lead_id,
+        status,
+        attempt,
+        error,
+        timestamp: Utc::now(),
+        provider_message_id: pid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::campaign::{NewCampaign, NewLog, send_id};
+    use crate::engine::channel::SendOutcome;
+    use crate::engine::pipeline::worker::shutdown_signal;
+    use crate::engine::store::sqlite::SqliteStore;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    /// Accepts everything and remembers when.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Instant>>);
+
+    #[async_trait]
+    impl Channel for Recorder {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn max_length(&self) -> usize {
+            1000
+        }
+        async fn send(&self, msg: &OutboundMessage) -> std::result::Result<SendOutcome, ChannelError> {
+            self.0.lock().expect("lock").push(Instant::now());
+            Ok(SendOutcome { provider_message_id: format!("m-{}", msg.send_id), duplicate: false })
+        }
+        async fn lookup(&self, _key: &str) -> std::result::Result<Option<String>, ChannelError> {
+            Ok(None)
+        }
+    }
+
+    fn job(campaign: i64, lead: i64) -> SendJob {
+        SendJob {
+            send_id: send_id(campaign, lead),
+            campaign_id: campaign,
+            lead_id: lead,
+            to: "+447911000001".into(),
+            message: "Hi".into(),
+            attempt: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_follow_the_rate_and_stop_when_paused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn CampaignStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("crm.db")).await.expect("open store"));
+        let new = NewCampaign {
+            name: "c".into(),
+            segment_id: 1,
+            message_template: "Hi".into(),
+            channel: "sim".into(),
+            created_by: None,
+        };
+        let c = store.create_campaign(new).await.expect("create").id;
+        let logs: Vec<NewLog> =
+            (1..=4).map(|l| NewLog { send_id: send_id(c, l), lead_id: l, skip_reason: None }).collect();
+        store.insert_logs(c, "sim", &logs).await.expect("insert");
+        store.start_campaign(c, 4).await.expect("start");
+        let channel = Arc::new(Recorder::default());
+        let policy = SenderPolicy { rate_per_minute: Some(60), ..SenderPolicy::default() };
+        let shared = Shared {
+            store: store.clone(),
+            channel: channel.clone(),
+            limits: Limits::new(&policy),
+            slots: Semaphore::new(5),
+            statuses: StatusCache::new(store.clone()),
+            config: SenderConfig::new(policy),
+        };
+        let (_trigger, shutdown) = shutdown_signal();
+        let start = Instant::now();
+        for lead in 1..=3 {
+            let outcome = send_one(&shared, &job(c, lead), 1, false, shutdown.clone()).await;
+            assert!(matches!(outcome, Outcome::Sent(_)), "{outcome:?}");
+        }
+        let times: Vec<Duration> = channel.0.lock().expect("lock").iter().map(|t| *t - start).collect();
+        // 60 a minute, evenly spaced: one a second (tokio's clock, paused: no real waiting).
+        for (i, t) in times.iter().enumerate() {
+            let expected = Duration::from_secs(i as u64);
+            assert!(*t >= expected && *t < expected + Duration::from_millis(50), "send {i} at {t:?}");
+        }
+        store.set_campaign_status(c, CampaignStatus::Paused).await.expect("pause");
+        tokio::time::advance(Duration::from_millis(600)).await; // past the status cache's TTL
+        let outcome = send_one(&shared, &job(c, 4), 1, false, shutdown.clone()).await;
+        assert!(matches!(outcome, Outcome::Release { .. }), "{outcome:?}");
+        assert_eq!(channel.0.lock().expect("lock").len(), 3, "nothing is sent while paused");
+    }
+}

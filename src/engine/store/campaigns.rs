@@ -1,0 +1,124 @@
+//! `trait CampaignStore`: what the campaign pipeline persists — campaigns, one communication
+//! log per (campaign, lead), dead letters, worker heartbeats and lead opt-outs.
+//!
+//! It is a trait of its own, beside [`super::Store`], so that campaigns could land while the
+//! lead and segment store was still changing; [`open_campaign_store`] picks the backend from
+//! the same store URL. Every call that the pipeline repeats on redelivery is idempotent, and
+//! calls take batches, because the pipeline's throughput is bounded by write transactions.
+
+use crate::engine::campaign::{
+    Campaign, CampaignId, CampaignStatus, DeadLetter, DeadLetterRecord, Heartbeat, NewCampaign, NewLog, SendJob,
+    SendStatus,
+};
+use crate::engine::error::{Error, Result};
+use crate::engine::lead::{Lead, LeadId};
+use crate::engine::segment::Rule;
+use crate::engine::store::{StoreLocation, parse_store_url, sqlite::SqliteStore};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a sender's claim on a log found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The log is now `sending` under this worker's lease, at this attempt (1 the first time).
+    /// `recovered`: it was found `sending` with an expired lease (a worker died mid-send), so
+    /// the vendor may already have it; ask the channel before sending again.
+    Claimed { attempt: u32, recovered: bool },
+    /// Another worker holds a live lease; look again after this long.
+    Busy { retry_in: Duration },
+    /// Already sent, failed or beyond: the job is a duplicate.
+    Settled(SendStatus),
+    /// The lead opted out; the log was marked skipped.
+    OptedOut,
+    /// No such log (its campaign was deleted).
+    Missing,
+}
+
+/// A log moving forward (forward-only: a move that [`SendStatus::can_become`] refuses is
+/// ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogUpdate {
+    pub send_id: String,
+    pub status: SendStatus,
+    pub provider_message_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A lead for the expander: the lead (None when it was deleted) and whether it opted out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudienceLead {
+    pub id: LeadId,
+    pub lead: Option<Lead>,
+    pub opted_out: bool,
+}
+
+#[async_trait]
+pub trait CampaignStore: Send + Sync {
+    fn describe(&self) -> String;
+
+    /// `Error::Conflict` when the name is taken.
+    async fn create_campaign(&self, campaign: NewCampaign) -> Result<Campaign>;
+    /// The campaign with stats counted from its logs.
+    async fn get_campaign(&self, id: CampaignId) -> Result<Option<Campaign>>;
+    async fn get_campaign_by_name(&self, name: &str) -> Result<Option<Campaign>>;
+    async fn list_campaigns(&self) -> Result<Vec<Campaign>>;
+    /// Statuses only (cheap), for workers that check pause/cancel often.
+    async fn campaign_status(&self, id: CampaignId) -> Result<Option<CampaignStatus>>;
+    /// Deletes a DRAFT campaign; `Error::Conflict` for any other status; false if none.
+    async fn delete_campaign(&self, id: CampaignId) -> Result<bool>;
+    /// Moves a campaign to `to` if [`CampaignStatus::can_become`] allows it; returns the status
+    /// it had (`Error::NotFound` if none, `Error::Conflict` if the move is not allowed).
+    async fn set_campaign_status(&self, id: CampaignId, to: CampaignStatus) -> Result<CampaignStatus>;
+    /// DRAFT → RUNNING, recording the audience size.
+    async fn start_campaign(&self, id: CampaignId, audience: u64) -> Result<()>;
+    /// Ids of the leads `rule` matches with id > `after`, by id, at most `limit` (keyset pages).
+    async fn audience_ids(&self, rule: &Rule, now: DateTime<Utc>, after: LeadId, limit: usize) -> Result<Vec<LeadId>>;
+    async fn audience_leads(&self, ids: &[LeadId]) -> Result<Vec<AudienceLead>>;
+
+    /// Inserts the logs that do not exist yet (idempotent on `send_id`) and returns the
+    /// send ids of those among `logs` that are pending now, new or not.
+    async fn insert_logs(&self, campaign: CampaignId, channel: &str, logs: &[NewLog]) -> Result<Vec<String>>;
+    /// Claims each log for sending (pending → sending, leased for `lease`), in one transaction.
+    async fn claim_logs(&self, send_ids: &[String], lease: Duration) -> Result<Vec<Claim>>;
+    /// Returns claimed logs to pending: a retry comes later (`undo_attempt` false: the try
+    /// counted), or nothing was tried (paused, breaker open, shutdown: the try is given back).
+    async fn release_logs(&self, send_ids: &[String], undo_attempt: bool) -> Result<()>;
+    /// Applies updates forward-only in one transaction; returns how many changed a log.
+    async fn apply_log_updates(&self, updates: &[LogUpdate]) -> Result<usize>;
+    async fn log_status(&self, send_id: &str) -> Result<Option<SendStatus>>;
+    /// RUNNING campaigns whose audience is fully expanded and settled become COMPLETED;
+    /// returns their ids.
+    async fn complete_finished_campaigns(&self) -> Result<Vec<CampaignId>>;
+
+    /// Records a dead letter and marks its log failed, in one transaction.
+    async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<()>;
+    async fn list_dead_letters(
+        &self,
+        campaign: Option<CampaignId>,
+        include_replayed: bool,
+    ) -> Result<Vec<DeadLetterRecord>>;
+    /// Resets the logs of un-replayed dead letters to pending (attempt 0) and returns them
+    /// with send jobs to publish; call [`CampaignStore::mark_replayed`] once published.
+    async fn prepare_replay(&self, campaign: Option<CampaignId>) -> Result<Vec<(i64, SendJob)>>;
+    async fn mark_replayed(&self, ids: &[i64]) -> Result<()>;
+
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<()>;
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>>;
+
+    /// Returns false when the lead was already opted out.
+    async fn opt_out(&self, lead: LeadId) -> Result<bool>;
+    async fn opt_in(&self, lead: LeadId) -> Result<bool>;
+    async fn list_opt_outs(&self) -> Result<Vec<(LeadId, DateTime<Utc>)>>;
+}
+
+/// Opens (and migrates) the campaign store a store URL names (SQLite only for now).
+pub async fn open_campaign_store(url: &str) -> Result<Arc<dyn CampaignStore>> {
+    match parse_store_url(url)? {
+        StoreLocation::Sqlite(path) => Ok(Arc::new(SqliteStore::open(&path).await?)),
+        StoreLocation::MongoDb(_) => {
+            Err(Error::Usage("campaigns need a SQLite store in this build; use a SQLite path".into()))
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! [`CampaignStore`] on the embedded SQLite store. Every pipeline call is one `BEGIN IMMEDIATE`
+//! transaction over a batch (claims, outcomes, receipts), because several worker processes share
+//! the file and a write transaction, not a row, is what SQLite charges for. Stats are counted
+//! from the logs when read (an index on `(campaign_id, status)` keeps that cheap), so they can
+//! never drift from the logs they describe.
+
+use super::leads::{LEAD_COLUMNS, lead_from_row, to_ms};
+use super::{SqliteStore, db_err};
+use crate::engine::campaign::{
+    Campaign, CampaignId, CampaignStats, CampaignStatus, DeadLetter, DeadLetterRecord, Heartbeat, NewCampaign, NewLog,
+    SendJob, SendStatus,
+};
+use crate::engine::error::{Error, Result};
+use crate::engine::lead::LeadId;
+use crate::engine::segment::Rule;
+use crate::engine::segment::sql::to_sql_from;
+use crate::engine::store::campaigns::{AudienceLead, CampaignStore, Claim, LogUpdate};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter, types::Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, name, segment_id, message_template, channel, created_by, status, audience, created_at, updated_at";
+
+fn campaign_from_row(row: &Row) -> rusqlite::Result<Campaign> {
+    let status: String = row.get(6)?;
+    Ok(Campaign {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        segment_id: row.get(2)?,
+        message_template: row.get(3)?,
+        channel: row.get(4)?,
+        created_by: row.get(5)?,
+        status: status.parse().unwrap_or(CampaignStatus::Draft),
+        stats: CampaignStats { audience: row.get::<_, i64>(7)? as u64, ..CampaignStats::default() },
+        created_at: from_ms(row.get(8)?),
+        updated_at: from_ms(row.get(9)?),
+    })
+}
+
+/// Fills in the stats of `c` by counting its logs per status.
+fn with_stats(conn: &Connection, mut c: Campaign) -> rusqlite::Result<Campaign> {
+    let mut stmt =
+        conn.prepare_cached("SELECT status, count(*) FROM communication_logs WHERE campaign_id = ?1 GROUP BY status")?;
+    let counts = stmt
+        .query_map([c.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let counts: Vec<(SendStatus, u64)> =
+        counts.into_iter().filter_map(|(s, n)| SendStatus::parse(&s).map(|s| (s, n as u64))).collect();
+    c.stats = CampaignStats::from_counts(c.stats.audience, &counts);
+    Ok(c)
+}
+
+fn load_campaign(conn: &Connection, clause: &str, param: &dyn rusqlite::ToSql) -> rusqlite::Result<Option<Campaign>> {
+    let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE {clause}");
+    let found = conn.prepare_cached(&sql)?.query_row([param], campaign_from_row).optional()?;
+    found.map(|c| with_stats(conn, c)).transpose()
+}
+
+fn status_of(conn: &Connection, id: CampaignId) -> rusqlite::Result<Option<CampaignStatus>> {
+    let s: Option<String> =
+        conn.prepare_cached("SELECT status FROM campaigns WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
+    Ok(s.and_then(|s| s.parse().ok()))
+}
+
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+/// Applies one forward-only update; true when the log changed.
+fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
+    let current: Option<String> = conn
+        .prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?
+        .query_row([&u.send_id], |r| r.get(0))
+        .optional()?;
+    let Some(current) = current.as_deref().and_then(SendStatus::parse) else { return Ok(false) };
+    if !current.can_become(u.status) {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "UPDATE communication_logs SET status = ?2, lease_until = NULL,
+             provider_message_id = coalesce(?3, provider_message_id),
+             error_message = coalesce(?4, error_message), updated_at = ?5
+         WHERE send_id = ?1",
+    )?
+    .execute(params![u.send_id, u.status.as_str(), u.provider_message_id, u.error, now])?;
+    Ok(true)
+}
+
+fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i64) -> rusqlite::Result<Claim> {
+    let row: Option<(String, i64, Option<i64>, i64)> = conn
+        .prepare_cached("SELECT status, attempt, lease_until, lead_id FROM communication_logs WHERE send_id = ?1")?
+        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((status, attempt, lease_until, lead_id)) = row else { return Ok(Claim::Missing) };
+    let status = SendStatus::parse(&status).unwrap_or(SendStatus::Failed);
+    let recovered = match status {
+        SendStatus::Pending => false,
+        SendStatus::Sending => match lease_until {
+            Some(until) if until > now => {
+                return Ok(Claim::Busy { retry_in: Duration::from_millis((until - now) as u64 + 1) });
+            }
+            _ => true,
+        },
+        settled => return Ok(Claim::Settled(settled)),
+    };
+    let opted_out: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM lead_opt_outs WHERE lead_id = ?1)")?
+        .query_row([lead_id], |r| r.get(0))?;
+    if opted_out && !recovered {
+        conn.prepare_cached(
+            "UPDATE communication_logs SET status = 'skipped', error_message = 'opted out', updated_at = ?2
+             WHERE send_id = ?1",
+        )?
+        .execute(params![send_id, now])?;
+        return Ok(Claim::OptedOut);
+    }
+    // A recovered claim keeps its attempt: the same try is being finished, not a new one.
+    let attempt = if recovered { attempt.max(1) } else { attempt + 1 };
+    conn.prepare_cached(
+        "UPDATE communication_logs SET status = 'sending', attempt = ?2, lease_until = ?3, updated_at = ?4
+         WHERE send_id = ?1",
+    )?
+    .execute(params![send_id, attempt, now + lease_ms, now])?;
+    Ok(Claim::Claimed { attempt: attempt as u32, recovered })
+}
+
+fn dead_letter_from_row(row: &Row) -> rusqlite::Result<DeadLetterRecord> {
+    let payload: String = row.get(4)?;
+    let payload: SendJob = serde_json::from_str(&payload)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
+    Ok(DeadLetterRecord {
+        id: row.get(0)?,
+        send_id: row.get(1)?,
+        campaign_id: row.get(2)?,
+        reason: row.get(3)?,
+        payload,
+        created_at: from_ms(row.get(5)?),
+        replayed_at: row.get::<_, Option<i64>>(6)?.map(from_ms),
+    })
+}
+
+#[async_trait]
+impl CampaignStore for SqliteStore {
+    fn describe(&self) -> String {
+        self.describe_path()
+    }
+
+    async fn create_campaign(&self, c: NewCampaign) -> Result<Campaign> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let tx = write_tx(conn).map_err(db_err(&store))?;
+            let key = c.name.to_lowercase();
+            let taken: bool = tx
+                .query_row("SELECT EXISTS (SELECT 1 FROM campaigns WHERE name_key = ?1)", [&key], |r| r.get(0))
+                .map_err(db_err(&store))?;
+            if taken {
+                return Err(Error::Conflict(format!("a campaign named '{}' already exists", c.name)));
+            }
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO campaigns (name, name_key, segment_id, message_template, channel, created_by, status,
+                     audience, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'DRAFT', 0, ?7, ?7)",
+                params![c.name, key, c.segment_id, c.message_template, c.channel, c.created_by, now],
+            )
+            .map_err(db_err(&store))?;
+            let id = tx.last_insert_rowid();
+            let campaign = load_campaign(&tx, "id = ?1", &id).map_err(db_err(&store))?;
+            tx.commit().map_err(db_err(&store))?;
+            campaign.ok_or_else(|| Error::store(&store, "the new campaign vanished"))
+        })
+        .await
+    }
+
+    async fn get_campaign(&self, id: CampaignId) -> Result<Option<Campaign>> {
+        let store = self.describe_path();
+        self.call(move |conn| load_campaign(conn, "id = ?1", &id).map_err(db_err(&store))).await
+    }
+
+    async fn get_campaign_by_name(&self, name: &str) -> Result<Option<Campaign>> {
+        let (store, key) = (self.describe_path(), name.to_lowercase());
+        self.call(move |conn| load_campaign(conn, "name_key = ?1", &key).map_err(db_err(&store))).await
+    }
+
+    async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let run = || -> rusqlite::Result<Vec<Campaign>> {
+                let mut stmt = conn.prepare(&format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id"))?;
+                let all = stmt.query_map([], campaign_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+                all.into_iter().map(|c| with_stats(conn, c)).collect()
+            };
+            run().map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn campaign_status(&self, id: CampaignId) -> Result<Option<CampaignStatus>> {
+        let store = self.describe_path();
+        self.call(move |conn| status_of(conn, id).map_err(db_err(&store))).await
+    }
+
+    async fn delete_campaign(&self, id: CampaignId) -> Result<bool> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let tx = write_tx(conn).map_err(db_err(&store))?;
+            match status_of(&tx, id).map_err(db_err(&store))? {
+                None => return Ok(false),
+                Some(CampaignStatus::Draft) => {}
+                Some(other) => {
+                    return Err(Error::Conflict(format!(
+                        "campaign {id} is {other}; only drafts can be deleted (cancel it instead)"
+                    )));
+                }
+            }
+            tx.execute("DELETE FROM communication_logs WHERE campaign_id = ?1", [id]).map_err(db_err(&store))?;
+            tx.execute("DELETE FROM campaigns WHERE id = ?1", [id]).map_err(db_err(&store))?;
+            tx.commit().map_err(db_err(&store))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_campaign_status(&self, id: CampaignId, to: CampaignStatus) -> Result<CampaignStatus> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let tx = write_tx(conn).map_err(db_err(&store))?;
+            let from = status_of(&tx, id)
+                .map_err(db_err(&store))?
+                .ok_or_else(|| Error::NotFound(format!("no campaign has the id {id}")))?;
+            if from == to {
+                return Ok(from);
+            }
+            if !from.can_become(to) {
+                return Err(Error::Conflict(format!("campaign {id} is {from}; it cannot become {to}")));
+            }
+            tx.execute(
+                "UPDATE campaigns SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, to.as_str(), now_ms()],
+            )
+            .map_err(db_err(&store))?;
+            tx.commit().map_err(db_err(&store))?;
+            Ok(from)
+        })
+        .await
+    }
+
+    async fn start_campaign(&self, id: CampaignId, audience: u64) -> Result<()> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let tx = write_tx(conn).map_err(db_err(&store))?;
+            let from = status_of(&tx, id)
+                .map_err(db_err(&store))?
+                .ok_or_else(|| Error::NotFound(format!("no campaign has the id {id}")))?;
+            if from != CampaignStatus::Draft {
+                return Err(Error::Conflict(format!("campaign {id} is {from}; only a draft can be run")));
+            }
+            tx.execute(
+                "UPDATE campaigns SET status = 'RUNNING', audience = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, audience as i64, now_ms()],
+            )
+            .map_err(db_err(&store))?;
+            tx.commit().map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn audience_ids(&self, rule: &Rule, now: DateTime<Utc>, after: LeadId, limit: usize) -> Result<Vec<LeadId>> {
+        let (store, rule) = (self.describe_path(), rule.clone());
+        self.call(move |conn| {
+            let fragment = to_sql_from(&rule, now, 3);
+            let sql = format!("SELECT l.id FROM leads l WHERE l.id > ?1 AND ({}) ORDER BY l.id LIMIT ?2", fragment.sql);
+            let params: Vec<Value> =
+                [Value::Integer(after), Value::Integer(limit as i64)].into_iter().chain(fragment.params).collect();
+            let mut stmt = conn.prepare_cached(&sql).map_err(db_err(&store))?;
+            let ids = stmt
+                .query_map(params_from_iter(&params), |r| r.get(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<LeadId>>>())
+                .map_err(db_err(&store))?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn audience_leads(&self, ids: &[LeadId]) -> Result<Vec<AudienceLead>> {
+        let (store, ids) = (self.describe_path(), ids.to_vec());
+        self.call(move |conn| {
+            let json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            let run = || -> rusqlite::Result<Vec<AudienceLead>> {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {LEAD_COLUMNS}, EXISTS (SELECT 1 FROM lead_opt_outs o WHERE o.lead_id = l.id)
+                     FROM leads l WHERE l.id IN (SELECT value FROM json_each(?1))"
+                ))?;
+                let mut found: HashMap<LeadId, AudienceLead> = HashMap::new();
+                let rows = stmt.query_map([&json], |r| {
+                    let lead = lead_from_row(r)?;
+                    let opted_out: bool = r.get(11)?;
+                    Ok(AudienceLead { id: lead.id, lead: Some(lead), opted_out })
+                })?;
+                for row in rows {
+                    let row = row?;
+                    found.insert(row.id, row);
+                }
+                Ok(ids
+                    .iter()
+                    .map(|id| found.remove(id).unwrap_or(AudienceLead { id: *id, lead: None, opted_out: false }))
+                    .collect())
+            };
+            run().map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn insert_logs(&self, campaign: CampaignId, channel: &str, logs: &[NewLog]) -> Result<Vec<String>> {
+        let (store, channel, logs) = (self.describe_path(), channel.to_string(), logs.to_vec());
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<Vec<String>> {
+                let tx = write_tx(conn)?;
+                let now = now_ms();
+                let mut pending = Vec::new();
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO communication_logs (send_id, campaign_id, lead_id, status, attempt, channel,
+                             error_message, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?7) ON CONFLICT (send_id) DO NOTHING",
+                    )?;
+                    let mut status = tx.prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?;
+                    for log in &logs {
+                        let initial = if log.skip_reason.is_some() { "skipped" } else { "pending" };
+                        insert.execute(params![
+                            log.send_id,
+                            campaign,
+                            log.lead_id,
+                            initial,
+                            channel,
+                            log.skip_reason,
+                            now
+                        ])?;
+                        let now_status: String = status.query_row([&log.send_id], |r| r.get(0))?;
+                        if now_status == "pending" {
+                            pending.push(log.send_id.clone());
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(pending)
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn claim_logs(&self, send_ids: &[String], lease: Duration) -> Result<Vec<Claim>> {
+        let (store, send_ids) = (self.describe_path(), send_ids.to_vec());
+        let lease_ms = lease.as_millis() as i64;
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<Vec<Claim>> {
+                let tx = write_tx(conn)?;
+                let now = now_ms();
+                let claims = send_ids.iter().map(|id| claim_one(&tx, id, now, lease_ms)).collect::<Result<_, _>>()?;
+                tx.commit()?;
+                Ok(claims)
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn release_logs(&self, send_ids: &[String], undo_attempt: bool) -> Result<()> {
+        let (store, send_ids) = (self.describe_path(), send_ids.to_vec());
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = write_tx(conn)?;
+                let now = now_ms();
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "UPDATE communication_logs SET status = 'pending', lease_until = NULL, updated_at = ?2,
+                             attempt = max(0, attempt - ?3)
+                         WHERE send_id = ?1 AND status = 'sending'",
+                    )?;
+                    for id in &send_ids {
+                        stmt.execute(params![id, now, i64::from(undo_attempt)])?;
+                    }
+                }
+                tx.commit()
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn apply_log_updates(&self, updates: &[LogUpdate]) -> Result<usize> {
+        let (store, updates) = (self.describe_path(), updates.to_vec());
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
+                let tx = write_tx(conn)?;
+                let now = now_ms();
+                let mut changed = 0;
+                for u in &updates {
+                    changed += usize::from(apply_update(&tx, u, now)?);
+                }
+                tx.commit()?;
+                Ok(changed)
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn log_status(&self, send_id: &str) -> Result<Option<SendStatus>> {
+        let (store, send_id) = (self.describe_path(), send_id.to_string());
+        self.call(move |conn| {
+            let s: Option<String> = conn
+                .prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")
+                .and_then(|mut st| st.query_row([&send_id], |r| r.get(0)).optional())
+                .map_err(db_err(&store))?;
+            Ok(s.as_deref().and_then(SendStatus::parse))
+        })
+        .await
+    }
+
+    async fn complete_finished_campaigns(&self) -> Result<Vec<CampaignId>> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<Vec<CampaignId>> {
+                let tx = write_tx(conn)?;
+                let ids: Vec<CampaignId> = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT c.id FROM campaigns c WHERE c.status = 'RUNNING'
+                           AND (SELECT count(*) FROM communication_logs g WHERE g.campaign_id = c.id) >= c.audience
+                           AND NOT EXISTS (SELECT 1 FROM communication_logs g WHERE g.campaign_id = c.id
+                                           AND g.status IN ('pending', 'sending'))",
+                    )?;
+                    stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+                };
+                for id in &ids {
+                    tx.execute(
+                        "UPDATE campaigns SET status = 'COMPLETED', updated_at = ?2 WHERE id = ?1",
+                        params![id, now_ms()],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(ids)
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<()> {
+        let (store, letter) = (self.describe_path(), letter.clone());
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = write_tx(conn)?;
+                let now = now_ms();
+                let payload = serde_json::to_string(&letter.payload).unwrap_or_default();
+                tx.execute(
+                    "INSERT INTO dead_letters (send_id, campaign_id, reason, payload, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![letter.payload.send_id, letter.payload.campaign_id, letter.reason, payload, now],
+                )?;
+                let update = LogUpdate {
+                    send_id: letter.payload.send_id.clone(),
+                    status: SendStatus::Failed,
+                    provider_message_id: None,
+                    error: Some(letter.reason.clone()),
+                };
+                apply_update(&tx, &update, now)?;
+                tx.commit()
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        campaign: Option<CampaignId>,
+        include_replayed: bool,
+    ) -> Result<Vec<DeadLetterRecord>> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let run = || -> rusqlite::Result<Vec<DeadLetterRecord>> {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, send_id, campaign_id, reason, payload, created_at, replayed_at FROM dead_letters
+                     WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 OR replayed_at IS NULL) ORDER BY id",
+                )?;
+                stmt.query_map(params![campaign, include_replayed], dead_letter_from_row)?.collect()
+            };
+            run().map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn prepare_replay(&self, campaign: Option<CampaignId>) -> Result<Vec<(i64, SendJob)>> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<Vec<(i64, SendJob)>> {
+                let tx = write_tx(conn)?;
+                let letters: Vec<DeadLetterRecord> = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT id, send_id, campaign_id, reason, payload, created_at, replayed_at FROM dead_letters
+                         WHERE (?1 IS NULL OR campaign_id = ?1) AND replayed_at IS NULL ORDER BY id",
+                    )?;
+                    stmt.query_map(params![campaign], dead_letter_from_row)?.collect::<rusqlite::Result<_>>()?
+                };
+                let now = now_ms();
+                for l in &letters {
+                    // Replay is the operator's explicit "try again": the one move back out of failed.
+                    tx.execute(
+                        "UPDATE communication_logs SET status = 'pending', attempt = 0, lease_until = NULL,
+                             error_message = NULL, updated_at = ?2 WHERE send_id = ?1 AND status = 'failed'",
+                        params![l.send_id, now],
+                    )?;
+                    tx.execute(
+                        "UPDATE campaigns SET status = 'RUNNING', updated_at = ?2 WHERE id = ?1 AND status = 'COMPLETED'",
+                        params![l.campaign_id, now],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(letters.into_iter().map(|l| (l.id, SendJob { attempt: 1, ..l.payload })).collect())
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn mark_replayed(&self, ids: &[i64]) -> Result<()> {
+        let (store, ids) = (self.describe_path(), ids.to_vec());
+        self.call(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = write_tx(conn)?;
+                let now = now_ms();
+                for id in &ids {
+                    tx.execute("UPDATE dead_letters SET replayed_at = ?2 WHERE id = ?1", params![id, now])?;
+                }
+                tx.commit()
+            };
+            run(conn).map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn beat(&self, h: &Heartbeat) -> Result<()> {
+        let (store, h) = (self.describe_path(), h.clone());
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO worker_heartbeats (id, kind, pid, started, last_seen, processed, rate)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET last_seen = ?5, processed = ?6, rate = ?7",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    h.id,
+                    h.kind,
+                    h.pid,
+                    to_ms(&h.started),
+                    to_ms(&h.last_seen),
+                    h.processed as i64,
+                    h.rate
+                ])
+            })
+            .map_err(db_err(&store))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let run = || -> rusqlite::Result<Vec<Heartbeat>> {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, kind, pid, started, last_seen, processed, rate FROM worker_heartbeats
+                     ORDER BY last_seen DESC",
+                )?;
+                stmt.query_map([], |r| {
+                    Ok(Heartbeat {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        pid: r.get(2)?,
+                        started: from_ms(r.get(3)?),
+                        last_seen: from_ms(r.get(4)?),
+                        processed: r.get::<_, i64>(5)? as u64,
+                        rate: r.get(6)?,
+                    })
+                })?
+                .collect()
+            };
+            run().map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn opt_out(&self, lead: LeadId) -> Result<bool> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    "INSERT INTO lead_opt_outs (lead_id, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![lead, now_ms()],
+                )
+                .map_err(db_err(&store))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn opt_in(&self, lead: LeadId) -> Result<bool> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let n = conn.execute("DELETE FROM lead_opt_outs WHERE lead_id = ?1", [lead]).map_err(db_err(&store))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_opt_outs(&self) -> Result<Vec<(LeadId, DateTime<Utc>)>> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let run = || -> rusqlite::Result<Vec<(LeadId, DateTime<Utc>)>> {
+                let mut stmt = conn.prepare("SELECT lead_id, at FROM lead_opt_outs ORDER BY lead_id")?;
+                stmt.query_map([], |r| Ok((r.get(0)?, from_ms(r.get(1)?))))?.collect()
+            };
+            run().map_err(db_err(&store))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! The SQLite campaign store's own checks: idempotent inserts, claims and leases, forward-only
+//! updates and the stats counted from them.
+
+use super::*;
+use crate::engine::campaign::send_id;
+
+async fn store() -> (tempfile::TempDir, SqliteStore, CampaignId) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("crm.db")).await.expect("open store");
+    let new = NewCampaign {
+        name: "Spring".into(),
+        segment_id: 1,
+        message_template: "Hi".into(),
+        channel: "sim".into(),
+        created_by: None,
+    };
+    let c = store.create_campaign(new).await.expect("create");
+    (dir, store, c.id)
+}
+
+fn logs(campaign: CampaignId, leads: &[i64]) -> Vec<NewLog> {
+    leads.iter().map(|&l| NewLog { send_id: send_id(campaign, l), lead_id: l, skip_reason: None }).collect()
+}
+
+fn update(id: &str, status: SendStatus) -> LogUpdate {
+    LogUpdate { send_id: id.into(), status, provider_message_id: None, error: None }
+}
+
+#[tokio::test]
+async fn logs_are_inserted_once_and_claimed_once() {
+    let (_dir, s, c) = store().await;
+    let new = logs(c, &[1, 2, 3]);
+    assert_eq!(s.insert_logs(c, "sim", &new).await.ok().map(|p| p.len()), Some(3));
+    let ids: Vec<String> = new.iter().map(|l| l.send_id.clone()).collect();
+    let claims = s.claim_logs(&ids[..1], Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: false }]);
+    // A redelivered chunk inserts nothing and no longer lists the claimed log as pending.
+    assert_eq!(s.insert_logs(c, "sim", &new).await.ok().map(|p| p.len()), Some(2));
+    let again = s.claim_logs(&ids[..1], Duration::from_secs(30)).await.expect("claim");
+    assert!(matches!(again[0], Claim::Busy { .. }), "{again:?}");
+    s.apply_log_updates(&[update(&ids[0], SendStatus::Sent)]).await.expect("sent");
+    let dup = s.claim_logs(&ids[..1], Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(dup, vec![Claim::Settled(SendStatus::Sent)]);
+}
+
+#[tokio::test]
+async fn an_expired_claim_is_recovered_and_released_claims_give_back_their_try() {
+    let (_dir, s, c) = store().await;
+    let new = logs(c, &[1, 2]);
+    s.insert_logs(c, "sim", &new).await.expect("insert");
+    let ids: Vec<String> = new.iter().map(|l| l.send_id.clone()).collect();
+    s.claim_logs(&ids, Duration::ZERO).await.expect("claim");
+    let claims = s.claim_logs(&ids[..1], Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: true }]);
+    s.release_logs(&ids[1..], true).await.expect("release");
+    let claims = s.claim_logs(&ids[1..], Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: false }]);
+}
+
+#[tokio::test]
+async fn receipts_move_logs_forward_only_and_stats_count_them() {
+    let (_dir, s, c) = store().await;
+    let new = logs(c, &[1, 2]);
+    s.insert_logs(c, "sim", &new).await.expect("insert");
+    s.start_campaign(c, 2).await.expect("start");
+    let (a, b) = (new[0].send_id.as_str(), new[1].send_id.as_str());
+    let changed = s
+        .apply_log_updates(&[
+            update(a, SendStatus::Sent),
+            update(a, SendStatus::Read),
+            update(a, SendStatus::Delivered), // late: ignored
+            update(a, SendStatus::Read),      // repeated: ignored
+            update(b, SendStatus::Failed),
+            update(b, SendStatus::Sent), // out of failed: ignored
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(changed, 3);
+    assert_eq!(s.log_status(a).await.ok().flatten(), Some(SendStatus::Read));
+    let got = s.get_campaign(c).await.ok().flatten().expect("campaign");
+    assert_eq!((got.stats.sent, got.stats.delivered, got.stats.read, got.stats.failed), (1, 1, 1, 1));
+    assert_eq!(s.complete_finished_campaigns().await.ok(), Some(vec![c]));
+    assert_eq!(s.campaign_status(c).await.ok().flatten(), Some(CampaignStatus::Completed));
+}
+
+#[tokio::test]
+async fn opted_out_leads_are_skipped_at_claim_and_drafts_only_deleted() {
+    let (_dir, s, c) = store().await;
+    let new = logs(c, &[7]);
+    s.insert_logs(c, "sim", &new).await.expect("insert");
+    assert_eq!(s.opt_out(7).await.ok(), Some(true));
+    assert_eq!(s.opt_out(7).await.ok(), Some(false));
+    let claims = s.claim_logs(&[new[0].send_id.clone()], Duration::from_secs(5)).await.expect("claim");
+    assert_eq!(claims, vec![Claim::OptedOut]);
+    s.start_campaign(c, 1).await.expect("start");
+    assert!(matches!(s.delete_campaign(c).await, Err(Error::Conflict(_))));
+    assert_eq!(s.set_campaign_status(c, CampaignStatus::Paused).await.ok(), Some(CampaignStatus::Running));
+    assert!(matches!(s.set_campaign_status(c, CampaignStatus::Draft).await, Err(Error::Conflict(_))));
+}

@@ -1,0 +1,320 @@
+//! Campaigns end to end with real processes: `crm sim` as the vendor, `crm worker …` as the
+//! pipeline. The promise under test: every eligible lead gets the message exactly once (the
+//! simulator counts distinct idempotency keys it accepted), through worker crashes, competing
+//! senders, vendor errors and 429s.
+
+mod common;
+
+use common::{Crm, describe};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn sigkill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// `n` leads with valid UK mobile numbers; every seventh has no phone (not eligible).
+fn write_leads(crm: &Crm, n: usize) -> usize {
+    let mut csv = String::from("name,email,phone\n");
+    let mut eligible = 0;
+    for i in 0..n {
+        if i % 7 == 6 {
+            csv.push_str(&format!("Lead {i},lead{i}@example.com,\n"));
+        } else {
+            eligible += 1;
+            csv.push_str(&format!("Lead {i},lead{i}@example.com,+447911{i:06}\n"));
+        }
+    }
+    let file = crm.write("leads.csv", csv);
+    crm.import(&file, &["--default-region", "GB"], 0);
+    eligible
+}
+
+/// Starts `crm sim ARGS` on a free port; returns it and its base URL.
+fn start_sim(crm: &Crm, args: &[&str]) -> (Proc, String) {
+    let mut child = crm
+        .std_bare()
+        .args(["sim", "--listen", "127.0.0.1:0", "--json", "--delivered-after-ms", "50", "--read-after-ms", "100"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start crm sim");
+    let stdout = child.stdout.take().expect("sim stdout");
+    let mut url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read sim stdout");
+        if let Some(rest) = line.trim().strip_prefix("\"url\": \"") {
+            url = Some(rest.trim_end_matches(['"', ',']).to_string());
+            break;
+        }
+    }
+    (Proc(child), url.expect("the simulator printed its URL"))
+}
+
+/// Starts `crm --store … worker ARGS` with its logs in the sandbox.
+fn start_worker(crm: &Crm, args: &[&str], log: &str) -> Proc {
+    let log = std::fs::File::create(crm.path(log)).expect("worker log");
+    let child = crm
+        .std_bare()
+        .arg("--store")
+        .arg(crm.store())
+        .arg("-v")
+        .arg("worker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start crm worker");
+    Proc(child)
+}
+
+fn http_get(base: &str, path: &str) -> Value {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("connect to the simulator");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read response");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Creates segment `all` and a campaign over it; returns the campaign id.
+fn create_campaign(crm: &Crm) -> i64 {
+    crm.json(&["segments", "create", "all", "--rule", "visits >= 0"], 0);
+    let c =
+        crm.json(&["campaigns", "create", "promo", "--segment", "all", "--template", "Hi {{first_name|there}}!"], 0);
+    c["id"].as_i64().expect("campaign id")
+}
+
+fn status(crm: &Crm, id: i64) -> Value {
+    crm.json(&["campaigns", "status", &id.to_string()], 0)
+}
+
+/// Polls the campaign until COMPLETED, or panics after `limit`.
+fn wait_completed(crm: &Crm, id: i64, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = status(crm, id);
+        if s["status"] == "COMPLETED" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "campaign not completed in {limit:?}: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn stat(s: &Value, key: &str) -> u64 {
+    s["stats"][key].as_u64().unwrap_or_else(|| panic!("no stat {key}: {s}"))
+}
+
+/// Every accepted key was accepted once: the count of distinct keys is what we expect.
+fn assert_sim_accepted(sim: &str, expected: u64) {
+    let stats = http_get(sim, "/stats");
+    assert_eq!(stats["accepted"].as_u64(), Some(expected), "sim stats: accepted");
+    let keys = stats["by_key"].as_object().map(|o| o.len() as u64);
+    assert_eq!(keys, Some(expected), "one key per eligible lead");
+}
+
+#[test]
+fn a_campaign_reaches_every_eligible_lead_once() {
+    let crm = Crm::new();
+    let eligible = write_leads(&crm, 3000) as u64;
+    let id = create_campaign(&crm);
+    let (_sim, url) = start_sim(&crm, &[]);
+    let ran = crm.json(&["campaigns", "run", &id.to_string()], 0);
+    assert_eq!(ran["audience"].as_u64(), Some(3000));
+    let _worker = start_worker(
+        &crm,
+        &["all", "--sim-url", &url, "--rate-per-minute", "0", "--concurrency", "16", "--webhook-listen", "127.0.0.1:0"],
+        "worker.log",
+    );
+    let done = wait_completed(&crm, id, Duration::from_secs(90));
+    assert_eq!(stat(&done, "sent"), eligible, "{done}");
+    assert_eq!(stat(&done, "failed") + stat(&done, "uncertain") + stat(&done, "pending"), 0, "{done}");
+    assert_sim_accepted(&url, eligible);
+    // The status --json shape is exactly this.
+    let keys: Vec<&String> = done["stats"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    assert_eq!(keys.len(), 7, "{done}");
+    // Receipts arrive through the webhook: delivered catches up with sent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stat(&status(&crm, id), "delivered") < eligible {
+        assert!(Instant::now() < deadline, "receipts did not arrive: {}", status(&crm, id));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn killed_and_competing_senders_still_send_once() {
+    let crm = Crm::new();
+    let eligible = write_leads(&crm, 2000) as u64;
+    let id = create_campaign(&crm);
+    let (_sim, url) = start_sim(&crm, &["--latency-ms", "20"]);
+    crm.json(&["campaigns", "run", &id.to_string()], 0);
+    let _expand = start_worker(&crm, &["expand"], "expand.log");
+    let _status = start_worker(&crm, &["status"], "status.log");
+    let send_args = ["send", "--sim-url", &url, "--rate-per-minute", "0", "--concurrency", "8", "--lease-ms", "1500"];
+    // Kill the sender at pseudo-random moments, restarting it each time.
+    let mut seed = u64::from(std::process::id());
+    for round in 0..5 {
+        let sender = start_worker(&crm, &send_args, &format!("send{round}.log"));
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let wait = 300 + (seed >> 33) % 700;
+        std::thread::sleep(Duration::from_millis(wait));
+        let pid = sender.pid();
+        sender.sigkill();
+        eprintln!("round {round}: killed sender {pid} after {wait} ms: {}", status(&crm, id));
+    }
+    // Two senders at once finish the job.
+    let _a = start_worker(&crm, &send_args, "send-a.log");
+    let _b = start_worker(&crm, &send_args, "send-b.log");
+    let done = wait_completed(&crm, id, Duration::from_secs(120));
+    assert_eq!(stat(&done, "sent"), eligible, "{done}");
+    assert_eq!(stat(&done, "failed") + stat(&done, "uncertain") + stat(&done, "pending"), 0, "{done}");
+    assert_sim_accepted(&url, eligible);
+    let logs: String = std::fs::read_dir(crm.dir())
+        .expect("sandbox")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("send"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    let recovered = logs.matches("A crashed send").count();
+    eprintln!("sends recovered after a crash: {recovered}");
+    assert!(recovered > 0, "the kills should have interrupted some sends");
+}
+
+#[test]
+fn vendor_errors_are_retried_then_dead_lettered_and_replayable() {
+    let crm = Crm::new();
+    let eligible = write_leads(&crm, 700) as u64;
+    let id = create_campaign(&crm);
+    let (_sim, url) =
+        start_sim(&crm, &["--server-error-rate", "0.35", "--rate-limit-rate", "0.1", "--retry-after-secs", "1"]);
+    crm.json(&["campaigns", "run", &id.to_string()], 0);
+    let worker_args = [
+        "all",
+        "--sim-url",
+        &url,
+        "--rate-per-minute",
+        "0",
+        "--concurrency",
+        "8",
+        "--max-attempts",
+        "3",
+        "--backoff-base-ms",
+        "10",
+        "--backoff-cap-ms",
+        "100",
+        "--breaker-cooldown-ms",
+        "100",
+    ];
+    let worker = start_worker(&crm, &worker_args, "worker.log");
+    let done = wait_completed(&crm, id, Duration::from_secs(120));
+    let (sent, failed) = (stat(&done, "sent"), stat(&done, "failed"));
+    assert_eq!(sent + failed, eligible, "{done}");
+    assert!(failed > 0, "with 45% errors and 3 tries some messages should fail: {done}");
+    let stats = http_get(&url, "/stats?by_key=false");
+    assert_eq!(stats["accepted"].as_u64(), Some(sent), "{stats}");
+    assert!(stats["errors_5xx"].as_u64().unwrap_or(0) > 0 && stats["rejected_429"].as_u64().unwrap_or(0) > 0);
+    let dlq = crm.json(&["dlq", "list", "--campaign", &id.to_string()], 0);
+    assert_eq!(dlq.as_array().map(|a| a.len() as u64), Some(failed), "{dlq}");
+    drop(worker);
+
+    // Replay with a healthy vendor: the dead letters are sent, once.
+    let (_healthy, healthy_url) = start_sim(&crm, &[]);
+    let replayed = crm.json(&["dlq", "replay", "--campaign", &id.to_string()], 0);
+    assert_eq!(replayed["replayed"].as_u64(), Some(failed));
+    let healthy_args = ["all", "--sim-url", &healthy_url, "--rate-per-minute", "0"];
+    let _worker = start_worker(&crm, &healthy_args, "worker2.log");
+    let done = wait_completed(&crm, id, Duration::from_secs(60));
+    assert_eq!(stat(&done, "sent"), eligible, "{done}");
+    assert_eq!(http_get(&healthy_url, "/stats?by_key=false")["accepted"].as_u64(), Some(failed));
+    let left = crm.json(&["dlq", "list", "--campaign", &id.to_string()], 0);
+    assert_eq!(left.as_array().map(Vec::len), Some(0), "{}", describe(&crm.run(&["dlq", "list"])));
+}
+
+#[test]
+fn templates_are_checked_and_drafts_only_are_deleted() {
+    let crm = Crm::new();
+    write_leads(&crm, 10);
+    crm.json(&["segments", "create", "all", "--rule", "visits >= 0"], 0);
+    let bad = crm.run(&["campaigns", "create", "x", "--segment", "all", "--template", "Hi {{frist_name}}"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(common::stderr(&bad).contains("column 4"), "{}", describe(&bad));
+    let c = crm
+        .json(&["campaigns", "create", "x", "--segment", "all", "--template", "Hi {{name}}", "--preview-lead", "1"], 0);
+    assert_eq!(c["preview"], "Hi Lead 0");
+    crm.json(&["campaigns", "run", "x"], 0);
+    let del = crm.run(&["campaigns", "delete", "x"]);
+    assert_ne!(del.status.code(), Some(0), "{}", describe(&del));
+    crm.json(&["campaigns", "pause", "x"], 0);
+    assert_eq!(status(&crm, 1)["status"], "PAUSED");
+    crm.json(&["campaigns", "cancel", "x"], 0);
+    assert_eq!(status(&crm, 1)["status"], "CANCELLED");
+}
+
+#[test]
+fn pause_stops_sends_within_a_second_and_resume_finishes_once() {
+    let crm = Crm::new();
+    let eligible = write_leads(&crm, 350) as u64;
+    let id = create_campaign(&crm);
+    let (_sim, url) = start_sim(&crm, &[]);
+    crm.json(&["campaigns", "run", &id.to_string()], 0);
+    let mut worker = start_worker(&crm, &["all", "--sim-url", &url, "--rate-per-minute", "1200"], "worker.log");
+    let accepted = || http_get(&url, "/stats?by_key=false")["accepted"].as_u64().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accepted() < 40 {
+        assert!(Instant::now() < deadline, "sending did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crm.json(&["campaigns", "pause", &id.to_string()], 0);
+    std::thread::sleep(Duration::from_millis(1200));
+    let paused_at = accepted();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(accepted(), paused_at, "sends continued after the pause");
+    assert!(paused_at < eligible, "the pause came too late to test anything");
+    assert_eq!(status(&crm, id)["status"], "PAUSED");
+    crm.json(&["campaigns", "resume", &id.to_string()], 0);
+    let done = wait_completed(&crm, id, Duration::from_secs(60));
+    assert_eq!(stat(&done, "sent"), eligible, "{done}");
+    assert_sim_accepted(&url, eligible);
+
+    // SIGTERM: the worker finishes what it holds and exits 0.
+    let term = std::process::Command::new("kill").arg("-TERM").arg(worker.pid().to_string()).status();
+    assert!(term.map(|s| s.success()).unwrap_or(false), "kill -TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = worker.0.try_wait().expect("wait for the worker") {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "the worker did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+    let beats = crm.json(&["worker", "list"], 0);
+    let kinds: Vec<&str> =
+        beats.as_array().map(|a| a.iter().filter_map(|b| b["kind"].as_str()).collect()).unwrap_or_default();
+    for kind in ["expand", "send", "status"] {
+        assert!(kinds.contains(&kind), "no {kind} heartbeat: {beats}");
+    }
+}
