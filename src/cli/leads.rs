@@ -64,6 +64,18 @@ pub enum LeadsCmd {
         /// Lead id, or one of its emails or phone numbers
         lead: String,
     },
+    /// Opt a lead out of every campaign (by id or phone); campaigns count them as skipped
+    #[command(name = "opt-out")]
+    OptOut {
+        /// Lead id or phone number
+        lead: String,
+    },
+    /// Opt a lead back in to campaigns
+    #[command(name = "opt-in")]
+    OptIn {
+        /// Lead id or phone number
+        lead: String,
+    },
     /// Write all leads as CSV (to FILE, or stdout); `crm leads import` reads it back
     Export {
         /// Output file; stdout when absent or -
@@ -237,6 +249,8 @@ impl LeadsCmd {
                 }
                 exit::OK
             }
+            LeadsCmd::OptOut { lead } => super::optout::OptoutCmd::Add { lead }.run(ctx).await?,
+            LeadsCmd::OptIn { lead } => super::optout::OptoutCmd::Remove { lead }.run(ctx).await?,
             LeadsCmd::Export { file } => {
                 export(store.as_ref(), file, &mut out).await?;
                 exit::OK
@@ -271,6 +285,7 @@ async fn import(ctx: &Context, store: &dyn Store, args: ImportArgs, out: &mut Ou
         out.json(&report)?;
     } else {
         out.line(summary(&name, &report))?;
+        out.flush()?;
         print_rejections(ctx, &report, args.errors.as_ref());
     }
     Ok(if report.rejected > 0 { exit::REJECTED } else { exit::OK })
