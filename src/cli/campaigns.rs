@@ -243,6 +243,15 @@ fn stats_line(c: &Campaign) -> String {
     )
 }
 
+/// `75` → `1m15s`.
+fn humanize(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 fn status_json(c: &Campaign) -> serde_json::Value {
     let s = c.stats;
     serde_json::json!({
@@ -263,17 +272,30 @@ async fn status(
     out: &mut Out,
 ) -> anyhow::Result<()> {
     let id = find_campaign(campaigns.as_ref(), reference).await?.id;
+    // Rate and ETA while watching: messages settled since the watch began, per second.
+    let mut first: Option<(std::time::Instant, u64)> = None;
     loop {
         let c = campaigns.get_campaign(id).await?.with_context(|| format!("campaign {id} was deleted"))?;
+        let settled = c.stats.audience.saturating_sub(c.stats.pending);
         if ctx.global.json {
             if watch {
                 out.line(serde_json::to_string(&status_json(&c))?)?;
             } else {
                 out.json(&status_json(&c))?;
             }
+        } else if let Some((since, from)) = first.filter(|_| c.status == CampaignStatus::Running) {
+            let secs = since.elapsed().as_secs_f64().max(0.001);
+            let rate = settled.saturating_sub(from) as f64 / secs;
+            let eta = if rate > 0.0 {
+                format!("ETA {}", humanize((c.stats.pending as f64 / rate).ceil() as u64))
+            } else {
+                "ETA unknown".to_string()
+            };
+            out.line(format!("{} — {rate:.1}/s, {eta}", stats_line(&c)))?;
         } else {
             out.line(stats_line(&c))?;
         }
+        first.get_or_insert((std::time::Instant::now(), settled));
         out.flush()?;
         let finished = matches!(c.status, CampaignStatus::Completed | CampaignStatus::Cancelled);
         if !watch || finished {

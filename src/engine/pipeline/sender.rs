@@ -252,6 +252,15 @@ async fn send_batch(
     if !outgoing.is_empty() {
         bus.publish_batch(topic::STATUS_UPDATES, outgoing).await?;
     }
+    // The guide's `campaign.dlq` topic carries each given-up job with its reason, for other
+    // consumers (Kafka tooling, alerting); `crm dlq` works from the store's copy.
+    let letters: Vec<Outgoing> = dead
+        .iter()
+        .filter_map(|l| serde_json::to_vec(l).ok().map(|p| Outgoing::new(Some(&l.payload.send_id), p)))
+        .collect();
+    if !letters.is_empty() {
+        bus.publish_batch(topic::DLQ, letters).await?;
+    }
     if !acks.is_empty() {
         bus.ack_many(&acks).await?;
     }
