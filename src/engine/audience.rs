@@ -6,7 +6,7 @@
 //! which keeps segments dynamic; an export pins one `now` for all its pages.
 
 use crate::engine::error::{Error, Result};
-use crate::engine::export::{csv_io_error, header, record};
+use crate::engine::export::write_pages;
 use crate::engine::lead::Lead;
 use crate::engine::segment::{Rule, Segment};
 use crate::engine::store::Store;
@@ -60,20 +60,5 @@ pub async fn export_csv(
     out: &mut dyn Write,
     target: &str,
 ) -> Result<u64> {
-    let io = |e: std::io::Error| Error::Output { path: target.to_string(), source: e };
-    let keys = store.metadata_keys().await?;
-    let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(header(&keys)).map_err(|e| io(csv_io_error(e)))?;
-    let (mut after, mut written) = (0, 0u64);
-    loop {
-        let page = store.scan_matching(rule, now, after, EXPORT_PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for lead in &page {
-            writer.write_record(record(lead, &keys)).map_err(|e| io(csv_io_error(e)))?;
-            written += 1;
-        }
-    }
-    writer.flush().map_err(io)?;
-    Ok(written)
+    write_pages(store, out, target, async |after| store.scan_matching(rule, now, after, EXPORT_PAGE).await).await
 }

@@ -2,7 +2,7 @@
 //! joined with `;`, times in RFC 3339, metadata as `metadata.KEY` columns.
 
 use crate::engine::error::{Error, Result};
-use crate::engine::lead::{Lead, format_time};
+use crate::engine::lead::{Lead, LeadId, format_time};
 use crate::engine::store::Store;
 use std::io::Write;
 
@@ -44,13 +44,23 @@ pub fn csv_io_error(e: csv::Error) -> std::io::Error {
 
 /// Streams every lead to `out` as CSV, a page at a time. Returns how many were written.
 pub async fn export_csv(store: &dyn Store, out: &mut dyn Write, target: &str) -> Result<u64> {
+    write_pages(store, out, target, async |after| store.scan_leads(after, 2000).await).await
+}
+
+/// Writes the header, then every page `next_page(after_id)` returns until an empty one.
+pub async fn write_pages(
+    store: &dyn Store,
+    out: &mut dyn Write,
+    target: &str,
+    mut next_page: impl AsyncFnMut(LeadId) -> Result<Vec<Lead>>,
+) -> Result<u64> {
     let io = |e: std::io::Error| Error::Output { path: target.to_string(), source: e };
     let keys = store.metadata_keys().await?;
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(header(&keys)).map_err(|e| io(csv_io_error(e)))?;
     let (mut after, mut written) = (0, 0u64);
     loop {
-        let page = store.scan_leads(after, 2000).await?;
+        let page = next_page(after).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for lead in &page {

@@ -19,7 +19,7 @@
 //! run is one transaction, rolled back at the end.
 
 use super::keys::{self, key_hash};
-use super::leads::{bump_leads_version, describe_owners, json, leads_version, load_lead, to_ms};
+use super::leads::{bump_leads_version, describe_owners, json, leads_version, load_lead, to_ms, update_lead_columns};
 use super::search;
 use super::{connect, db_err};
 use crate::engine::error::{Error, Result};
@@ -553,25 +553,7 @@ impl State {
     }
 
     fn rewrite(&mut self, old: &Lead, lead: &Lead) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE leads SET name = ?2, emails = ?3, phones = ?4, total_spend = ?5, visits = ?6,
-                     last_order_at = ?7, tags = ?8, metadata = ?9, created_at = ?10, updated_at = ?11
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                lead.id,
-                lead.name,
-                json(&lead.emails),
-                json(&lead.phones),
-                lead.total_spend,
-                lead.visits,
-                lead.last_order_at.as_ref().map(to_ms),
-                json(&lead.tags),
-                json(&lead.metadata),
-                to_ms(&lead.created_at),
-                to_ms(&lead.updated_at),
-            ])?;
+        update_lead_columns(&self.conn, lead)?;
         self.put_search(lead.id, &search::search_text(lead))?;
         let (old_keys, new_keys) = (old.identity_keys(), lead.identity_keys());
         for key in old_keys.iter().filter(|k| !new_keys.contains(k)) {

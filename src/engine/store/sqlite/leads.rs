@@ -85,8 +85,8 @@ pub(super) fn insert_lead(conn: &Connection, lead: &Lead) -> rusqlite::Result<Le
     Ok(id)
 }
 
-/// Rewrites a stored lead's row and search line (keys are the caller's).
-pub(super) fn update_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Result<()> {
+/// Rewrites a stored lead's columns (search line and keys are the caller's).
+pub(super) fn update_lead_columns(conn: &Connection, lead: &Lead) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE leads SET name = ?2, emails = ?3, phones = ?4, total_spend = ?5, visits = ?6,
              last_order_at = ?7, tags = ?8, metadata = ?9, created_at = ?10, updated_at = ?11
@@ -105,6 +105,12 @@ pub(super) fn update_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Resul
         to_ms(&lead.created_at),
         to_ms(&lead.updated_at),
     ])?;
+    Ok(())
+}
+
+/// Rewrites a stored lead's row and search line (keys are the caller's).
+pub(super) fn update_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Result<()> {
+    update_lead_columns(conn, lead)?;
     search::set_record(conn, lead.id, Some(&search::search_text(lead)))
 }
 
