@@ -52,6 +52,12 @@ impl std::fmt::Display for Region {
     }
 }
 
+/// Loads libphonenumber's metadata (~0.2 s, once per process) on a background thread, so a
+/// bulk import does not stall its first rows on it.
+pub fn warm_up() {
+    std::thread::spawn(|| DATABASE.region(&1).is_some());
+}
+
 /// Normalizes one phone number to E.164 (`+447700900123`).
 ///
 /// Numbers written with `+` or `00` need no region; national numbers need `region`.

@@ -105,6 +105,7 @@ pub async fn import_csv(
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
     let started = Instant::now();
+    crate::engine::phone::warm_up();
     let name = source.name.clone();
     let mut csv =
         csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(LineTracker::new(source.reader));
