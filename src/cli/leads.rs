@@ -4,7 +4,7 @@ use super::Context;
 use super::output::{Column, Out, Table};
 use crate::engine::error::{Error, exit};
 use crate::engine::export::{csv_io_error, export_csv};
-use crate::engine::import::headers::{HeaderOverride, MAP_TARGETS};
+use crate::engine::import::headers::HeaderOverride;
 use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress, import_csv};
 use crate::engine::lead::{ConflictPolicy, Lead, LeadDraft, email_key, format_time, phone_key};
 use crate::engine::normalize::{
@@ -584,7 +584,3 @@ async fn export(store: &dyn Store, file: Option<PathBuf>, out: &mut Out) -> anyh
     }
     Ok(())
 }
-
-/// Keeps `MAP_TARGETS` referenced from the CLI so `--map` help and errors cannot drift.
-#[allow(dead_code)]
-const _MAP_TARGETS: &str = MAP_TARGETS;

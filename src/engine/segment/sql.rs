@@ -42,8 +42,8 @@ pub fn to_sql_from(rule: &Rule, now: DateTime<Utc>, first_param: usize) -> SqlWh
     SqlWhere { sql, params: builder.params }
 }
 
-/// Registers the functions the fragments call (`crm_match`, `crm_any`, `crm_meta`) and
-/// `crm_lower(text)`, Unicode-aware lower-casing, on `conn`. Once per connection is enough.
+/// Registers the functions the fragments call (`crm_match`, `crm_any`, `crm_meta`) on `conn`.
+/// Once per connection is enough.
 pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     super::sql_functions::register(conn)
 }
@@ -229,15 +229,5 @@ mod tests {
     fn parameters_can_start_later() {
         let rule = Rule::parse_text("visits = 3").expect("parses");
         assert_eq!(to_sql_from(&rule, now(), 4).sql, "l.visits = ?4");
-    }
-
-    #[test]
-    fn crm_lower_folds_unicode() {
-        let conn = Connection::open_in_memory().expect("opens");
-        register_functions(&conn).expect("registers");
-        let lowered: String = conn.query_row("SELECT crm_lower('ÉCOLE İ Straße')", [], |r| r.get(0)).expect("runs");
-        assert_eq!(lowered, "ÉCOLE İ Straße".to_lowercase());
-        let null: Option<String> = conn.query_row("SELECT crm_lower(NULL)", [], |r| r.get(0)).expect("runs");
-        assert_eq!(null, None);
     }
 }

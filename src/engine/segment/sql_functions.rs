@@ -6,7 +6,6 @@
 //! a list or a metadata key costs one call per lead rather than a `json_each` table per lead,
 //! which is what keeps a million-lead preview interactive.
 //!
-//! - `crm_lower(text)`: Rust's `to_lowercase`; NULL stays NULL, numbers become their text.
 //! - `crm_match(text, spec)`: 1 when the text passes the test, else 0.
 //! - `crm_any(list, spec)`: 1 when any string of a JSON array passes.
 //! - `crm_meta(object, key, spec)`: NULL when the JSON object lacks `key`, else 1 or 0.
@@ -50,9 +49,6 @@ fn parse_spec(text: &str) -> Option<TextMatcher> {
 
 pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
-    conn.create_scalar_function("crm_lower", 1, flags, |ctx| {
-        Ok(text_of(ctx.get_raw(0)).map(|text| text.to_lowercase()))
-    })?;
     conn.create_scalar_function("crm_match", 2, flags, |ctx| {
         let matcher = matcher_arg(ctx, 1)?;
         Ok(text_of(ctx.get_raw(0)).is_some_and(|text| passes(&matcher, &text)))

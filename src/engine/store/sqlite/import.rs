@@ -99,12 +99,7 @@ struct Ready {
 
 fn ready(draft: &LeadDraft) -> Ready {
     let keys = draft.identity_keys().into_iter().map(|k| (k.clone(), key_hash(&k))).collect();
-    let mut text = draft.name.as_deref().unwrap_or("").to_lowercase();
-    for v in draft.emails.iter().chain(&draft.phones) {
-        text.push('\u{1f}');
-        text.push_str(v);
-    }
-    text.retain(|c| c != '\u{1e}');
+    let text = search::text_of(draft.name.as_deref().unwrap_or(""), &draft.emails, &draft.phones);
     Ready { keys, columns: [json(&draft.emails), json(&draft.phones), json(&draft.tags), json(&draft.metadata), text] }
 }
 

@@ -23,8 +23,14 @@ pub fn group_of(id: LeadId) -> i64 {
 
 /// The lower-cased text a search looks in, as stored.
 pub fn search_text(lead: &Lead) -> String {
-    let mut text = lead.name.to_lowercase();
-    for v in lead.emails.iter().chain(&lead.phones) {
+    text_of(&lead.name, &lead.emails, &lead.phones)
+}
+
+/// The stored search text from a name, emails and phones (also used by the import, which has
+/// them before the lead exists).
+pub fn text_of(name: &str, emails: &[String], phones: &[String]) -> String {
+    let mut text = name.to_lowercase();
+    for v in emails.iter().chain(phones) {
         text.push(FIELD as char);
         text.push_str(v);
     }
