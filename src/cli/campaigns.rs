@@ -4,17 +4,14 @@
 
 use super::Context;
 use super::output::{Column, Out, Table};
-use crate::engine::audience::find_segment;
-use crate::engine::bus;
-use crate::engine::campaign::{Campaign, CampaignStatus, NewCampaign};
+use crate::engine::app::App;
+use crate::engine::app::campaigns::Transition;
+use crate::engine::campaign::{Campaign, CampaignStatus, SendStatus};
 use crate::engine::lead::format_time;
-use crate::engine::pipeline::launch::{create_campaign, find_campaign, run_campaign};
-use crate::engine::store::campaigns::{CampaignStore, open_campaign_store};
-use crate::engine::template::Template;
+use crate::engine::store::Access;
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, Subcommand};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +52,28 @@ pub enum CampaignsCmd {
     Cancel { campaign: String },
     /// Delete a DRAFT campaign
     Delete { campaign: String },
+    /// A campaign's most recently changed messages, newest first
+    #[command(
+        after_help = "Examples:\n  crm campaigns logs spring\n  crm campaigns logs 3 --status uncertain --limit 100"
+    )]
+    Logs {
+        /// Campaign id or name
+        campaign: String,
+        /// Only messages in this status (pending, sending, sent, delivered, read, failed, uncertain, skipped)
+        #[arg(long, value_parser = parse_status)]
+        status: Option<SendStatus>,
+        /// How many messages to show
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: u64,
+    },
+}
+
+fn parse_status(text: &str) -> Result<SendStatus, String> {
+    SendStatus::parse(&text.trim().to_ascii_lowercase()).ok_or_else(|| {
+        format!(
+            "'{text}' is not a status; expected pending, sending, sent, delivered, read, failed, uncertain or skipped"
+        )
+    })
 }
 
 #[derive(Debug, Args)]
@@ -71,8 +90,8 @@ pub struct CreateArgs {
     /// Read the message from a file
     #[arg(long, value_name = "FILE")]
     pub template_file: Option<PathBuf>,
-    /// The channel to send through
-    #[arg(long, default_value = "sim", value_parser = ["sim"])]
+    /// The channel account to send through (see `crm config show`: [channels.NAME])
+    #[arg(long, value_name = "ACCOUNT", default_value = "sim")]
     pub channel: String,
     /// Who created it (free text)
     #[arg(long, value_name = "USER")]
@@ -84,22 +103,18 @@ pub struct CreateArgs {
 
 impl CampaignsCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
-        let campaigns = open_campaign_store(&ctx.config.store.value).await?;
+        let access = if matches!(self, CampaignsCmd::Create(_)) { Access::CreateIfMissing } else { Access::Existing };
+        let app = ctx.app(access).await?;
         let mut out = Out::new();
+        let json = ctx.global.json;
         match self {
-            CampaignsCmd::Create(args) => create(ctx, campaigns.as_ref(), args, &mut out).await?,
-            CampaignsCmd::List => list(ctx, campaigns.as_ref(), &mut out).await?,
-            CampaignsCmd::Show { campaign } => {
-                let c = find_campaign(campaigns.as_ref(), &campaign).await?;
-                show(ctx, &c, &mut out)?;
-            }
-            CampaignsCmd::Status { campaign, watch } => status(ctx, campaigns, &campaign, watch, &mut out).await?,
+            CampaignsCmd::Create(args) => create(ctx, &app, args, &mut out).await?,
+            CampaignsCmd::List => list(ctx, &app, &mut out).await?,
+            CampaignsCmd::Show { campaign } => show(ctx, &app.find_campaign(&campaign).await?, &mut out)?,
+            CampaignsCmd::Status { campaign, watch } => status(ctx, &app, &campaign, watch, &mut out).await?,
             CampaignsCmd::Run { campaign } => {
-                let c = find_campaign(campaigns.as_ref(), &campaign).await?;
-                let store = ctx.store().await?;
-                let bus = bus::open(&ctx.config.bus.value, &ctx.config.store.value).await?;
-                let audience = run_campaign(store.as_ref(), campaigns.as_ref(), bus.as_ref(), c.id).await?;
-                if ctx.global.json {
+                let (c, audience) = app.run_campaign(&campaign).await?;
+                if json {
                     out.json(&serde_json::json!({ "id": c.id, "status": "RUNNING", "audience": audience }))?;
                 } else {
                     out.line(format!(
@@ -109,22 +124,42 @@ impl CampaignsCmd {
                     ))?;
                 }
             }
-            CampaignsCmd::Pause { campaign } => {
-                transition(ctx, campaigns.as_ref(), &campaign, CampaignStatus::Paused, &mut out).await?
-            }
-            CampaignsCmd::Resume { campaign } => {
-                transition(ctx, campaigns.as_ref(), &campaign, CampaignStatus::Running, &mut out).await?
-            }
-            CampaignsCmd::Cancel { campaign } => {
-                transition(ctx, campaigns.as_ref(), &campaign, CampaignStatus::Cancelled, &mut out).await?
-            }
+            CampaignsCmd::Pause { campaign } => transition(ctx, app.pause_campaign(&campaign).await?, &mut out)?,
+            CampaignsCmd::Resume { campaign } => transition(ctx, app.resume_campaign(&campaign).await?, &mut out)?,
+            CampaignsCmd::Cancel { campaign } => transition(ctx, app.cancel_campaign(&campaign).await?, &mut out)?,
             CampaignsCmd::Delete { campaign } => {
-                let c = find_campaign(campaigns.as_ref(), &campaign).await?;
-                campaigns.delete_campaign(c.id).await?;
-                if ctx.global.json {
+                let c = app.delete_campaign(&campaign).await?;
+                if json {
                     out.json(&serde_json::json!({ "deleted": c.id }))?;
                 } else {
                     out.line(format!("Deleted campaign {} ({}).", c.id, c.name))?;
+                }
+            }
+            CampaignsCmd::Logs { campaign, status, limit } => {
+                let (_, logs) = app.campaign_logs(&campaign, status, limit as usize).await?;
+                if json {
+                    out.json(&logs)?;
+                } else {
+                    let col = |header, flexible, right| Column { header, flexible, right };
+                    let mut table = Table::new(vec![
+                        col("LEAD", false, true),
+                        col("STATUS", false, false),
+                        col("TRIES", false, true),
+                        col("CHANNEL", false, false),
+                        col("UPDATED", false, false),
+                        col("ERROR", true, false),
+                    ]);
+                    for l in &logs {
+                        table.push(vec![
+                            l.lead_id.to_string(),
+                            l.status.as_str().to_string(),
+                            l.attempt.to_string(),
+                            l.channel.clone(),
+                            format_time(&l.updated_at),
+                            l.error_message.clone().unwrap_or_default(),
+                        ]);
+                    }
+                    out.table(&table)?;
                 }
             }
         }
@@ -133,48 +168,29 @@ impl CampaignsCmd {
     }
 }
 
-async fn create(ctx: &Context, campaigns: &dyn CampaignStore, args: CreateArgs, out: &mut Out) -> anyhow::Result<()> {
+async fn create(ctx: &Context, app: &App, args: CreateArgs, out: &mut Out) -> anyhow::Result<()> {
     let text = match (&args.template, &args.template_file) {
         (Some(text), _) => text.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map_err(|e| crate::engine::Error::Input { path: path.display().to_string(), source: e })?,
-        (None, None) => unreachable!("clap requires one of --template and --template-file"),
+        (None, None) => return Err(crate::engine::Error::Usage("give --template or --template-file".into()).into()),
     };
-    let store = ctx.store().await?;
-    let segment = find_segment(store.as_ref(), &args.segment).await?;
-    let campaign = create_campaign(
-        campaigns,
-        NewCampaign {
-            name: args.name.trim().to_string(),
-            segment_id: segment.id,
-            message_template: text.clone(),
-            channel: args.channel.clone(),
-            created_by: args.created_by.clone(),
-        },
-    )
-    .await?;
-    let preview = match args.preview_lead {
-        Some(id) => {
-            let lead = store
-                .get_lead(id)
-                .await?
-                .ok_or_else(|| crate::engine::Error::NotFound(format!("no lead has the id {id}")))?;
-            Some(Template::parse(&text).map(|t| t.render(&lead)).unwrap_or_default())
-        }
-        None => None,
-    };
+    let created = app
+        .create_campaign(&args.name, &args.segment, text, &args.channel, args.created_by.clone(), args.preview_lead)
+        .await?;
+    let campaign = &created.campaign;
     if ctx.global.json {
-        let mut value = serde_json::to_value(&campaign)?;
-        if let (Some(p), Some(obj)) = (&preview, value.as_object_mut()) {
+        let mut value = serde_json::to_value(campaign)?;
+        if let (Some(p), Some(obj)) = (&created.preview, value.as_object_mut()) {
             obj.insert("preview".into(), serde_json::Value::String(p.clone()));
         }
         out.json(&value)?;
     } else {
         out.line(format!(
             "Created campaign {} ({}) for segment '{}' as a DRAFT.",
-            campaign.id, campaign.name, segment.name
+            campaign.id, campaign.name, created.segment_name
         ))?;
-        if let Some(p) = preview {
+        if let Some(p) = &created.preview {
             out.line(format!("Preview for lead {}: {p}", args.preview_lead.unwrap_or_default()))?;
         }
         out.line(format!("Start it with `crm campaigns run {}`.", campaign.id))?;
@@ -182,8 +198,8 @@ async fn create(ctx: &Context, campaigns: &dyn CampaignStore, args: CreateArgs, 
     Ok(())
 }
 
-async fn list(ctx: &Context, campaigns: &dyn CampaignStore, out: &mut Out) -> anyhow::Result<()> {
-    let all = campaigns.list_campaigns().await?;
+async fn list(ctx: &Context, app: &App, out: &mut Out) -> anyhow::Result<()> {
+    let all = app.list_campaigns().await?;
     if ctx.global.json {
         out.json(&all)?;
         return Ok(());
@@ -238,8 +254,18 @@ fn show(ctx: &Context, c: &Campaign, out: &mut Out) -> anyhow::Result<()> {
 fn stats_line(c: &Campaign) -> String {
     let s = c.stats;
     format!(
-        "{} {}: audience {}, sent {}, delivered {}, read {}, failed {}, uncertain {}, skipped {}, pending {}",
-        c.id, c.status, s.audience, s.sent, s.delivered, s.read, s.failed, s.uncertain, s.skipped, s.pending
+        "{} {}: audience {}, sent {}, delivered {}, read {}, failed {}, uncertain {}, skipped {}, pending {}{}",
+        c.id,
+        c.status,
+        s.audience,
+        s.sent,
+        s.delivered,
+        s.read,
+        s.failed,
+        s.uncertain,
+        s.skipped,
+        s.pending,
+        if s.cancelled > 0 { format!(", cancelled {}", s.cancelled) } else { String::new() }
     )
 }
 
@@ -259,23 +285,18 @@ fn status_json(c: &Campaign) -> serde_json::Value {
         "status": c.status,
         "stats": {
             "audience": s.audience, "pending": s.pending, "sent": s.sent, "delivered": s.delivered,
-            "read": s.read, "failed": s.failed, "uncertain": s.uncertain,
+            "read": s.read, "failed": s.failed, "uncertain": s.uncertain, "skipped": s.skipped,
+            "cancelled": s.cancelled,
         }
     })
 }
 
-async fn status(
-    ctx: &Context,
-    campaigns: Arc<dyn CampaignStore>,
-    reference: &str,
-    watch: bool,
-    out: &mut Out,
-) -> anyhow::Result<()> {
-    let id = find_campaign(campaigns.as_ref(), reference).await?.id;
+async fn status(ctx: &Context, app: &App, reference: &str, watch: bool, out: &mut Out) -> anyhow::Result<()> {
+    let id = app.find_campaign(reference).await?.id;
     // Rate and ETA while watching: messages settled since the watch began, per second.
     let mut first: Option<(std::time::Instant, u64)> = None;
     loop {
-        let c = campaigns.get_campaign(id).await?.with_context(|| format!("campaign {id} was deleted"))?;
+        let c = app.get_campaign(id).await?.with_context(|| format!("campaign {id} was deleted"))?;
         let settled = c.stats.audience.saturating_sub(c.stats.pending);
         if ctx.global.json {
             if watch {
@@ -305,15 +326,8 @@ async fn status(
     }
 }
 
-async fn transition(
-    ctx: &Context,
-    campaigns: &dyn CampaignStore,
-    reference: &str,
-    to: CampaignStatus,
-    out: &mut Out,
-) -> anyhow::Result<()> {
-    let c = find_campaign(campaigns, reference).await?;
-    let from = campaigns.set_campaign_status(c.id, to).await?;
+fn transition(ctx: &Context, t: Transition, out: &mut Out) -> anyhow::Result<()> {
+    let Transition { campaign: c, from, to } = t;
     if ctx.global.json {
         out.json(&serde_json::json!({ "id": c.id, "from": from, "status": to }))?;
     } else {

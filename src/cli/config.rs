@@ -2,12 +2,17 @@
 
 use super::Context;
 use super::output::Out;
-use crate::engine::config::redact;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
     /// Print the effective configuration (defaults < file < CRM_* env < flags), secrets redacted
+    #[command(after_help = "Config file keys: store, bus, default_region; [worker] rate_per_minute, concurrency, \
+        max_attempts, backoff_base_ms, backoff_cap_ms, breaker_cooldown_ms, callback_url, webhook_listen; \
+        [channels.NAME] kind (sim, whatsapp, twilio), url, rate_per_minute, concurrency and credentials.\n\
+        Environment: CRM_STORE, CRM_BUS, CRM_DEFAULT_REGION, CRM_CONFIG, CRM_RATE_PER_MINUTE, CRM_CONCURRENCY, \
+        CRM_MAX_ATTEMPTS, CRM_BACKOFF_BASE_MS, CRM_BACKOFF_CAP_MS, CRM_BREAKER_COOLDOWN_MS, CRM_SIM_URL, \
+        CRM_CALLBACK_URL, CRM_WEBHOOK_LISTEN.")]
     Show,
 }
 
@@ -16,17 +21,13 @@ impl ConfigCmd {
         let c = &ctx.config;
         let mut out = Out::new();
         if ctx.global.json {
-            let mut value = serde_json::to_value(c)?;
-            value["store"]["value"] = redact(&c.store.value).into();
-            value["bus"]["value"] = redact(&c.bus.value).into();
-            out.json(&value)?;
+            out.json(&c.to_redacted_json())?;
         } else {
-            let region = c.default_region.value.clone().unwrap_or_else(|| "(none)".into());
-            out.line(format!("store           = {:<40} # from {}", redact(&c.store.value), c.store.source))?;
-            out.line(format!("bus             = {:<40} # from {}", redact(&c.bus.value), c.bus.source))?;
-            out.line(format!("default_region  = {:<40} # from {}", region, c.default_region.source))?;
+            for (name, value, source) in c.rows() {
+                out.line(format!("{name:<27} = {value:<40} # from {source}"))?;
+            }
             let file = c.config_file.as_ref().map_or("(none)".to_string(), |p| p.display().to_string());
-            out.line(format!("config file     = {file}"))?;
+            out.line(format!("{:<27} = {file}", "config file"))?;
         }
         out.flush()?;
         Ok(0)

@@ -4,19 +4,18 @@
 
 use super::Context;
 use super::output::Out;
-use super::worker::{SendArgs, StatusArgs, Workers};
-use crate::engine::bus;
-use crate::engine::campaign::{CampaignStatus, NewCampaign};
-use crate::engine::config::Source;
-use crate::engine::import::{ImportOptions, ImportSource, import_csv};
+use crate::engine::app::App;
+use crate::engine::app::workers::WorkerPlan;
+use crate::engine::campaign::CampaignStatus;
+use crate::engine::config::{Setting, Source};
+use crate::engine::import::{ImportOptions, ImportSource};
 use crate::engine::lead::ConflictPolicy;
-use crate::engine::pipeline::launch::{create_campaign, run_campaign};
 use crate::engine::pipeline::worker::shutdown_signal;
-use crate::engine::segment::{NewSegment, Rule};
+use crate::engine::segment::Rule;
 use crate::engine::sim::{SimConfig, SimServer};
-use crate::engine::store::campaigns::open_campaign_store;
-use crate::engine::store::{self};
+use crate::engine::store::Access;
 use anyhow::Context as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The sample file, built in so the demo runs from anywhere.
@@ -24,8 +23,9 @@ const SAMPLE: &[u8] = include_bytes!("../../examples/leads.csv");
 
 /// Try everything on sample data: import, segment, campaign, simulated sending
 ///
-/// Uses --store / CRM_STORE when given; otherwise a fresh store in a new temporary directory
-/// (its path is printed, so you can look around afterwards with --store).
+/// Always uses a fresh store in a new temporary directory (its path is printed, so you can
+/// look around afterwards with --store), unless --store is given on this command line: then
+/// the demo's leads, segment and campaign are added to that store.
 #[derive(Debug, clap::Args)]
 pub struct DemoCmd {
     /// Messages per minute for the demo's sender
@@ -33,38 +33,51 @@ pub struct DemoCmd {
     pub rate_per_minute: u32,
 }
 
+fn setting<T>(value: T) -> Setting<T> {
+    Setting { value, source: Source::Flag }
+}
+
 impl DemoCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
         let mut out = Out::new();
-        let store_url = if matches!(ctx.config.store.source, Source::Default) {
+        let mut config = ctx.config.clone();
+        // CRM_STORE or a config file name the user's real store: the demo never writes there.
+        if config.store.source != Source::Flag {
             let dir = std::env::temp_dir().join(format!(
                 "crm-demo-{}-{}",
                 std::process::id(),
                 chrono::Utc::now().timestamp()
             ));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            dir.join("crm.db").display().to_string()
-        } else {
-            ctx.config.store.value.clone()
+            config.store = setting(dir.join("crm.db").display().to_string());
+        }
+        let sim_config = SimConfig {
+            delivered_after: Duration::from_millis(300),
+            read_after: Duration::from_millis(900),
+            ..SimConfig::default()
         };
+        let sim = SimServer::start("127.0.0.1:0".parse()?, sim_config).await?;
+        let w = &mut config.worker;
+        w.sim_url = setting(sim.url());
+        w.rate_per_minute = setting(self.rate_per_minute);
+        w.concurrency = setting(10);
+        w.backoff_base_ms = setting(200);
+        w.backoff_cap_ms = setting(5_000);
+        w.breaker_cooldown_ms = setting(2_000);
+        w.webhook_listen = setting(Some("127.0.0.1:0".into()));
+        w.callback_url = setting(None);
+        let store_url = config.store.value.clone();
         out.line(format!("Store: {store_url}"))?;
-        let leads = store::open(&store_url).await?;
-        let campaigns = open_campaign_store(&store_url).await?;
-        let bus = bus::open(&ctx.config.bus.value, &store_url).await?;
+        let app = Arc::new(App::open(config, Access::CreateIfMissing).await?);
 
-        let options = ImportOptions {
-            policy: ConflictPolicy::Merge,
-            dry_run: false,
-            region: "GB".parse().ok(),
-            overrides: Vec::new(),
-            errors_file: None,
-        };
+        let options =
+            ImportOptions { policy: ConflictPolicy::Merge, region: "GB".parse().ok(), ..ImportOptions::default() };
         let source = ImportSource {
             name: "examples/leads.csv".into(),
             reader: Box::new(std::io::Cursor::new(SAMPLE)),
             size: Some(SAMPLE.len() as u64),
         };
-        let report = import_csv(leads.as_ref(), source, &options, &()).await?;
+        let report = app.import_leads(source, None, &options, &()).await?;
         out.line(format!(
             "Imported the sample leads: {} inserted, {} updated, {} rejected (messy rows, on purpose).",
             report.inserted, report.updated, report.rejected
@@ -72,58 +85,30 @@ impl DemoCmd {
 
         let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
         let rule = Rule::parse_text("visits >= 0").map_err(|e| anyhow::anyhow!("{e}"))?;
-        let segment =
-            leads.create_segment(NewSegment { name: format!("demo-{stamp}"), owner_user_id: None, rule }).await?;
+        let segment = app.create_segment(&format!("demo-{stamp}"), rule, None).await?;
         let template = "Hi {{first_name|there}}, thanks for your {{visits}} visits! 20% off this week.";
-        let campaign = create_campaign(
-            campaigns.as_ref(),
-            NewCampaign {
-                name: format!("demo-{stamp}"),
-                segment_id: segment.id,
-                message_template: template.into(),
-                channel: "sim".into(),
-                created_by: Some("demo".into()),
-            },
-        )
-        .await?;
+        let name = format!("demo-{stamp}");
+        let created = app
+            .create_campaign(&name, &segment.id.to_string(), template.into(), "sim", Some("demo".into()), None)
+            .await?;
+        let campaign = created.campaign;
         out.line(format!("Segment {} and campaign {} created: \"{template}\"", segment.id, campaign.id))?;
-
-        let sim_config = SimConfig {
-            delivered_after: Duration::from_millis(300),
-            read_after: Duration::from_millis(900),
-            ..SimConfig::default()
-        };
-        let sim = SimServer::start("127.0.0.1:0".parse()?, sim_config).await?;
         out.line(format!("Vendor simulator on {}", sim.url()))?;
         out.flush()?;
 
         let (trigger, shutdown) = shutdown_signal();
         super::worker::stop_on_signals(trigger.clone());
-        let send = SendArgs {
-            sim_url: sim.url(),
-            rate_per_minute: self.rate_per_minute,
-            concurrency: 10,
-            max_attempts: 5,
-            backoff_base_ms: 200,
-            backoff_cap_ms: 5_000,
-            breaker_cooldown_ms: 2_000,
-            callback_url: None,
-            lease_ms: 30_000,
-        };
-        let status = StatusArgs { webhook_listen: Some("127.0.0.1:0".parse()?) };
-        let workers = Workers { store_url: store_url.clone(), bus_url: ctx.config.bus.value.clone() };
+        let workers = app.clone();
         let worker_shutdown = shutdown.clone();
-        let running =
-            tokio::spawn(
-                async move { workers.run_all(Some(&send), true, Some(&status), worker_shutdown, |_| {}).await },
-            );
+        let plan = WorkerPlan { expand: true, send: true, status: true };
+        let running = tokio::spawn(async move { workers.run_workers(plan, worker_shutdown, |_| {}).await });
 
-        let audience = run_campaign(leads.as_ref(), campaigns.as_ref(), bus.as_ref(), campaign.id).await?;
+        let (_, audience) = app.run_campaign(&campaign.id.to_string()).await?;
         out.line(format!("Campaign running for {audience} leads."))?;
         out.flush()?;
         let final_stats = loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let c = campaigns.get_campaign(campaign.id).await?.context("the demo campaign vanished")?;
+            let c = app.get_campaign(campaign.id).await?.context("the demo campaign vanished")?;
             let s = c.stats;
             out.line(format!(
                 "  {:<9} sent {:>4}/{:<4} delivered {:>4} read {:>4} failed {:>3} skipped {:>3}",

@@ -3,37 +3,36 @@
 
 use super::Context;
 use super::output::{Column, Out, Table};
-use crate::engine::bus::{self, Outgoing, topic};
 use crate::engine::lead::format_time;
-use crate::engine::store::campaigns::open_campaign_store;
+use crate::engine::store::Access;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCmd {
     /// List dead letters not yet replayed
     List {
-        /// Only this campaign's
-        #[arg(long, value_name = "ID")]
-        campaign: Option<i64>,
+        /// Only this campaign's (id or name)
+        #[arg(long, value_name = "CAMPAIGN")]
+        campaign: Option<String>,
         /// Include dead letters already replayed
         #[arg(long)]
         all: bool,
     },
     /// Send dead letters again: their messages go back to pending with fresh tries
     Replay {
-        /// Only this campaign's
-        #[arg(long, value_name = "ID")]
-        campaign: Option<i64>,
+        /// Only this campaign's (id or name)
+        #[arg(long, value_name = "CAMPAIGN")]
+        campaign: Option<String>,
     },
 }
 
 impl DlqCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
-        let store = open_campaign_store(&ctx.config.store.value).await?;
+        let app = ctx.app(Access::Existing).await?;
         let mut out = Out::new();
         match self {
             DlqCmd::List { campaign, all } => {
-                let letters = store.list_dead_letters(campaign, all).await?;
+                let letters = app.list_dead_letters(campaign.as_deref(), all).await?;
                 if ctx.global.json {
                     out.json(&letters)?;
                 } else {
@@ -62,21 +61,11 @@ impl DlqCmd {
                 }
             }
             DlqCmd::Replay { campaign } => {
-                let bus = bus::open(&ctx.config.bus.value, &ctx.config.store.value).await?;
-                let jobs = store.prepare_replay(campaign).await?;
-                let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
-                let outgoing: Vec<Outgoing> = jobs
-                    .iter()
-                    .map(|(_, job)| Ok(Outgoing::new(Some(&job.send_id), serde_json::to_vec(job)?)))
-                    .collect::<anyhow::Result<_>>()?;
-                if !outgoing.is_empty() {
-                    bus.publish_batch(topic::SEND_JOBS, outgoing).await?;
-                }
-                store.mark_replayed(&ids).await?;
+                let n = app.replay_dead_letters(campaign.as_deref()).await?;
                 if ctx.global.json {
-                    out.json(&serde_json::json!({ "replayed": ids.len() }))?;
+                    out.json(&serde_json::json!({ "replayed": n }))?;
                 } else {
-                    out.line(format!("Replayed {} dead letters; the send workers pick them up.", ids.len()))?;
+                    out.line(format!("Replayed {n} dead letters; the send workers pick them up."))?;
                 }
             }
         }

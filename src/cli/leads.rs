@@ -1,17 +1,17 @@
 //! `crm leads …`: import, browse, edit and export leads.
 
-use super::Context;
 use super::output::{Column, Out, Table};
+use super::{Context, say};
+use crate::engine::app::App;
+use crate::engine::app::lead_edit::{LeadChange, NewLeadFields};
+use crate::engine::app::leads::ExportTarget;
 use crate::engine::error::{Error, exit};
-use crate::engine::export::{csv_io_error, export_csv};
+use crate::engine::export::csv_io_error;
 use crate::engine::import::headers::HeaderOverride;
-use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress, import_csv};
-use crate::engine::lead::{ConflictPolicy, Lead, LeadDraft, email_key, format_time, phone_key};
-use crate::engine::normalize::{
-    metadata_key, normalize_email, parse_amount, parse_count, parse_date, parse_tags, split_multi,
-};
-use crate::engine::phone::{Region, normalize_phone};
-use crate::engine::store::{LeadFilter, LeadQuery, SortKey, Store};
+use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress};
+use crate::engine::lead::{ConflictPolicy, Lead, format_time};
+use crate::engine::phone::Region;
+use crate::engine::store::{Access, LeadFilter, LeadQuery, SortKey};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -96,8 +96,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "CC")]
     pub default_region: Option<Region>,
     /// What to do with a row matching a stored lead by email or phone
-    #[arg(long, value_enum, default_value_t = ConflictPolicy::Merge)]
-    pub on_conflict: ConflictPolicy,
+    #[arg(long, value_enum, default_value_t = Policy::Merge)]
+    pub on_conflict: Policy,
     /// Write every rejected row, with an `error` column, to this CSV (fix it and import it again)
     #[arg(long, value_name = "FILE")]
     pub errors: Option<PathBuf>,
@@ -127,8 +127,8 @@ pub struct ListArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Sort by this field
-    #[arg(long, value_enum, default_value_t = SortKey::Id)]
-    pub sort: SortKey,
+    #[arg(long, value_enum, default_value_t = Sort::Id)]
+    pub sort: Sort,
     /// Largest first
     #[arg(long)]
     pub desc: bool,
@@ -174,6 +174,64 @@ pub struct AddArgs {
     pub default_region: Option<Region>,
 }
 
+/// `--on-conflict`: the engine's [`ConflictPolicy`] as clap spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Union of emails, phones and tags; the row's non-empty values replace stored ones
+    Merge,
+    /// Keep the stored lead untouched
+    Skip,
+    /// Replace the stored lead's fields (its id and created_at are kept)
+    Overwrite,
+}
+
+impl From<Policy> for ConflictPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Merge => ConflictPolicy::Merge,
+            Policy::Skip => ConflictPolicy::Skip,
+            Policy::Overwrite => ConflictPolicy::Overwrite,
+        }
+    }
+}
+
+/// `--sort`: the engine's [`SortKey`], with the field names written as everywhere else
+/// (`total_spend`, as in JSON, CSV and `--set`); clap's `total-spend` is accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sort {
+    Id,
+    Name,
+    #[value(name = "total_spend", alias = "total-spend")]
+    TotalSpend,
+    Visits,
+    #[value(name = "created_at", alias = "created-at")]
+    CreatedAt,
+    #[value(name = "last_order_at", alias = "last-order-at")]
+    LastOrderAt,
+}
+
+impl From<Sort> for SortKey {
+    fn from(s: Sort) -> Self {
+        match s {
+            Sort::Id => SortKey::Id,
+            Sort::Name => SortKey::Name,
+            Sort::TotalSpend => SortKey::TotalSpend,
+            Sort::Visits => SortKey::Visits,
+            Sort::CreatedAt => SortKey::CreatedAt,
+            Sort::LastOrderAt => SortKey::LastOrderAt,
+        }
+    }
+}
+
+/// An engine error about a named field, in this command line's words: `--total-spend: …` for
+/// `leads add`, `--set total_spend: …` for `leads update`.
+fn flag_error(err: Error, flag: impl Fn(&str) -> String) -> Error {
+    match err {
+        Error::Invalid { field, reason } => Error::Usage(format!("{}: {reason}", flag(&field))),
+        other => other,
+    }
+}
+
 impl From<FilterArgs> for LeadFilter {
     fn from(f: FilterArgs) -> Self {
         LeadFilter { search: f.search, min_spend: f.min_spend, max_spend: f.max_spend, tags: f.tags }
@@ -182,13 +240,15 @@ impl From<FilterArgs> for LeadFilter {
 
 impl LeadsCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
-        let store = ctx.store().await?;
+        let writes = matches!(self, LeadsCmd::Import(_) | LeadsCmd::Add(_));
+        let access = if writes { Access::CreateIfMissing } else { Access::Existing };
+        let app = ctx.app(access).await?;
         let mut out = Out::new();
         let code = match self {
-            LeadsCmd::Import(args) => import(ctx, store.as_ref(), args, &mut out).await?,
-            LeadsCmd::List(args) => list(ctx, store.as_ref(), args, &mut out).await?,
+            LeadsCmd::Import(args) => import(ctx, &app, args, &mut out).await?,
+            LeadsCmd::List(args) => list(ctx, &app, args, &mut out).await?,
             LeadsCmd::Count(filter) => {
-                let n = store.count_leads(&filter.into()).await?;
+                let n = app.count_leads(&filter.into()).await?;
                 if ctx.global.json {
                     out.json(&serde_json::json!({ "count": n }))?
                 } else {
@@ -197,7 +257,7 @@ impl LeadsCmd {
                 exit::OK
             }
             LeadsCmd::Show { lead } => {
-                let lead = resolve(ctx, store.as_ref(), &lead).await?;
+                let lead = app.resolve_lead(&lead).await?;
                 if ctx.global.json {
                     out.json(&lead)?
                 } else {
@@ -206,9 +266,14 @@ impl LeadsCmd {
                 exit::OK
             }
             LeadsCmd::Add(args) => {
-                let region = args.default_region.or(ctx.config.region()?);
-                let draft = draft_from_add(args, region)?;
-                let lead = store.add_lead(draft).await?;
+                if args.emails.is_empty() && args.phones.is_empty() {
+                    return Err(Error::Usage("give at least one --email or --phone to identify the lead".into()).into());
+                }
+                let region = args.default_region;
+                let lead = app
+                    .add_lead(args.into_fields(), region)
+                    .await
+                    .map_err(|e| flag_error(e, |f| format!("--{}", f.replace('_', "-"))))?;
                 if ctx.global.json {
                     out.json(&lead)?
                 } else {
@@ -217,31 +282,25 @@ impl LeadsCmd {
                 exit::OK
             }
             LeadsCmd::Update { lead, set, default_region } => {
-                let region = default_region.or(ctx.config.region()?);
-                let mut lead = resolve(ctx, store.as_ref(), &lead).await?;
-                let before = lead.clone();
-                for assignment in &set {
-                    apply_set(&mut lead, assignment, region)?;
-                }
-                if lead.emails.is_empty() && lead.phones.is_empty() {
-                    return Err(Error::Usage("a lead needs at least one email or phone".into()).into());
-                }
-                if lead != before {
-                    lead.updated_at = chrono::Utc::now();
-                    store.save_lead(&lead).await?;
-                }
+                let set_flag = |f: &str| if f.is_empty() { "--set".to_string() } else { format!("--set {f}") };
+                let changes: Vec<LeadChange> = set
+                    .iter()
+                    .map(|a| LeadChange::parse(a))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| flag_error(e, set_flag))?;
+                let update =
+                    app.update_lead(&lead, &changes, default_region).await.map_err(|e| flag_error(e, set_flag))?;
                 if ctx.global.json {
-                    out.json(&lead)?
-                } else if lead == before {
-                    out.line(format!("Lead {} already had those values; nothing changed.", lead.id))?
+                    out.json(&update.lead)?
+                } else if !update.changed {
+                    out.line(format!("Lead {} already had those values; nothing changed.", update.lead.id))?
                 } else {
-                    out.line(format!("Updated lead {}.", lead.id))?
+                    out.line(format!("Updated lead {}.", update.lead.id))?
                 }
                 exit::OK
             }
             LeadsCmd::Delete { lead } => {
-                let lead = resolve(ctx, store.as_ref(), &lead).await?;
-                store.delete_lead(lead.id).await?;
+                let lead = app.delete_lead(&lead).await?;
                 if ctx.global.json {
                     out.json(&serde_json::json!({ "deleted": lead.id }))?
                 } else {
@@ -249,10 +308,10 @@ impl LeadsCmd {
                 }
                 exit::OK
             }
-            LeadsCmd::OptOut { lead } => super::optout::OptoutCmd::Add { lead }.run(ctx).await?,
-            LeadsCmd::OptIn { lead } => super::optout::OptoutCmd::Remove { lead }.run(ctx).await?,
+            LeadsCmd::OptOut { lead } => super::optout::change(ctx, &app, &lead, true, &mut out).await?,
+            LeadsCmd::OptIn { lead } => super::optout::change(ctx, &app, &lead, false, &mut out).await?,
             LeadsCmd::Export { file } => {
-                export(store.as_ref(), file, &mut out).await?;
+                export(&app, file, &mut out).await?;
                 exit::OK
             }
         };
@@ -261,7 +320,22 @@ impl LeadsCmd {
     }
 }
 
-async fn import(ctx: &Context, store: &dyn Store, args: ImportArgs, out: &mut Out) -> anyhow::Result<u8> {
+impl AddArgs {
+    fn into_fields(self) -> NewLeadFields {
+        NewLeadFields {
+            name: self.name,
+            emails: self.emails,
+            phones: self.phones,
+            total_spend: self.total_spend,
+            visits: self.visits,
+            last_order_at: self.last_order_at,
+            tags: self.tags,
+            meta: self.meta,
+        }
+    }
+}
+
+async fn import(ctx: &Context, app: &App, args: ImportArgs, out: &mut Out) -> anyhow::Result<u8> {
     let source = if args.file.as_os_str() == "-" {
         ImportSource { name: "stdin".into(), reader: Box::new(std::io::stdin()), size: None }
     } else {
@@ -272,14 +346,15 @@ async fn import(ctx: &Context, store: &dyn Store, args: ImportArgs, out: &mut Ou
     };
     let name = source.name.clone();
     let options = ImportOptions {
-        policy: args.on_conflict,
+        policy: args.on_conflict.into(),
         dry_run: args.dry_run,
-        region: args.default_region.or(ctx.config.region()?),
+        region: app.region_or_default(args.default_region)?,
         overrides: args.map,
         errors_file: args.errors.clone(),
     };
+    let input = (args.file.as_os_str() != "-").then_some(args.file.as_path());
     let bar = ImportBar::new(ctx.chatty() && std::io::stderr().is_terminal(), source.size);
-    let report = import_csv(store, source, &options, &bar).await.with_context(|| format!("importing {name}"))?;
+    let report = app.import_leads(source, input, &options, &bar).await.with_context(|| format!("importing {name}"))?;
     bar.finish();
     if ctx.global.json {
         out.json(&report)?;
@@ -306,18 +381,18 @@ fn print_rejections(ctx: &Context, report: &ImportReport, errors_file: Option<&P
     const SHOWN: usize = 5;
     for e in report.errors.iter().take(SHOWN) {
         let column = if e.column.is_empty() { String::new() } else { format!(", column {}", e.column) };
-        eprintln!("line {}{column}: {}", e.line, e.reason);
+        say!("line {}{column}: {}", e.line, e.reason);
     }
     let more = (report.errors.len() as u64 + report.errors_omitted).saturating_sub(SHOWN as u64);
     match errors_file {
-        Some(path) => eprintln!(
+        Some(path) => say!(
             "{}all {} rejected rows are in {} (fix them there and import that file).",
             if more > 0 { format!("… {more} more problems; ") } else { String::new() },
             report.rejected,
             path.display()
         ),
-        None if more > 0 => eprintln!("… {more} more problems; add --errors FILE to get every rejected row as a CSV."),
-        None => eprintln!("Add --errors FILE to get the rejected rows as a CSV you can fix and re-import."),
+        None if more > 0 => say!("… {more} more problems; add --errors FILE to get every rejected row as a CSV."),
+        None => say!("Add --errors FILE to get the rejected rows as a CSV you can fix and re-import."),
     }
 }
 
@@ -358,7 +433,7 @@ impl Progress for ImportBar {
     }
 }
 
-async fn list(ctx: &Context, store: &dyn Store, args: ListArgs, out: &mut Out) -> anyhow::Result<u8> {
+async fn list(ctx: &Context, app: &App, args: ListArgs, out: &mut Out) -> anyhow::Result<u8> {
     if args.csv && ctx.global.json {
         // clap's `conflicts_with` misses a global `--json` given before the subcommand.
         return Err(Error::Usage("--csv and --json cannot be used together; pick one".into()).into());
@@ -366,12 +441,12 @@ async fn list(ctx: &Context, store: &dyn Store, args: ListArgs, out: &mut Out) -
     let limit = args.limit as usize;
     let query = LeadQuery {
         filter: args.filter.into(),
-        sort: args.sort,
+        sort: args.sort.into(),
         desc: args.desc,
         limit: Some(limit),
         offset: (args.page as usize - 1).saturating_mul(limit),
     };
-    let leads = store.list_leads(&query).await?;
+    let leads = app.list_leads(&query).await?;
     if ctx.global.json {
         out.json(&leads)?;
     } else if args.csv {
@@ -390,7 +465,7 @@ async fn list(ctx: &Context, store: &dyn Store, args: ListArgs, out: &mut Out) -
     } else {
         out.table(&leads_table(&leads))?;
         if leads.is_empty() && !ctx.global.quiet {
-            eprintln!("No leads match.");
+            say!("No leads match.");
         }
     }
     Ok(exit::OK)
@@ -457,129 +532,14 @@ fn print_lead(out: &mut Out, lead: &Lead) -> std::io::Result<()> {
     out.line(format!("updated_at     {}", format_time(&lead.updated_at)))
 }
 
-/// Finds a lead by id, email or phone number.
-async fn resolve(ctx: &Context, store: &dyn Store, reference: &str) -> anyhow::Result<Lead> {
-    let reference = reference.trim();
-    // Only bare digits are an id: `+447911123456` parses as an i64 too, but it is a phone.
-    let id = reference.bytes().all(|b| b.is_ascii_digit()).then(|| reference.parse::<i64>().ok()).flatten();
-    let found = if let Some(id) = id {
-        match store.get_lead(id).await? {
-            Some(lead) => Some(lead),
-            // Not one of our ids: perhaps a national phone written without spaces.
-            None => match normalize_phone(reference, ctx.config.region()?) {
-                Ok(phone) => store.find_lead_by_key(&phone_key(&phone)).await?,
-                Err(_) => None,
-            },
-        }
-    } else if reference.contains('@') {
-        let email = normalize_email(reference).map_err(|e| Error::Usage(format!("'{reference}' {e}")))?;
-        store.find_lead_by_key(&email_key(&email)).await?
-    } else {
-        let phone = normalize_phone(reference, ctx.config.region()?)
-            .map_err(|e| Error::Usage(format!("'{reference}' is not a lead id, email or phone: the phone {e}")))?;
-        store.find_lead_by_key(&phone_key(&phone)).await?
-    };
-    found.ok_or_else(|| Error::NotFound(format!("no lead matches '{reference}'")).into())
-}
-
-fn usage(field: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Usage(format!("{field}: {reason}"))
-}
-
-fn draft_from_add(args: AddArgs, region: Option<Region>) -> Result<LeadDraft, Error> {
-    let mut draft =
-        LeadDraft { name: args.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()), ..Default::default() };
-    for e in args.emails.iter().flat_map(|e| split_multi(e)) {
-        let email = normalize_email(e).map_err(|r| usage("--email", format!("'{e}' {r}")))?;
-        crate::engine::lead::union_into(&mut draft.emails, &[email]);
-    }
-    for p in args.phones.iter().flat_map(|p| split_multi(p)) {
-        let phone = normalize_phone(p, region).map_err(|r| usage("--phone", format!("'{p}' {r}")))?;
-        crate::engine::lead::union_into(&mut draft.phones, &[phone]);
-    }
-    if draft.emails.is_empty() && draft.phones.is_empty() {
-        return Err(Error::Usage("give at least one --email or --phone to identify the lead".into()));
-    }
-    draft.total_spend =
-        args.total_spend.map(|v| parse_amount(&v)).transpose().map_err(|r| usage("--total-spend", r))?;
-    draft.visits = args.visits.map(|v| parse_count(&v)).transpose().map_err(|r| usage("--visits", r))?;
-    draft.last_order_at =
-        args.last_order_at.map(|v| parse_date(&v)).transpose().map_err(|r| usage("--last-order-at", r))?;
-    for tag in args.tags.iter().flat_map(|t| parse_tags(t)) {
-        crate::engine::lead::union_into(&mut draft.tags, &[tag]);
-    }
-    for kv in &args.meta {
-        let (k, v) = kv.split_once('=').ok_or_else(|| usage("--meta", format!("'{kv}' should look like KEY=VALUE")))?;
-        let key = metadata_key(k);
-        if key.is_empty() {
-            return Err(usage("--meta", format!("'{kv}' has an empty key")));
-        }
-        draft.metadata.insert(key, v.trim().to_string());
-    }
-    Ok(draft)
-}
-
-/// Applies one `--set field=value` to a lead.
-fn apply_set(lead: &mut Lead, assignment: &str, region: Option<Region>) -> Result<(), Error> {
-    let (field, value) = assignment
-        .split_once('=')
-        .ok_or_else(|| usage("--set", format!("'{assignment}' should look like field=value")))?;
-    let (field, value) = (field.trim(), value.trim());
-    let bad = |r: String| usage(&format!("--set {field}"), r);
-    match field {
-        "name" => lead.name = value.to_string(),
-        "emails" | "email" => {
-            lead.emails = split_multi(value)
-                .map(|e| normalize_email(e).map_err(|r| bad(format!("'{e}' {r}"))))
-                .collect::<Result<_, _>>()?;
-            lead.emails.dedup();
-        }
-        "phones" | "phone" => {
-            lead.phones = split_multi(value)
-                .map(|p| normalize_phone(p, region).map_err(|r| bad(format!("'{p}' {r}"))))
-                .collect::<Result<_, _>>()?;
-            lead.phones.dedup();
-        }
-        "tags" => lead.tags = parse_tags(value),
-        "total_spend" => lead.total_spend = parse_amount(value).map_err(bad)?,
-        "visits" => lead.visits = parse_count(value).map_err(bad)?,
-        "last_order_at" => {
-            lead.last_order_at = if value.is_empty() { None } else { Some(parse_date(value).map_err(bad)?) }
-        }
-        f if f.starts_with("metadata.") => {
-            let key = metadata_key(&f["metadata.".len()..]);
-            if key.is_empty() {
-                return Err(bad("needs a key, as in metadata.city=Lagos".into()));
-            }
-            if value.is_empty() {
-                lead.metadata.remove(&key);
-            } else {
-                lead.metadata.insert(key, value.to_string());
-            }
-        }
-        other => {
-            return Err(usage(
-                "--set",
-                format!(
-                    "unknown field '{other}'; expected name, emails, phones, tags, total_spend, visits, last_order_at or metadata.KEY"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn export(store: &dyn Store, file: Option<PathBuf>, out: &mut Out) -> anyhow::Result<()> {
+async fn export(app: &App, file: Option<PathBuf>, out: &mut Out) -> anyhow::Result<()> {
     match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => {
-            let name = path.display().to_string();
-            let f = std::fs::File::create(&path).map_err(|e| Error::Output { path: name.clone(), source: e })?;
-            let mut w = std::io::BufWriter::new(f);
-            let n = export_csv(store, &mut w, &name).await?;
-            eprintln!("Exported {n} leads to {name}.");
+            let n = app.export_leads(ExportTarget::File(&path)).await?;
+            say!("Exported {n} leads to {}.", path.display());
         }
         None => {
-            export_csv(store, out.writer(), "stdout").await?;
+            app.export_leads(ExportTarget::Stream(out.writer(), "stdout")).await?;
         }
     }
     Ok(())

@@ -1,8 +1,9 @@
 //! The command line: global options, one module per noun, and the mapping from outcomes to
-//! exit codes. Shared resources (configuration, the store) are built once here, and only for
-//! commands that need them.
+//! exit codes. Every command parses, calls the engine's application layer ([`App`]), and
+//! presents; the app is opened here, once, and only for commands that need it.
 
 pub mod campaigns;
+pub mod completions;
 pub mod config;
 pub mod demo;
 pub mod dlq;
@@ -13,13 +14,23 @@ pub mod segments;
 pub mod sim;
 pub mod worker;
 
+/// Prints a line on stderr; a closed stderr is as harmless as a closed stdout.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
 use crate::engine::Error;
+use crate::engine::app::App;
 use crate::engine::config::{Config, FlagConfig};
 use crate::engine::error::exit;
-use crate::engine::store::{self, Store};
+use crate::engine::store::Access;
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// crm — import customer leads, build audience segments, run personalized WhatsApp campaigns.
 ///
@@ -85,6 +96,13 @@ pub enum Command {
     /// Show the effective configuration and where each value comes from
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    #[command(after_help = "Examples:\n  crm completions bash > ~/.local/share/bash-completion/completions/crm\n  \
+        crm completions zsh > ~/.zfunc/_crm\n  crm completions fish > ~/.config/fish/completions/crm.fish")]
+    Completions(completions::CompletionsCmd),
+    /// Print the manual page (roff) for `man`
+    #[command(after_help = "Example: crm man > crm.1 && man ./crm.1")]
+    Man,
 }
 
 /// What every command gets: parsed global flags and the loaded configuration.
@@ -94,9 +112,14 @@ pub struct Context {
 }
 
 impl Context {
-    /// Opens the configured store (creating and migrating a SQLite file as needed).
-    pub async fn store(&self) -> Result<Arc<dyn Store>, Error> {
-        store::open(&self.config.store.value).await
+    /// Opens the application layer on the configured store. `Access::Existing` refuses a store
+    /// that does not exist (commands that only read); a command that creates one says so.
+    pub async fn app(&self, access: Access) -> Result<App, Error> {
+        let app = App::open(self.config.clone(), access).await?;
+        if app.created_store() && !self.global.quiet {
+            say!("Created a new store at {}.", app.describe_store());
+        }
+        Ok(app)
     }
 
     /// Whether to draw progress bars and hints on stderr.
@@ -115,6 +138,8 @@ pub fn main() -> u8 {
         }
     };
     init_tracing(&cli.global);
+    // SIGPIPE is ignored by Rust programs: a closed stdout surfaces as an error we turn into
+    // exit 0, and a closed stderr is ignored by `say!`.
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -129,11 +154,20 @@ pub fn main() -> u8 {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let flags = FlagConfig {
+    let mut flags = FlagConfig {
         store: cli.global.store.clone(),
         bus: cli.global.bus.clone(),
         config_file: cli.global.config.clone(),
+        ..FlagConfig::default()
     };
+    if let Command::Worker(cmd) = &cli.command {
+        flags.worker = cmd.flags();
+    }
+    match &cli.command {
+        Command::Completions(cmd) => return cmd.run(),
+        Command::Man => return completions::man(),
+        _ => {}
+    }
     let config = Config::load(&flags, &|k| std::env::var(k).ok())?;
     let ctx = Context { global: cli.global, config };
     match cli.command {
@@ -146,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(cmd) => cmd.run(&ctx).await,
         Command::Sim(cmd) => cmd.run(&ctx).await,
         Command::Config(cmd) => cmd.run(&ctx).await,
+        Command::Completions(_) | Command::Man => Ok(exit::OK),
     }
 }
 
@@ -159,8 +194,14 @@ fn init_tracing(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("crm={level}")));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    // Colour only on a terminal, and never with NO_COLOR.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .try_init();
 }
 
 /// Prints an error and picks its exit code. A closed stdout is not an error.
@@ -177,6 +218,27 @@ fn report_error(err: &anyhow::Error) -> u8 {
             }
         }
     }
-    eprintln!("error: {err:#}");
+    say!("error: {err:#}");
+    if let Some(hint) = err.chain().find_map(|c| c.downcast_ref::<Error>()).and_then(hint) {
+        say!("hint: {hint}");
+    }
     err.chain().find_map(|c| c.downcast_ref::<Error>().map(Error::exit_code)).unwrap_or(exit::BACKEND)
+}
+
+/// What to try next, in this front end's own syntax (the engine's messages carry none).
+fn hint(err: &Error) -> Option<&'static str> {
+    let text = err.to_string();
+    match err {
+        Error::NotFound(_) if text.starts_with("no segment") => Some("`crm segments list` shows every segment"),
+        Error::NotFound(_) if text.starts_with("no campaign") => Some("`crm campaigns list` shows every campaign"),
+        Error::NotFound(_) if text.starts_with("no lead") => Some("find leads with `crm leads list --search TEXT`"),
+        Error::Conflict(_) if text.contains("only a draft can be run") => {
+            Some("a paused campaign continues with `crm campaigns resume`")
+        }
+        Error::Conflict(_) if text.contains("update that lead") => Some("change it with `crm leads update`"),
+        Error::Store { message, .. } if message.starts_with("no store exists") => {
+            Some("`crm config show` says which store is used and why")
+        }
+        _ => None,
+    }
 }

@@ -2,80 +2,79 @@
 //! again right before each send, so an opt-out recorded mid-campaign is honoured.
 
 use super::Context;
-use super::output::Out;
-use crate::engine::lead::{LeadId, format_time, phone_key};
-use crate::engine::store::campaigns::open_campaign_store;
+use super::output::{Column, Out, Table};
+use crate::engine::app::App;
+use crate::engine::error::exit;
+use crate::engine::lead::format_time;
+use crate::engine::store::Access;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum OptoutCmd {
-    /// Opt a lead out of every campaign (by lead id or phone number)
-    Add { lead: String },
+    /// Opt a lead out of every campaign (by lead id, email or phone number)
+    Add {
+        /// Lead id, or one of its emails or phone numbers
+        lead: String,
+    },
     /// Opt a lead back in
-    Remove { lead: String },
+    Remove {
+        /// Lead id, or one of its emails or phone numbers
+        lead: String,
+    },
     /// List opted-out leads
     List,
 }
 
 impl OptoutCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
-        let campaigns = open_campaign_store(&ctx.config.store.value).await?;
+        let app = ctx.app(Access::Existing).await?;
         let mut out = Out::new();
         match self {
             OptoutCmd::Add { lead } => {
-                let id = resolve(ctx, &lead).await?;
-                let changed = campaigns.opt_out(id).await?;
-                report(ctx, &mut out, id, true, changed)?;
+                change(ctx, &app, &lead, true, &mut out).await?;
             }
             OptoutCmd::Remove { lead } => {
-                let id = resolve(ctx, &lead).await?;
-                let changed = campaigns.opt_in(id).await?;
-                report(ctx, &mut out, id, false, changed)?;
+                change(ctx, &app, &lead, false, &mut out).await?;
             }
             OptoutCmd::List => {
-                let all = campaigns.list_opt_outs().await?;
+                let all = app.list_opt_outs().await?;
                 if ctx.global.json {
-                    let rows: Vec<_> =
-                        all.iter().map(|(id, at)| serde_json::json!({ "lead_id": id, "opted_out_at": at })).collect();
-                    out.json(&rows)?;
+                    out.json(&all)?;
                 } else {
-                    for (id, at) in all {
-                        out.line(format!("{id}\t{}", format_time(&at)))?;
+                    let col = |header, flexible, right| Column { header, flexible, right };
+                    let mut table = Table::new(vec![
+                        col("LEAD", false, true),
+                        col("NAME", true, false),
+                        col("PHONE", false, false),
+                        col("OPTED OUT AT", false, false),
+                    ]);
+                    for o in &all {
+                        table.push(vec![
+                            o.lead_id.to_string(),
+                            o.name.clone().unwrap_or_else(|| "(deleted)".into()),
+                            o.phone.clone().unwrap_or_default(),
+                            format_time(&o.opted_out_at),
+                        ]);
                     }
+                    out.table(&table)?;
                 }
             }
         }
         out.flush()?;
-        Ok(0)
+        Ok(exit::OK)
     }
 }
 
-/// A lead id, or a phone number (normalized as imports do) looked up in the identity index.
-async fn resolve(ctx: &Context, reference: &str) -> anyhow::Result<LeadId> {
-    let store = ctx.store().await?;
-    let reference = reference.trim();
-    if !reference.starts_with('+') {
-        if let Ok(id) = reference.parse::<LeadId>() {
-            if store.get_lead(id).await?.is_some() {
-                return Ok(id);
-            }
-        }
-    }
-    let region = ctx.config.region()?;
-    let phone = crate::engine::phone::normalize_phone(reference, region).unwrap_or_else(|_| reference.to_string());
-    match store.find_lead_by_key(&phone_key(&phone)).await? {
-        Some(lead) => Ok(lead.id),
-        None => Err(crate::engine::Error::NotFound(format!("no lead has the id or phone '{reference}'")).into()),
-    }
-}
-
-fn report(ctx: &Context, out: &mut Out, id: LeadId, opted_out: bool, changed: bool) -> anyhow::Result<()> {
+/// Opts a lead out (or back in) and reports it; shared with `crm leads opt-out|opt-in`.
+pub async fn change(ctx: &Context, app: &App, lead: &str, opt_out: bool, out: &mut Out) -> anyhow::Result<u8> {
+    let done = if opt_out { app.opt_out(lead).await? } else { app.opt_in(lead).await? };
+    let id = done.lead.id;
     if ctx.global.json {
-        out.json(&serde_json::json!({ "lead_id": id, "opted_out": opted_out, "changed": changed }))?;
+        out.json(&serde_json::json!({ "lead_id": id, "opted_out": done.opted_out, "changed": done.changed }))?;
     } else {
-        let what = if opted_out { "opted out" } else { "opted in" };
-        let note = if changed { "" } else { " (already)" };
+        let what = if done.opted_out { "opted out" } else { "opted in" };
+        let note = if done.changed { "" } else { " (already)" };
         out.line(format!("Lead {id} {what}{note}."))?;
     }
-    Ok(())
+    Ok(exit::OK)
 }

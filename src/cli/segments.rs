@@ -4,15 +4,17 @@
 //! a rule that does not parse is a usage error (exit 2) whose message points at the column or
 //! the JSON path. Counts are computed when asked, with relative dates resolved at that moment.
 
-use super::Context;
 use super::leads::leads_table;
 use super::output::{Column, Out, Table};
-use crate::engine::audience::{Preview, export_csv, find_segment, preview};
+use super::{Context, say};
+use crate::engine::app::App;
+use crate::engine::app::leads::ExportTarget;
+use crate::engine::app::segments::SegmentChange;
+use crate::engine::audience::Preview;
 use crate::engine::error::{Error, exit};
 use crate::engine::lead::format_time;
-use crate::engine::segment::{NewSegment, Rule, Segment, check_name};
-use crate::engine::store::{QueryPlan, Store};
-use chrono::Utc;
+use crate::engine::segment::{Rule, Segment};
+use crate::engine::store::{Access, QueryPlan};
 use clap::{ArgGroup, Args, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -138,31 +140,31 @@ impl SegmentsCmd {
             SegmentsCmd::Update(args) => read_rule(&args.source)?,
             _ => None,
         };
-        let store = ctx.store().await?;
+        let access = if matches!(self, SegmentsCmd::Create(_)) { Access::CreateIfMissing } else { Access::Existing };
+        let app = ctx.app(access).await?;
         let mut out = Out::new();
         match self {
-            SegmentsCmd::Create(args) => create(ctx, store.as_ref(), args, rule, &mut out).await?,
-            SegmentsCmd::Preview(args) => run_preview(ctx, store.as_ref(), args, rule, &mut out).await?,
-            SegmentsCmd::List => list(ctx, store.as_ref(), &mut out).await?,
+            SegmentsCmd::Create(args) => create(ctx, &app, args, rule, &mut out).await?,
+            SegmentsCmd::Preview(args) => run_preview(ctx, &app, args, rule, &mut out).await?,
+            SegmentsCmd::List => list(ctx, &app, &mut out).await?,
             SegmentsCmd::Show { segment } => {
-                let segment = find_segment(store.as_ref(), &segment).await?;
+                let segment = app.find_segment(&segment).await?;
                 if ctx.global.json {
                     out.json(&segment)?;
                 } else {
                     print_segment(&mut out, &segment)?;
                 }
             }
-            SegmentsCmd::Update(args) => update(ctx, store.as_ref(), args, rule, &mut out).await?,
+            SegmentsCmd::Update(args) => update(ctx, &app, args, rule, &mut out).await?,
             SegmentsCmd::Delete { segment } => {
-                let segment = find_segment(store.as_ref(), &segment).await?;
-                store.delete_segment(segment.id).await?;
+                let segment = app.delete_segment(&segment).await?;
                 if ctx.global.json {
                     out.json(&serde_json::json!({ "deleted": segment.id }))?;
                 } else {
                     out.line(format!("Deleted segment {} ({}).", segment.id, segment.name))?;
                 }
             }
-            SegmentsCmd::Export { segment, file } => export(store.as_ref(), &segment, file, &mut out).await?,
+            SegmentsCmd::Export { segment, file } => export(&app, &segment, file, &mut out).await?,
         }
         out.flush()?;
         Ok(exit::OK)
@@ -187,52 +189,24 @@ fn read_rule(source: &RuleSource) -> Result<Option<Rule>, Error> {
     Rule::from_json(&text).map(Some).map_err(|e| Error::Usage(format!("--ast {name}: {e}")))
 }
 
-async fn create(
-    ctx: &Context,
-    store: &dyn Store,
-    args: CreateArgs,
-    rule: Option<Rule>,
-    out: &mut Out,
-) -> anyhow::Result<()> {
-    let name = check_name(&args.name).map_err(Error::Usage)?;
+async fn create(ctx: &Context, app: &App, args: CreateArgs, rule: Option<Rule>, out: &mut Out) -> anyhow::Result<()> {
     let rule = rule.ok_or_else(|| Error::Usage("give the rule with --rule or --ast".into()))?;
-    let owner_user_id = args.owner.map(|o| o.trim().to_string()).filter(|o| !o.is_empty());
-    let segment = store.create_segment(NewSegment { name, owner_user_id, rule }).await?;
+    let segment = app.create_segment(&args.name, rule, args.owner).await?;
     if ctx.global.json {
         out.json(&segment)?;
     } else {
-        let count = store.count_matching(&segment.rule_ast, Utc::now()).await?;
+        let count = app.count_matching(&segment.rule_ast).await?;
         out.line(format!("Created segment {} ({}): {} now.", segment.id, segment.name, leads_count(count)))?;
     }
     Ok(())
 }
 
-async fn update(
-    ctx: &Context,
-    store: &dyn Store,
-    args: UpdateArgs,
-    rule: Option<Rule>,
-    out: &mut Out,
-) -> anyhow::Result<()> {
-    let name = args.name.as_deref().map(check_name).transpose().map_err(Error::Usage)?;
-    let mut segment = find_segment(store, &args.segment).await?;
-    let before = segment.clone();
-    if let Some(rule) = rule {
-        segment.rule_ast = rule;
-    }
-    if let Some(name) = name {
-        segment.name = name;
-    }
-    if let Some(owner) = args.owner {
-        segment.owner_user_id = Some(owner.trim().to_string()).filter(|o| !o.is_empty());
-    }
-    if segment != before {
-        segment.updated_at = Utc::now();
-        store.update_segment(&segment).await?;
-    }
+async fn update(ctx: &Context, app: &App, args: UpdateArgs, rule: Option<Rule>, out: &mut Out) -> anyhow::Result<()> {
+    let change = SegmentChange { rule, name: args.name, owner: args.owner };
+    let (segment, changed) = app.update_segment(&args.segment, change).await?;
     if ctx.global.json {
         out.json(&segment)?;
-    } else if segment == before {
+    } else if !changed {
         out.line(format!("Segment {} already had those values; nothing changed.", segment.id))?;
     } else {
         out.line(format!("Updated segment {} ({}).", segment.id, segment.name))?;
@@ -242,33 +216,26 @@ async fn update(
 
 async fn run_preview(
     ctx: &Context,
-    store: &dyn Store,
+    app: &App,
     args: PreviewArgs,
     rule: Option<Rule>,
     out: &mut Out,
 ) -> anyhow::Result<()> {
     let rule = match rule {
         Some(rule) => rule,
-        None => {
-            let reference = args.segment.as_deref().unwrap_or_default();
-            find_segment(store, reference).await?.rule_ast
-        }
+        None => app.find_segment(args.segment.as_deref().unwrap_or_default()).await?.rule_ast,
     };
-    let (now, sample) = (Utc::now(), args.sample as usize);
-    let found = preview(store, &rule, now, sample).await?;
-    let mut plans = if args.explain { store.explain_matching(&rule, now, sample).await? } else { Vec::new() };
-    // No sample, no sample query to explain.
-    plans.retain(|plan| sample > 0 || plan.purpose != "sample");
+    let found = app.preview_rule(&rule, args.sample as usize, args.explain).await?;
     if ctx.global.json {
-        let mut value = serde_json::to_value(&found)?;
+        let mut value = serde_json::to_value(&found.preview)?;
         if args.explain {
-            value["explain"] = serde_json::to_value(&plans)?;
+            value["explain"] = serde_json::to_value(&found.plans)?;
         }
         out.json(&value)?;
         return Ok(());
     }
-    print_preview(out, &found)?;
-    for plan in &plans {
+    print_preview(out, &found.preview)?;
+    for plan in &found.plans {
         print_plan(out, plan)?;
     }
     Ok(())
@@ -304,21 +271,10 @@ fn print_plan(out: &mut Out, plan: &QueryPlan) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn list(ctx: &Context, store: &dyn Store, out: &mut Out) -> anyhow::Result<()> {
-    let segments = store.list_segments().await?;
-    let rules: Vec<Rule> = segments.iter().map(|s| s.rule_ast.clone()).collect();
-    let counts = store.count_matching_each(&rules, Utc::now()).await?;
+async fn list(ctx: &Context, app: &App, out: &mut Out) -> anyhow::Result<()> {
+    let segments = app.list_segments().await?;
     if ctx.global.json {
-        let rows: Vec<serde_json::Value> = segments
-            .iter()
-            .zip(&counts)
-            .map(|(segment, count)| {
-                let mut row = serde_json::to_value(segment).unwrap_or_default();
-                row["count"] = (*count).into();
-                row
-            })
-            .collect();
-        out.json(&rows)?;
+        out.json(&segments)?;
         return Ok(());
     }
     let mut table = Table::new(vec![
@@ -329,11 +285,12 @@ async fn list(ctx: &Context, store: &dyn Store, out: &mut Out) -> anyhow::Result
         Column { header: "UPDATED", flexible: false, right: false },
         Column { header: "RULE", flexible: true, right: false },
     ]);
-    for (segment, count) in segments.iter().zip(&counts) {
+    for counted in &segments {
+        let segment = &counted.segment;
         table.push(vec![
             segment.id.to_string(),
             segment.name.clone(),
-            count.to_string(),
+            counted.count.to_string(),
             segment.owner_user_id.clone().unwrap_or_default(),
             segment.updated_at.format("%Y-%m-%d").to_string(),
             segment.rule_ast.to_text(),
@@ -341,7 +298,7 @@ async fn list(ctx: &Context, store: &dyn Store, out: &mut Out) -> anyhow::Result
     }
     out.table(&table)?;
     if segments.is_empty() && !ctx.global.quiet {
-        eprintln!("No segments yet; create one with `crm segments create NAME --rule '…'`.");
+        say!("No segments yet; create one with `crm segments create NAME --rule '…'`.");
     }
     Ok(())
 }
@@ -362,19 +319,14 @@ fn print_segment(out: &mut Out, segment: &Segment) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn export(store: &dyn Store, reference: &str, file: Option<PathBuf>, out: &mut Out) -> anyhow::Result<()> {
-    let segment = find_segment(store, reference).await?;
-    let now = Utc::now();
+async fn export(app: &App, reference: &str, file: Option<PathBuf>, out: &mut Out) -> anyhow::Result<()> {
     match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => {
-            let name = path.display().to_string();
-            let f = std::fs::File::create(&path).map_err(|e| Error::Output { path: name.clone(), source: e })?;
-            let mut w = std::io::BufWriter::new(f);
-            let n = export_csv(store, &segment.rule_ast, now, &mut w, &name).await?;
-            eprintln!("Exported {n} leads of segment {} ({}) to {name}.", segment.id, segment.name);
+            let (segment, n) = app.export_segment(reference, ExportTarget::File(&path)).await?;
+            say!("Exported {n} leads of segment {} ({}) to {}.", segment.id, segment.name, path.display());
         }
         None => {
-            export_csv(store, &segment.rule_ast, now, out.writer(), "stdout").await?;
+            app.export_segment(reference, ExportTarget::Stream(out.writer(), "stdout")).await?;
         }
     }
     Ok(())

@@ -46,9 +46,7 @@ pub async fn find_segment(store: &dyn Store, reference: &str) -> Result<Segment>
         Some(segment) => Some(segment),
         None => store.get_segment_by_name(reference).await?,
     };
-    found.ok_or_else(|| {
-        Error::NotFound(format!("no segment has the id or name '{reference}' (see `crm segments list`)"))
-    })
+    found.ok_or_else(|| Error::NotFound(format!("no segment has the id or name '{reference}'")))
 }
 
 /// Streams the leads `rule` matches to `out` as CSV (the `leads export` format), a page at a

@@ -81,6 +81,9 @@ pub struct CampaignStats {
     pub pending: u64,
     pub uncertain: u64,
     pub skipped: u64,
+    /// Messages never sent because the campaign was cancelled (0 for any other status).
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 impl CampaignStats {
@@ -107,6 +110,16 @@ impl CampaignStats {
         }
         s.pending = audience.saturating_sub(s.sent + s.failed + s.uncertain + s.skipped);
         s
+    }
+
+    /// The stats of a campaign in `status`: a cancelled campaign's unsent messages will never
+    /// be sent, so they count as `cancelled` rather than `pending`.
+    pub fn for_status(mut self, status: CampaignStatus) -> CampaignStats {
+        if status == CampaignStatus::Cancelled {
+            self.cancelled = self.pending;
+            self.pending = 0;
+        }
+        self
     }
 }
 

@@ -1,32 +1,49 @@
 //! Configuration in one layering: defaults < config file < `CRM_*` environment < flags.
 //!
 //! [`Config::load`] records where each value came from, so `crm config show` can say why a
-//! setting has the value it has. Secrets inside URLs are redacted when shown.
+//! setting has the value it has. Every setting a worker flag sets can also come from the file
+//! (`[worker]`) or the environment, and each channel account has a `[channels.NAME]` section.
+//! Secrets (URL passwords, channel credentials) are redacted whenever a value is shown.
+
+mod file;
+#[cfg(test)]
+mod tests;
 
 use crate::engine::error::{Error, Result};
 use crate::engine::phone::Region;
-use serde::{Deserialize, Serialize};
+use file::FileConfig;
+pub use file::{ChannelKind, ChannelSection};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-/// Settings as written in the config file (TOML); every key is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    store: Option<String>,
-    bus: Option<String>,
-    default_region: Option<String>,
-}
-
-/// Values given on the command line (already merged by clap; `None` when absent).
+/// Values given on the command line (`None` when absent).
 #[derive(Debug, Clone, Default)]
 pub struct FlagConfig {
     pub store: Option<String>,
     pub bus: Option<String>,
     pub config_file: Option<PathBuf>,
+    pub worker: WorkerFlags,
+}
+
+/// The worker settings a command line can give.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerFlags {
+    pub rate_per_minute: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub max_attempts: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_cap_ms: Option<u64>,
+    pub breaker_cooldown_ms: Option<u64>,
+    pub lease_ms: Option<u64>,
+    pub sim_url: Option<String>,
+    pub callback_url: Option<String>,
+    pub webhook_listen: Option<String>,
 }
 
 /// Where a value came from.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Default,
@@ -35,10 +52,44 @@ pub enum Source {
     Flag,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Setting<T> {
     pub value: T,
     pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Setting<T> {
+        Setting { value, source: Source::Default }
+    }
+
+    fn set(&mut self, value: Option<T>, source: Source) {
+        if let Some(value) = value {
+            *self = Setting { value, source };
+        }
+    }
+}
+
+/// How the pipeline's workers behave (the `[worker]` section, `CRM_*` variables, worker flags).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerSettings {
+    /// Messages per minute per channel account and sender process; 0 = unlimited.
+    pub rate_per_minute: Setting<u32>,
+    /// Sends in flight at once, per channel account.
+    pub concurrency: Setting<u32>,
+    /// Tries per message before it becomes a dead letter.
+    pub max_attempts: Setting<u32>,
+    pub backoff_base_ms: Setting<u64>,
+    pub backoff_cap_ms: Setting<u64>,
+    pub breaker_cooldown_ms: Setting<u64>,
+    /// How long a claimed message stays reserved if its worker dies.
+    pub lease_ms: Setting<u64>,
+    /// The `sim` channel account's simulator URL.
+    pub sim_url: Setting<String>,
+    /// Where vendors post receipts (default: the status worker's own listener).
+    pub callback_url: Setting<Option<String>>,
+    /// Where the status worker listens for receipts (none: it does not listen).
+    pub webhook_listen: Setting<Option<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +100,11 @@ pub struct Config {
     pub bus: Setting<String>,
     /// Region for phone numbers written without a country code.
     pub default_region: Setting<Option<String>>,
+    pub worker: WorkerSettings,
+    /// Channel accounts by name, as the config file declares them (plus the built-in `sim`).
+    /// Not serialized as is: it holds credentials ([`Config::to_redacted_json`] shows them).
+    #[serde(skip)]
+    pub channels: BTreeMap<String, ChannelSection>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -65,14 +121,49 @@ pub fn default_config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "crm").map(|d| d.config_dir().join("config.toml"))
 }
 
+/// The simulator's address when nothing else is configured (`crm sim`'s default).
+pub const DEFAULT_SIM_URL: &str = "http://127.0.0.1:8089";
+
+impl WorkerSettings {
+    fn defaults() -> WorkerSettings {
+        WorkerSettings {
+            rate_per_minute: Setting::default(30),
+            concurrency: Setting::default(5),
+            max_attempts: Setting::default(5),
+            backoff_base_ms: Setting::default(1_000),
+            backoff_cap_ms: Setting::default(60_000),
+            breaker_cooldown_ms: Setting::default(30_000),
+            lease_ms: Setting::default(30_000),
+            sim_url: Setting::default(DEFAULT_SIM_URL.to_string()),
+            callback_url: Setting::default(None),
+            webhook_listen: Setting::default(None),
+        }
+    }
+}
+
+/// Reads one `CRM_*` variable; an empty value counts as unset, a malformed one is an error
+/// naming the variable.
+fn env_value<T: FromStr>(env: &dyn Fn(&str) -> Option<String>, name: &str, expected: &str) -> Result<Option<T>> {
+    match env(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => {
+            v.trim().parse().map(Some).map_err(|_| {
+                Error::Usage(format!("environment variable {name}={v:?} is not valid: expected {expected}"))
+            })
+        }
+    }
+}
+
 impl Config {
     /// Loads the effective configuration. `env` is the process environment (a parameter so
     /// tests can give their own).
     pub fn load(flags: &FlagConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let mut config = Config {
-            store: Setting { value: format!("sqlite:{}", default_store_path().display()), source: Source::Default },
-            bus: Setting { value: "embedded".into(), source: Source::Default },
-            default_region: Setting { value: None, source: Source::Default },
+            store: Setting::default(format!("sqlite:{}", default_store_path().display())),
+            bus: Setting::default("embedded".into()),
+            default_region: Setting::default(None),
+            worker: WorkerSettings::defaults(),
+            channels: BTreeMap::new(),
             config_file: None,
         };
         let explicit = flags.config_file.clone().or_else(|| env("CRM_CONFIG").map(PathBuf::from));
@@ -81,64 +172,164 @@ impl Config {
             None => default_config_path().filter(|p| p.exists()),
         };
         if let Some(path) = file_path {
-            let file = read_file(&path)?;
-            set(&mut config.store, file.store, Source::File);
-            set(&mut config.bus, file.bus, Source::File);
-            if let Some(r) = file.default_region {
-                config.default_region = Setting { value: Some(r), source: Source::File };
-            }
+            let file = file::read(&path)?;
+            config.apply_file(file, &path)?;
             config.config_file = Some(path);
         }
-        set(&mut config.store, env("CRM_STORE").filter(|s| !s.is_empty()), Source::Env);
-        set(&mut config.bus, env("CRM_BUS").filter(|s| !s.is_empty()), Source::Env);
-        if let Some(r) = env("CRM_DEFAULT_REGION").filter(|s| !s.is_empty()) {
-            config.default_region = Setting { value: Some(r), source: Source::Env };
+        config.apply_env(env)?;
+        config.apply_flags(flags);
+        config.channels.entry("sim".into()).or_insert_with(ChannelSection::builtin_sim);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_file(&mut self, file: FileConfig, path: &Path) -> Result<()> {
+        let f = Source::File;
+        self.store.set(file.store, f);
+        self.bus.set(file.bus, f);
+        self.default_region.set(file.default_region.map(Some), f);
+        let w = file.worker.unwrap_or_default();
+        self.worker.rate_per_minute.set(w.rate_per_minute, f);
+        self.worker.concurrency.set(w.concurrency, f);
+        self.worker.max_attempts.set(w.max_attempts, f);
+        self.worker.backoff_base_ms.set(w.backoff_base_ms, f);
+        self.worker.backoff_cap_ms.set(w.backoff_cap_ms, f);
+        self.worker.breaker_cooldown_ms.set(w.breaker_cooldown_ms, f);
+        self.worker.lease_ms.set(w.lease_ms, f);
+        self.worker.callback_url.set(w.callback_url.map(Some), f);
+        self.worker.webhook_listen.set(w.webhook_listen.map(Some), f);
+        for (name, section) in file.channels {
+            let section =
+                section.checked(&name).map_err(|e| Error::Usage(format!("config file {}: {e}", path.display())))?;
+            if name == "sim" {
+                self.worker.sim_url.set(section.url.clone(), f);
+            }
+            self.channels.insert(name, section);
         }
-        set(&mut config.store, flags.store.clone(), Source::Flag);
-        set(&mut config.bus, flags.bus.clone(), Source::Flag);
-        config.region()?;
-        if config.bus.value != "embedded" && !config.bus.value.starts_with("kafka://") {
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        let e = Source::Env;
+        let n = "a whole number";
+        self.store.set(env_value(env, "CRM_STORE", "a store URL")?, e);
+        self.bus.set(env_value(env, "CRM_BUS", "a bus URL")?, e);
+        self.default_region.set(env_value::<String>(env, "CRM_DEFAULT_REGION", "a region")?.map(Some), e);
+        let w = &mut self.worker;
+        w.rate_per_minute.set(env_value(env, "CRM_RATE_PER_MINUTE", n)?, e);
+        w.concurrency.set(env_value(env, "CRM_CONCURRENCY", n)?, e);
+        w.max_attempts.set(env_value(env, "CRM_MAX_ATTEMPTS", n)?, e);
+        w.backoff_base_ms.set(env_value(env, "CRM_BACKOFF_BASE_MS", n)?, e);
+        w.backoff_cap_ms.set(env_value(env, "CRM_BACKOFF_CAP_MS", n)?, e);
+        w.breaker_cooldown_ms.set(env_value(env, "CRM_BREAKER_COOLDOWN_MS", n)?, e);
+        w.lease_ms.set(env_value(env, "CRM_LEASE_MS", n)?, e);
+        w.sim_url.set(env_value(env, "CRM_SIM_URL", "a URL")?, e);
+        w.callback_url.set(env_value::<String>(env, "CRM_CALLBACK_URL", "a URL")?.map(Some), e);
+        w.webhook_listen.set(env_value::<String>(env, "CRM_WEBHOOK_LISTEN", "HOST:PORT")?.map(Some), e);
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, flags: &FlagConfig) {
+        let g = Source::Flag;
+        self.store.set(flags.store.clone(), g);
+        self.bus.set(flags.bus.clone(), g);
+        let (w, f) = (&mut self.worker, &flags.worker);
+        w.rate_per_minute.set(f.rate_per_minute, g);
+        w.concurrency.set(f.concurrency, g);
+        w.max_attempts.set(f.max_attempts, g);
+        w.backoff_base_ms.set(f.backoff_base_ms, g);
+        w.backoff_cap_ms.set(f.backoff_cap_ms, g);
+        w.breaker_cooldown_ms.set(f.breaker_cooldown_ms, g);
+        w.lease_ms.set(f.lease_ms, g);
+        w.sim_url.set(f.sim_url.clone(), g);
+        w.callback_url.set(f.callback_url.clone().map(Some), g);
+        w.webhook_listen.set(f.webhook_listen.clone().map(Some), g);
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.region()?;
+        if self.bus.value != "embedded" && !self.bus.value.starts_with("kafka://") {
             return Err(Error::Usage(format!(
                 "bus '{}' ({}): expected 'embedded' or kafka://HOST:PORT",
-                config.bus.value,
-                source_name(&config.bus.source)
+                self.bus.value, self.bus.source
             )));
         }
-        Ok(config)
+        if let Some(addr) = &self.worker.webhook_listen.value {
+            addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                Error::Usage(format!(
+                    "webhook_listen '{addr}' ({}): expected HOST:PORT such as 127.0.0.1:8090",
+                    self.worker.webhook_listen.source
+                ))
+            })?;
+        }
+        if self.worker.concurrency.value == 0 {
+            return Err(Error::Usage(format!("concurrency ({}) must be at least 1", self.worker.concurrency.source)));
+        }
+        Ok(())
     }
 
     /// The default region, validated.
     pub fn region(&self) -> Result<Option<Region>> {
         match &self.default_region.value {
             None => Ok(None),
-            Some(r) => r.parse().map(Some).map_err(|e| {
-                Error::Usage(format!("default_region ({}): {e}", source_name(&self.default_region.source)))
-            }),
+            Some(r) => r
+                .parse()
+                .map(Some)
+                .map_err(|e| Error::Usage(format!("default_region ({}): {e}", self.default_region.source))),
         }
     }
-}
 
-fn set(setting: &mut Setting<String>, value: Option<String>, source: Source) {
-    if let Some(value) = value {
-        *setting = Setting { value, source };
+    /// The webhook address, if the status worker should listen.
+    pub fn webhook_listen(&self) -> Option<std::net::SocketAddr> {
+        self.worker.webhook_listen.value.as_deref().and_then(|a| a.parse().ok())
     }
-}
 
-fn source_name(source: &Source) -> &'static str {
-    match source {
-        Source::Default => "default",
-        Source::File => "config file",
-        Source::Env => "environment",
-        Source::Flag => "command line",
+    /// Every setting as (name, shown value, source), secrets redacted: what `config show` prints.
+    pub fn rows(&self) -> Vec<(String, String, Source)> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        let w = &self.worker;
+        let mut rows = vec![
+            ("store".to_string(), redact(&self.store.value), self.store.source),
+            ("bus".into(), redact(&self.bus.value), self.bus.source),
+            ("default_region".into(), opt(&self.default_region.value), self.default_region.source),
+            ("worker.rate_per_minute".into(), w.rate_per_minute.value.to_string(), w.rate_per_minute.source),
+            ("worker.concurrency".into(), w.concurrency.value.to_string(), w.concurrency.source),
+            ("worker.max_attempts".into(), w.max_attempts.value.to_string(), w.max_attempts.source),
+            ("worker.backoff_base_ms".into(), w.backoff_base_ms.value.to_string(), w.backoff_base_ms.source),
+            ("worker.backoff_cap_ms".into(), w.backoff_cap_ms.value.to_string(), w.backoff_cap_ms.source),
+            (
+                "worker.breaker_cooldown_ms".into(),
+                w.breaker_cooldown_ms.value.to_string(),
+                w.breaker_cooldown_ms.source,
+            ),
+            ("worker.lease_ms".into(), w.lease_ms.value.to_string(), w.lease_ms.source),
+            ("worker.callback_url".into(), opt(&w.callback_url.value.as_deref().map(redact)), w.callback_url.source),
+            ("worker.webhook_listen".into(), opt(&w.webhook_listen.value), w.webhook_listen.source),
+        ];
+        for (name, section) in &self.channels {
+            let source = if name == "sim" && section.builtin { w.sim_url.source } else { Source::File };
+            let url = if name == "sim" { Some(w.sim_url.value.clone()) } else { section.url.clone() };
+            rows.push((format!("channels.{name}"), section.describe(url.as_deref()), source));
+        }
+        rows
     }
-}
 
-fn read_file(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("cannot read config file {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        Error::Usage(format!("config file {}: {e}\nvalid keys: store, bus, default_region", path.display()))
-    })
+    /// The configuration as JSON, secrets redacted.
+    pub fn to_redacted_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["store"]["value"] = redact(&self.store.value).into();
+        value["bus"]["value"] = redact(&self.bus.value).into();
+        if let Some(url) = &self.worker.callback_url.value {
+            value["worker"]["callback_url"]["value"] = redact(url).into();
+        }
+        let channels: serde_json::Map<String, serde_json::Value> =
+            self.channels.iter().map(|(name, section)| (name.clone(), section.redacted_json())).collect();
+        value["channels"] = channels.into();
+        if let Some(sim) = value["channels"].get_mut("sim") {
+            sim["url"] = redact(&self.worker.sim_url.value).into();
+        }
+        value
+    }
 }
 
 /// `mongodb://user:secret@host` → `mongodb://user:***@host`.
@@ -155,53 +346,11 @@ pub fn redact(url: &str) -> String {
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(source_name(self))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-    }
-
-    #[test]
-    fn layering_is_defaults_file_env_flags() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, "store = \"file.db\"\nbus = \"kafka://k:9092\"\ndefault_region = \"NG\"\n")
-            .expect("write");
-        let flags = FlagConfig { config_file: Some(file.clone()), ..Default::default() };
-        let c = Config::load(&flags, &env_of(&[])).expect("loads");
-        assert_eq!((c.store.value.as_str(), &c.store.source), ("file.db", &Source::File));
-        let c = Config::load(&flags, &env_of(&[("CRM_STORE", "env.db")])).expect("loads");
-        assert_eq!((c.store.value.as_str(), &c.store.source), ("env.db", &Source::Env));
-        assert_eq!(c.bus.source, Source::File);
-        let flags = FlagConfig { store: Some("flag.db".into()), ..flags };
-        let c = Config::load(&flags, &env_of(&[("CRM_STORE", "env.db")])).expect("loads");
-        assert_eq!((c.store.value.as_str(), &c.store.source), ("flag.db", &Source::Flag));
-        assert_eq!(c.region().expect("valid").map(|r| r.to_string()).as_deref(), Some("NG"));
-    }
-
-    #[test]
-    fn bad_files_and_values_are_usage_errors() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, "stor = 1\n").expect("write");
-        let flags = FlagConfig { config_file: Some(file), ..Default::default() };
-        let err = Config::load(&flags, &env_of(&[])).unwrap_err().to_string();
-        assert!(err.contains("valid keys"), "{err}");
-        let err = Config::load(&FlagConfig::default(), &env_of(&[("CRM_DEFAULT_REGION", "ZZ")])).unwrap_err();
-        assert!(err.to_string().contains("environment"), "{err}");
-        let missing = FlagConfig { config_file: Some("/nonexistent/c.toml".into()), ..Default::default() };
-        assert!(Config::load(&missing, &env_of(&[])).is_err());
-    }
-
-    #[test]
-    fn secrets_are_redacted() {
-        assert_eq!(redact("mongodb://app:hunter2@db:27017/crm"), "mongodb://app:***@db:27017/crm");
-        assert_eq!(redact("sqlite:/tmp/x.db"), "sqlite:/tmp/x.db");
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::File => "config file",
+            Source::Env => "environment",
+            Source::Flag => "command line",
+        })
     }
 }

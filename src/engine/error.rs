@@ -8,6 +8,10 @@ pub enum Error {
     /// A value given on the command line or in a config file is not valid. Exit 2.
     #[error("{0}")]
     Usage(String),
+    /// A value for a named field is not valid (`total_spend`, `metadata.city`; empty when the
+    /// whole input is at fault). A front end names the field in its own syntax. Exit 2.
+    #[error("{}", if field.is_empty() { reason.clone() } else { format!("{field}: {reason}") })]
+    Invalid { field: String, reason: String },
     /// The thing named does not exist. Exit 1.
     #[error("{0}")]
     NotFound(String),
@@ -40,9 +44,13 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::NotFound(_) | Error::Conflict(_) => exit::REJECTED,
-            Error::Usage(_) | Error::Input { .. } => exit::USAGE,
+            Error::Usage(_) | Error::Invalid { .. } | Error::Input { .. } => exit::USAGE,
             Error::Output { .. } | Error::Store { .. } => exit::BACKEND,
         }
+    }
+
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Invalid { field: field.into(), reason: reason.into() }
     }
 
     pub fn store(store: impl Into<String>, err: impl std::fmt::Display) -> Error {

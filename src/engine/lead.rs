@@ -31,7 +31,7 @@ pub struct Lead {
 }
 
 /// What to do when an incoming lead matches a stored one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConflictPolicy {
     /// Union of emails, phones and tags; the incoming non-empty values replace stored ones.

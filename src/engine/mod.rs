@@ -1,6 +1,7 @@
 //! The engine: every business rule of `crm` lives here, behind backend traits, so the CLI and
 //! the dashboard are thin presenters over the same operations.
 
+pub mod app;
 pub mod audience;
 pub mod bus;
 pub mod campaign;
@@ -8,6 +9,7 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod import;
 pub mod lead;
 pub mod normalize;

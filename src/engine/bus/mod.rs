@@ -44,7 +44,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::EmbeddedBus;
 
 use crate::engine::error::{Error, Result};
-use crate::engine::store::{StoreLocation, parse_store_url};
+use crate::engine::store::{OpenedStore, StoreLocation};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,7 +98,7 @@ pub struct Delivery {
 }
 
 /// How many messages a topic holds, by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TopicDepth {
     /// Could be consumed now (including messages whose lease expired).
     pub ready: u64,
@@ -179,11 +179,11 @@ pub trait Bus: Send + Sync {
 
 /// Opens the bus a URL names: `embedded` (the default; it needs the SQLite store it queues in)
 /// or `kafka://host:port,…`.
-pub async fn open(bus_url: &str, store_url: &str) -> Result<Arc<dyn Bus>> {
+pub async fn open(bus_url: &str, store: &OpenedStore) -> Result<Arc<dyn Bus>> {
     let url = bus_url.trim();
     if url.is_empty() || url.eq_ignore_ascii_case("embedded") {
-        return match parse_store_url(store_url)? {
-            StoreLocation::Sqlite(path) => Ok(Arc::new(EmbeddedBus::open(&path).await?)),
+        return match &store.location {
+            StoreLocation::Sqlite(path) => Ok(Arc::new(EmbeddedBus::open(path).await?)),
             StoreLocation::MongoDb(_) => Err(Error::Usage(
                 "the embedded bus queues inside a SQLite store; with a MongoDB store use --bus kafka://HOST:PORT"
                     .into(),

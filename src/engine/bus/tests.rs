@@ -44,17 +44,18 @@ mod conformance_embedded {
 
 #[tokio::test]
 async fn open_picks_the_backend_from_the_url() {
+    use crate::engine::store::{Access, OpenedStore, StoreLocation};
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite:{}", dir.path().join("nested/crm.db").display());
+    let url = format!("sqlite:{}", dir.path().join("nested/crm.db").display());
+    let store = OpenedStore::open(&url, Access::CreateIfMissing).await.unwrap();
     let bus = super::open("embedded", &store).await.unwrap();
     assert!(bus.describe().starts_with("embedded:"), "{}", bus.describe());
     assert!(super::open(" ", &store).await.is_ok(), "embedded is the default");
-    for (url, store) in
-        [("kafka://localhost:9092", store.as_str()), ("embedded", "mongodb://h/crm"), ("rabbit://x", "a.db")]
-    {
+    let mongo = OpenedStore { location: StoreLocation::MongoDb("mongodb://h/crm".into()), ..store.clone() };
+    for (url, store) in [("kafka://localhost:9092", &store), ("embedded", &mongo), ("rabbit://x", &store)] {
         match super::open(url, store).await {
             Err(Error::Usage(msg)) => assert!(!msg.is_empty()),
-            other => panic!("{url} with {store}: expected a usage error, got {:?}", other.map(|b| b.describe())),
+            other => panic!("{url}: expected a usage error, got {:?}", other.map(|b| b.describe())),
         }
     }
 }
@@ -66,7 +67,9 @@ async fn bus_tables_live_beside_the_store() {
     // Either may create the file first; opening again changes nothing.
     let bus = EmbeddedBus::open(&path).await.unwrap();
     bus.publish(topic::JOBS, None, b"{}").await.unwrap();
-    let store = crate::engine::store::open(path.to_str().unwrap()).await.unwrap();
+    let store = crate::engine::store::OpenedStore::open(path.to_str().unwrap(), crate::engine::store::Access::Existing)
+        .await
+        .unwrap();
     let again = EmbeddedBus::open(&path).await.unwrap();
     assert_eq!(again.depth(topic::JOBS).await.unwrap().ready, 1);
     drop(store);

@@ -8,8 +8,12 @@
 //! it turns our at-least-once retries into exactly-once messages, and [`Channel::lookup`] finds
 //! a message that was accepted just before a crash lost our record of it.
 
+pub mod registry;
 pub mod sim;
 
+pub use registry::{ChannelAccount, ChannelRegistry};
+
+use crate::engine::store::campaigns::LogUpdate;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -80,4 +84,11 @@ pub trait Channel: Send + Sync {
     /// Channels without vendor idempotency answer `Err(Permanent)`, and the sender marks such a
     /// message UNCERTAIN rather than risk sending it twice.
     async fn lookup(&self, idempotency_key: &str) -> Result<Option<String>, ChannelError>;
+
+    /// Reads a receipts webhook body posted by this channel's vendor as status updates for
+    /// the logs it names. `None`: the channel does not take receipts over the webhook.
+    fn parse_receipts(&self, body: &[u8]) -> Option<Result<Vec<LogUpdate>, String>> {
+        let _ = body;
+        None
+    }
 }

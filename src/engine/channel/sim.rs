@@ -2,7 +2,9 @@
 //! timeouts, mapping the simulator's answers onto [`ChannelError`]'s three kinds.
 
 use super::{Channel, ChannelError, OutboundMessage, SendOutcome};
-use crate::engine::sim::api::{ErrorResponse, SendRequest, SendResponse};
+use crate::engine::campaign::SendStatus;
+use crate::engine::sim::api::{ErrorResponse, Receipt, ReceiptStatus, SendRequest, SendResponse};
+use crate::engine::store::campaigns::LogUpdate;
 use async_trait::async_trait;
 use reqwest::{StatusCode, Url};
 use std::time::Duration;
@@ -103,6 +105,10 @@ impl Channel for SimChannel {
         Ok(SendOutcome { provider_message_id: answer.message_id, duplicate: answer.duplicate })
     }
 
+    fn parse_receipts(&self, body: &[u8]) -> Option<Result<Vec<LogUpdate>, String>> {
+        Some(parse_receipts(body))
+    }
+
     async fn lookup(&self, idempotency_key: &str) -> Result<Option<String>, ChannelError> {
         let url = self.url(&["messages", "by-key", idempotency_key])?;
         let response = self.client.get(url).send().await.map_err(transport)?;
@@ -118,6 +124,35 @@ impl Channel for SimChannel {
             _ => Err(refusal(response).await),
         }
     }
+}
+
+/// One receipt object, or a JSON array of them (the simulator batches with `--receipt-batch`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ReceiptBody {
+    Many(Vec<Receipt>),
+    One(Receipt),
+}
+
+/// The simulator's receipts as log updates, keyed by the idempotency key (our `send_id`).
+pub fn parse_receipts(body: &[u8]) -> Result<Vec<LogUpdate>, String> {
+    let receipts = match serde_json::from_slice::<ReceiptBody>(body).map_err(|e| format!("not a receipt: {e}"))? {
+        ReceiptBody::Many(all) => all,
+        ReceiptBody::One(one) => vec![one],
+    };
+    Ok(receipts
+        .into_iter()
+        .map(|r| LogUpdate {
+            send_id: r.idempotency_key,
+            status: match r.status {
+                ReceiptStatus::Delivered => SendStatus::Delivered,
+                ReceiptStatus::Read => SendStatus::Read,
+                ReceiptStatus::Failed => SendStatus::Failed,
+            },
+            provider_message_id: Some(r.message_id),
+            error: r.error,
+        })
+        .collect())
 }
 
 /// A request that got no answer: timeouts, refused or reset connections are all worth a retry.

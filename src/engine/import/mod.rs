@@ -13,6 +13,7 @@ pub mod row;
 
 use crate::engine::error::{Error, Result};
 use crate::engine::export::csv_io_error;
+use crate::engine::files::AtomicFile;
 use crate::engine::lead::ConflictPolicy;
 use crate::engine::phone::Region;
 use crate::engine::store::{ImportPlan, PreparedRow, RowOutcome, RowPreparer, Store};
@@ -276,18 +277,20 @@ fn parse_chunks(
 /// (bytes as they were) plus an `error` column.
 struct ErrorsFile {
     path: PathBuf,
-    writer: csv::Writer<std::fs::File>,
+    writer: csv::Writer<AtomicFile>,
 }
 
 impl ErrorsFile {
-    fn create(path: &PathBuf, headers: &[String]) -> Result<ErrorsFile> {
+    fn create(path: &std::path::Path, headers: &[String]) -> Result<ErrorsFile> {
         let io = |e: std::io::Error| Error::Output { path: path.display().to_string(), source: e };
-        let file = std::fs::File::create(path).map_err(io)?;
+        // Written beside the target and renamed into place at the end: an interrupted import
+        // leaves an earlier errors file as it was.
+        let file = AtomicFile::create(path)?;
         let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
         let mut header: Vec<&str> = headers.iter().map(String::as_str).collect();
         header.push(headers::ERROR_COLUMN);
         writer.write_record(&header).map_err(|e| io(csv_io_error(e)))?;
-        Ok(ErrorsFile { path: path.clone(), writer })
+        Ok(ErrorsFile { path: path.to_path_buf(), writer })
     }
 
     fn write(&mut self, record: &ByteRecord, errs: &[FieldError]) -> Result<()> {
@@ -309,7 +312,9 @@ impl ErrorsFile {
             .map_err(|e| Error::Output { path: self.path.display().to_string(), source: csv_io_error(e) })
     }
 
-    fn finish(mut self) -> Result<()> {
-        self.writer.flush().map_err(|e| Error::Output { path: self.path.display().to_string(), source: e })
+    fn finish(self) -> Result<()> {
+        let path = self.path.display().to_string();
+        let file = self.writer.into_inner().map_err(|e| Error::Output { path, source: e.into_error() })?;
+        file.commit()
     }
 }

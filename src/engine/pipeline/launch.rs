@@ -18,8 +18,14 @@ const ID_PAGE: usize = 50_000;
 /// Validates the template (unknown fields are refused with their line and column) and saves a
 /// DRAFT campaign for the segment.
 pub async fn create_campaign(campaigns: &dyn CampaignStore, new: NewCampaign) -> Result<Campaign> {
-    if new.name.trim().is_empty() {
+    let name = new.name.trim();
+    if name.is_empty() {
         return Err(Error::Usage("a campaign needs a name".into()));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Usage(format!(
+            "'{name}' would read as a campaign id; add a letter (e.g. 'campaign-{name}')"
+        )));
     }
     Template::parse(&new.message_template).map_err(|e| Error::Usage(format!("template: {e}")))?;
     campaigns.create_campaign(new).await
@@ -36,9 +42,7 @@ pub async fn find_campaign(campaigns: &dyn CampaignStore, reference: &str) -> Re
         Some(c) => Some(c),
         None => campaigns.get_campaign_by_name(reference).await?,
     };
-    found.ok_or_else(|| {
-        Error::NotFound(format!("no campaign has the id or name '{reference}' (see `crm campaigns list`)"))
-    })
+    found.ok_or_else(|| Error::NotFound(format!("no campaign has the id or name '{reference}'")))
 }
 
 /// Resolves a DRAFT campaign's audience, publishes its jobs and marks it RUNNING. Returns the
@@ -52,10 +56,7 @@ pub async fn run_campaign(
     let campaign =
         campaigns.get_campaign(id).await?.ok_or_else(|| Error::NotFound(format!("no campaign has the id {id}")))?;
     if campaign.status != CampaignStatus::Draft {
-        return Err(Error::Conflict(format!(
-            "campaign {id} is {}; only a draft can be run (use `crm campaigns resume` for a paused one)",
-            campaign.status
-        )));
+        return Err(Error::Conflict(format!("campaign {id} is {}; only a draft can be run", campaign.status)));
     }
     let segment = store
         .get_segment(campaign.segment_id)

@@ -8,4 +8,5 @@ pub mod expander;
 pub mod launch;
 pub mod limits;
 pub mod sender;
+pub mod webhook;
 pub mod worker;

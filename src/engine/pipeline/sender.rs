@@ -15,19 +15,20 @@
 //! so PAUSED stops sends within a second; the log is released and the job retried a second
 //! later, so resume continues where it stopped. Cancel releases the log and drops the job.
 
-use super::limits::{Limits, SenderPolicy};
+use super::limits::{Gate, LimitError, Limits};
+use super::webhook::callback_for;
 use super::worker::{Progress, Shutdown, StatusCache, heartbeat_loop, sleep_or_shutdown, worker_id};
 use crate::engine::bus::{Bus, Delivery, Outgoing, topic};
 use crate::engine::campaign::{CampaignStatus, DeadLetter, SendJob, SendStatus, StatusUpdate};
-use crate::engine::channel::{Channel, ChannelError, OutboundMessage};
+use crate::engine::channel::{Channel, ChannelError, ChannelRegistry, OutboundMessage};
 use crate::engine::error::Result;
 use crate::engine::store::campaigns::{CampaignStore, Claim, LogUpdate};
 use chrono::Utc;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub const GROUP: &str = "sender";
@@ -37,38 +38,56 @@ const PAUSE_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    pub policy: SenderPolicy,
     /// How long a claim (and the bus lease of its job) lasts beyond the batch's expected time.
     pub lease: Duration,
-    /// Where the vendor should POST receipts (the status worker's webhook).
+    /// The receipts webhook's base URL (`http://host:port/receipts`); each account's messages
+    /// name `BASE/ACCOUNT` as their callback.
     pub callback_url: Option<String>,
     /// Batch loops running at once in this process (they share the policies).
     pub loops: usize,
 }
 
-impl SenderConfig {
-    pub fn new(policy: SenderPolicy) -> SenderConfig {
-        SenderConfig { policy, lease: Duration::from_secs(30), callback_url: None, loops: 2 }
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig { lease: Duration::from_secs(30), callback_url: None, loops: 2 }
     }
+}
 
-    /// Jobs per batch: enough to keep the concurrency busy for about two seconds at the rate.
-    fn batch(&self) -> usize {
-        let c = self.policy.concurrency.max(1);
-        match self.policy.rate_per_minute {
-            None => c.max(256),
-            Some(r) => ((r as usize) / 30).clamp(c.min(256), 256),
-        }
-    }
+/// A channel account as the sender uses it: the channel and its own limits.
+struct Account {
+    channel: Arc<dyn Channel>,
+    limits: Limits,
+    callback_url: Option<String>,
+}
 
-    /// The claim lease: the configured slack plus the time the rate limit makes a batch take.
-    fn batch_lease(&self) -> Duration {
-        let paced = match self.policy.rate_per_minute {
-            Some(r) if r > 0 => {
-                Duration::from_secs_f64((self.batch() * self.loops.max(1)) as f64 * 60.0 / f64::from(r))
+/// Jobs per batch and the claim lease, from the fastest account's policy: enough jobs to keep
+/// its concurrency busy for about two seconds at its rate, and a lease that covers the time
+/// the rate limit makes a batch take.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    batch: usize,
+    lease: Duration,
+}
+
+impl Pace {
+    fn of(registry: &ChannelRegistry, config: &SenderConfig) -> Pace {
+        let mut batch = 1;
+        let mut slowest: Option<u32> = None;
+        for account in registry.accounts() {
+            let p = &account.policy;
+            let c = p.concurrency.max(1);
+            batch = batch.max(match p.rate_per_minute {
+                None => c.max(256),
+                Some(r) => ((r as usize) / 30).clamp(c.min(256), 256),
+            });
+            if let Some(r) = p.rate_per_minute.filter(|r| *r > 0) {
+                slowest = Some(slowest.map_or(r, |s| s.min(r)));
             }
-            _ => Duration::ZERO,
-        };
-        self.lease + paced
+        }
+        let paced = slowest.map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64((batch * config.loops.max(1)) as f64 * 60.0 / f64::from(r))
+        });
+        Pace { batch, lease: config.lease + paced }
     }
 }
 
@@ -94,36 +113,46 @@ enum Outcome {
 
 struct Shared {
     store: Arc<dyn CampaignStore>,
-    channel: Arc<dyn Channel>,
-    limits: Limits,
-    slots: Semaphore,
+    accounts: HashMap<String, Account>,
     statuses: StatusCache,
-    config: SenderConfig,
+    pace: Pace,
 }
 
-/// Runs a sender until `shutdown`; in-flight sends finish (or are released) first.
+impl Shared {
+    fn new(store: Arc<dyn CampaignStore>, channels: &ChannelRegistry, config: &SenderConfig) -> Shared {
+        let accounts = channels
+            .accounts()
+            .map(|a| {
+                let account = Account {
+                    channel: a.channel.clone(),
+                    limits: Limits::new(&a.policy),
+                    callback_url: config.callback_url.as_deref().map(|base| callback_for(base, &a.name)),
+                };
+                (a.name.clone(), account)
+            })
+            .collect();
+        Shared { statuses: StatusCache::new(store.clone()), store, accounts, pace: Pace::of(channels, config) }
+    }
+}
+
+/// Runs a sender for every account in `channels` until `shutdown`; in-flight sends finish (or
+/// are released) first.
 pub async fn run_sender(
     store: Arc<dyn CampaignStore>,
     bus: Arc<dyn Bus>,
-    channel: Arc<dyn Channel>,
+    channels: ChannelRegistry,
     config: SenderConfig,
     shutdown: Shutdown,
 ) -> Result<()> {
     let id = worker_id("send");
     let progress = Arc::new(Progress::default());
     let beat = tokio::spawn(heartbeat_loop(store.clone(), id.clone(), "send", progress.clone(), shutdown.clone()));
-    let shared = Arc::new(Shared {
-        store: store.clone(),
-        channel,
-        limits: Limits::new(&config.policy),
-        slots: Semaphore::new(config.policy.concurrency.max(1)),
-        statuses: StatusCache::new(store.clone()),
-        config,
-    });
-    tracing::info!(worker = %id, batch = shared.config.batch(), loops = shared.config.loops, "Sender started.");
+    let shared = Arc::new(Shared::new(store.clone(), &channels, &config));
+    let names: Vec<&String> = shared.accounts.keys().collect();
+    tracing::info!(worker = %id, batch = shared.pace.batch, loops = config.loops, accounts = ?names, "Sender started.");
     // Several batch loops share the policies: while one records its batch, another sends.
     let mut loops = JoinSet::new();
-    for _ in 0..shared.config.loops.max(1) {
+    for _ in 0..config.loops.max(1) {
         let (shared, bus, progress, shutdown, id) =
             (shared.clone(), bus.clone(), progress.clone(), shutdown.clone(), id.clone());
         loops.spawn(async move { batch_loop(&shared, bus.as_ref(), &progress, shutdown, &id).await });
@@ -136,9 +165,9 @@ pub async fn run_sender(
 
 async fn batch_loop(shared: &Arc<Shared>, bus: &dyn Bus, progress: &Progress, shutdown: Shutdown, id: &str) {
     while !shutdown.is_triggered() {
-        let lease = shared.config.batch_lease();
+        let Pace { batch, lease } = shared.pace;
         let step = async {
-            let deliveries = bus.consume_wait(topic::SEND_JOBS, GROUP, shared.config.batch(), lease, POLL).await?;
+            let deliveries = bus.consume_wait(topic::SEND_JOBS, GROUP, batch, lease, POLL).await?;
             send_batch(shared, bus, deliveries, &shutdown).await
         };
         match step.await {
@@ -176,16 +205,15 @@ async fn send_batch(
         }
     }
     let ids: Vec<String> = claimable.iter().map(|(_, j)| j.send_id.clone()).collect();
-    let claims =
-        if ids.is_empty() { Vec::new() } else { shared.store.claim_logs(&ids, shared.config.batch_lease()).await? };
+    let claims = if ids.is_empty() { Vec::new() } else { shared.store.claim_logs(&ids, shared.pace.lease).await? };
     let mut updates = Vec::new();
     let mut tasks = JoinSet::new();
     for ((d, job), claim) in claimable.into_iter().zip(claims) {
         match claim {
-            Claim::Claimed { attempt, recovered } => {
+            Claim::Claimed { attempt, recovered, channel } => {
                 let (shared, shutdown) = (shared.clone(), shutdown.clone());
                 tasks.spawn(async move {
-                    let outcome = send_one(&shared, &job, attempt, recovered, shutdown).await;
+                    let outcome = send_one(&shared, &channel, &job, attempt, recovered, shutdown).await;
                     (d, job, attempt, outcome)
                 });
             }
@@ -270,10 +298,25 @@ async fn send_batch(
     Ok(settled)
 }
 
-/// One claimed message through recovery, the policies and the channel.
-async fn send_one(shared: &Shared, job: &SendJob, attempt: u32, recovered: bool, mut shutdown: Shutdown) -> Outcome {
+/// How soon a job for an account this worker does not serve is offered again (another worker,
+/// configured with that account, may take it meanwhile).
+const UNKNOWN_ACCOUNT_RECHECK: Duration = Duration::from_secs(5);
+
+/// One claimed message through recovery, its account's policies and its channel.
+async fn send_one(
+    shared: &Shared,
+    account: &str,
+    job: &SendJob,
+    attempt: u32,
+    recovered: bool,
+    mut shutdown: Shutdown,
+) -> Outcome {
+    let Some(account) = shared.accounts.get(account) else {
+        tracing::warn!(send_id = %job.send_id, account, "No such channel account in this worker; holding the message.");
+        return Outcome::Release { after: UNKNOWN_ACCOUNT_RECHECK };
+    };
     if recovered {
-        match shared.channel.lookup(&job.send_id).await {
+        match account.channel.lookup(&job.send_id).await {
             Ok(Some(pid)) => {
                 tracing::info!(send_id = %job.send_id, "A crashed send had reached the vendor; recorded as sent.");
                 return Outcome::Sent(pid);
@@ -283,45 +326,30 @@ async fn send_one(shared: &Shared, job: &SendJob, attempt: u32, recovered: bool,
             Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
         }
     }
-    tokio::select! {
-        _ = shared.limits.rate_limiter().acquire() => {}
-        _ = shutdown.wait() => return Outcome::Release { after: Duration::ZERO },
-    }
-    match shared.statuses.get(job.campaign_id).await {
-        Ok(Some(CampaignStatus::Running | CampaignStatus::Completed)) => {}
-        Ok(Some(CampaignStatus::Paused | CampaignStatus::Draft)) | Err(_) => {
-            return Outcome::Release { after: PAUSE_RECHECK };
-        }
-        Ok(Some(CampaignStatus::Cancelled) | None) => return Outcome::Drop,
-    }
-    let permit = match shared.limits.breaker().try_acquire() {
-        Ok(permit) => permit,
-        Err(open) => return Outcome::Release { after: open.retry_in },
-    };
-    let Ok(_slot) = shared.slots.acquire().await else { return Outcome::Release { after: Duration::ZERO } };
     let msg = OutboundMessage {
         send_id: job.send_id.clone(),
         to: job.to.clone(),
         body: job.message.clone(),
-        callback_url: shared.config.callback_url.clone(),
+        callback_url: account.callback_url.clone(),
     };
-    let err = match shared.channel.send(&msg).await {
-        Ok(outcome) => {
-            permit.success();
-            return Outcome::Sent(outcome.provider_message_id);
+    // Asked once the breaker and the rate limit let the send through: a pause while it waited
+    // for its slot still stops it.
+    let gate = async {
+        match shared.statuses.get(job.campaign_id).await {
+            Ok(Some(CampaignStatus::Running | CampaignStatus::Completed)) => Gate::Go,
+            Ok(Some(CampaignStatus::Paused | CampaignStatus::Draft)) | Err(_) => Gate::Hold(PAUSE_RECHECK),
+            Ok(Some(CampaignStatus::Cancelled) | None) => Gate::Drop,
         }
-        Err(err) => err,
     };
-    match &err {
-        ChannelError::Permanent(_) => permit.success(),
-        ChannelError::Transient(_) => permit.failure(),
-        ChannelError::RateLimited { retry_after } => {
-            shared.limits.rate_limiter().hold_off(*retry_after);
-            drop(permit);
-        }
-    }
+    let err = match account.limits.send(account.channel.as_ref(), &msg, &mut shutdown, gate).await {
+        Ok(outcome) => return Outcome::Sent(outcome.provider_message_id),
+        Err(LimitError::Held(after)) => return Outcome::Release { after },
+        Err(LimitError::Dropped) => return Outcome::Drop,
+        Err(LimitError::CircuitOpen(open)) => return Outcome::Release { after: open.retry_in },
+        Err(LimitError::Channel(err)) => err,
+    };
     let mut rng = SmallRng::from_rng(&mut rand::rng());
-    match shared.limits.retry().delay_after(attempt, &err, &mut rng) {
+    match account.limits.retry().delay_after(attempt, &err, &mut rng) {
         Some(after) => Outcome::Retry { after, error: err.to_string() },
         None => Outcome::Failed(err.to_string()),
     }
@@ -354,7 +382,9 @@ fn status_update(
 mod tests {
     use super::*;
     use crate::engine::campaign::{NewCampaign, NewLog, send_id};
-    use crate::engine::channel::SendOutcome;
+    use crate::engine::channel::{ChannelAccount, SendOutcome};
+    use crate::engine::config::ChannelKind;
+    use crate::engine::pipeline::limits::SenderPolicy;
     use crate::engine::pipeline::worker::shutdown_signal;
     use crate::engine::store::sqlite::SqliteStore;
     use async_trait::async_trait;
@@ -412,18 +442,18 @@ mod tests {
         store.start_campaign(c, 4).await.expect("start");
         let channel = Arc::new(Recorder::default());
         let policy = SenderPolicy { rate_per_minute: Some(60), ..SenderPolicy::default() };
-        let shared = Shared {
-            store: store.clone(),
+        let mut registry = ChannelRegistry::default();
+        registry.insert(ChannelAccount {
+            name: "sim".into(),
+            kind: ChannelKind::Sim,
             channel: channel.clone(),
-            limits: Limits::new(&policy),
-            slots: Semaphore::new(5),
-            statuses: StatusCache::new(store.clone()),
-            config: SenderConfig::new(policy),
-        };
+            policy,
+        });
+        let shared = Shared::new(store.clone(), &registry, &SenderConfig::default());
         let (_trigger, shutdown) = shutdown_signal();
         let start = Instant::now();
         for lead in 1..=3 {
-            let outcome = send_one(&shared, &job(c, lead), 1, false, shutdown.clone()).await;
+            let outcome = send_one(&shared, "sim", &job(c, lead), 1, false, shutdown.clone()).await;
             assert!(matches!(outcome, Outcome::Sent(_)), "{outcome:?}");
         }
         let times: Vec<Duration> = channel.0.lock().expect("lock").iter().map(|t| *t - start).collect();
@@ -434,7 +464,7 @@ mod tests {
         }
         store.set_campaign_status(c, CampaignStatus::Paused).await.expect("pause");
         tokio::time::advance(Duration::from_millis(600)).await; // past the status cache's TTL
-        let outcome = send_one(&shared, &job(c, 4), 1, false, shutdown.clone()).await;
+        let outcome = send_one(&shared, "sim", &job(c, 4), 1, false, shutdown.clone()).await;
         assert!(matches!(outcome, Outcome::Release { .. }), "{outcome:?}");
         assert_eq!(channel.0.lock().expect("lock").len(), 3, "nothing is sent while paused");
     }

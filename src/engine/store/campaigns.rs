@@ -2,30 +2,28 @@
 //! log per (campaign, lead), dead letters, worker heartbeats and lead opt-outs.
 //!
 //! It is a trait of its own, beside [`super::Store`], so that campaigns could land while the
-//! lead and segment store was still changing; [`open_campaign_store`] picks the backend from
-//! the same store URL. Every call that the pipeline repeats on redelivery is idempotent, and
-//! calls take batches, because the pipeline's throughput is bounded by write transactions.
+//! lead and segment store was still changing; [`super::OpenedStore`] opens both from one URL.
+//! Every call that the pipeline repeats on redelivery is idempotent, and calls take batches,
+//! because the pipeline's throughput is bounded by write transactions.
 
 use crate::engine::campaign::{
-    Campaign, CampaignId, CampaignStatus, DeadLetter, DeadLetterRecord, Heartbeat, NewCampaign, NewLog, SendJob,
-    SendStatus,
+    Campaign, CampaignId, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, Heartbeat, NewCampaign,
+    NewLog, SendJob, SendStatus,
 };
-use crate::engine::error::{Error, Result};
+use crate::engine::error::Result;
 use crate::engine::lead::{Lead, LeadId};
 use crate::engine::segment::Rule;
-use crate::engine::store::{StoreLocation, parse_store_url, sqlite::SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What a sender's claim on a log found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// The log is now `sending` under this worker's lease, at this attempt (1 the first time).
-    /// `recovered`: it was found `sending` with an expired lease (a worker died mid-send), so
+    /// `channel` is the account the log was created for. `recovered`: it was found `sending` with an expired lease (a worker died mid-send), so
     /// the vendor may already have it; ask the channel before sending again.
-    Claimed { attempt: u32, recovered: bool },
+    Claimed { attempt: u32, recovered: bool, channel: String },
     /// Another worker holds a live lease; look again after this long.
     Busy { retry_in: Duration },
     /// Already sent, failed or beyond: the job is a duplicate.
@@ -44,6 +42,15 @@ pub struct LogUpdate {
     pub status: SendStatus,
     pub provider_message_id: Option<String>,
     pub error: Option<String>,
+}
+
+/// Which logs [`CampaignStore::list_logs`] returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogQuery {
+    pub campaign: Option<CampaignId>,
+    pub lead: Option<LeadId>,
+    pub status: Option<SendStatus>,
+    pub limit: usize,
 }
 
 /// A lead for the expander: the lead (None when it was deleted) and whether it opted out.
@@ -88,6 +95,9 @@ pub trait CampaignStore: Send + Sync {
     /// Applies updates forward-only in one transaction; returns how many changed a log.
     async fn apply_log_updates(&self, updates: &[LogUpdate]) -> Result<usize>;
     async fn log_status(&self, send_id: &str) -> Result<Option<SendStatus>>;
+    /// The most recently changed logs, newest first: of one campaign or of all, optionally of
+    /// one lead and in one status, at most `limit`.
+    async fn list_logs(&self, query: &LogQuery) -> Result<Vec<CommunicationLog>>;
     /// RUNNING campaigns whose audience is fully expanded and settled become COMPLETED;
     /// returns their ids.
     async fn complete_finished_campaigns(&self) -> Result<Vec<CampaignId>>;
@@ -111,14 +121,4 @@ pub trait CampaignStore: Send + Sync {
     async fn opt_out(&self, lead: LeadId) -> Result<bool>;
     async fn opt_in(&self, lead: LeadId) -> Result<bool>;
     async fn list_opt_outs(&self) -> Result<Vec<(LeadId, DateTime<Utc>)>>;
-}
-
-/// Opens (and migrates) the campaign store a store URL names (SQLite only for now).
-pub async fn open_campaign_store(url: &str) -> Result<Arc<dyn CampaignStore>> {
-    match parse_store_url(url)? {
-        StoreLocation::Sqlite(path) => Ok(Arc::new(SqliteStore::open(&path).await?)),
-        StoreLocation::MongoDb(_) => {
-            Err(Error::Usage("campaigns need a SQLite store in this build; use a SQLite path".into()))
-        }
-    }
 }

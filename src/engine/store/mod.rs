@@ -8,7 +8,10 @@
 //! take seconds rather than minutes.
 
 pub mod campaigns;
+mod open;
 pub mod sqlite;
+
+pub use open::{Access, OpenedStore};
 
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{ConflictPolicy, Lead, LeadDraft, LeadId};
@@ -20,17 +23,14 @@ use std::sync::Arc;
 
 /// How `leads list` orders its output. Values are the field names as written everywhere
 /// else (`total_spend`, as in JSON, CSV and `--set`); clap's `total-spend` is accepted too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortKey {
     #[default]
     Id,
     Name,
-    #[value(name = "total_spend", alias = "total-spend")]
     TotalSpend,
     Visits,
-    #[value(name = "created_at", alias = "created-at")]
     CreatedAt,
-    #[value(name = "last_order_at", alias = "last-order-at")]
     LastOrderAt,
 }
 
@@ -198,16 +198,6 @@ pub fn parse_store_url(url: &str) -> Result<StoreLocation> {
         )));
     }
     Ok(StoreLocation::Sqlite(PathBuf::from(url)))
-}
-
-/// Opens (and migrates) the store a URL names.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    match parse_store_url(url)? {
-        StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
-        StoreLocation::MongoDb(_) => {
-            Err(Error::Usage("the MongoDB store is not available in this build yet; use a SQLite path".into()))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,14 +7,14 @@
 use super::leads::{LEAD_COLUMNS, lead_from_row, to_ms};
 use super::{SqliteStore, db_err};
 use crate::engine::campaign::{
-    Campaign, CampaignId, CampaignStats, CampaignStatus, DeadLetter, DeadLetterRecord, Heartbeat, NewCampaign, NewLog,
-    SendJob, SendStatus,
+    Campaign, CampaignId, CampaignStats, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, Heartbeat,
+    NewCampaign, NewLog, SendJob, SendStatus,
 };
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
 use crate::engine::segment::Rule;
 use crate::engine::segment::sql::to_sql_from;
-use crate::engine::store::campaigns::{AudienceLead, CampaignStore, Claim, LogUpdate};
+use crate::engine::store::campaigns::{AudienceLead, CampaignStore, Claim, LogQuery, LogUpdate};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter, types::Value};
@@ -57,7 +57,7 @@ fn with_stats(conn: &Connection, mut c: Campaign) -> rusqlite::Result<Campaign> 
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let counts: Vec<(SendStatus, u64)> =
         counts.into_iter().filter_map(|(s, n)| SendStatus::parse(&s).map(|s| (s, n as u64))).collect();
-    c.stats = CampaignStats::from_counts(c.stats.audience, &counts);
+    c.stats = CampaignStats::from_counts(c.stats.audience, &counts).for_status(c.status);
     Ok(c)
 }
 
@@ -98,11 +98,13 @@ fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<
 }
 
 fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i64) -> rusqlite::Result<Claim> {
-    let row: Option<(String, i64, Option<i64>, i64)> = conn
-        .prepare_cached("SELECT status, attempt, lease_until, lead_id FROM communication_logs WHERE send_id = ?1")?
-        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    let row: Option<(String, i64, Option<i64>, i64, String)> = conn
+        .prepare_cached(
+            "SELECT status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
+        )?
+        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?;
-    let Some((status, attempt, lease_until, lead_id)) = row else { return Ok(Claim::Missing) };
+    let Some((status, attempt, lease_until, lead_id, channel)) = row else { return Ok(Claim::Missing) };
     let status = SendStatus::parse(&status).unwrap_or(SendStatus::Failed);
     let recovered = match status {
         SendStatus::Pending => false,
@@ -132,7 +134,7 @@ fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i64) -> rusql
          WHERE send_id = ?1",
     )?
     .execute(params![send_id, attempt, now + lease_ms, now])?;
-    Ok(Claim::Claimed { attempt: attempt as u32, recovered })
+    Ok(Claim::Claimed { attempt: attempt as u32, recovered, channel })
 }
 
 fn dead_letter_from_row(row: &Row) -> rusqlite::Result<DeadLetterRecord> {
@@ -426,6 +428,41 @@ impl CampaignStore for SqliteStore {
                 .and_then(|mut st| st.query_row([&send_id], |r| r.get(0)).optional())
                 .map_err(db_err(&store))?;
             Ok(s.as_deref().and_then(SendStatus::parse))
+        })
+        .await
+    }
+
+    async fn list_logs(&self, query: &LogQuery) -> Result<Vec<CommunicationLog>> {
+        let (store, q) = (self.describe_path(), query.clone());
+        self.call(move |conn| {
+            let status = q.status.map(|s| s.as_str().to_string());
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+            let run = || -> rusqlite::Result<Vec<CommunicationLog>> {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT send_id, campaign_id, lead_id, status, attempt, channel, provider_message_id,
+                            error_message, created_at, updated_at
+                     FROM communication_logs
+                     WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR lead_id = ?2)
+                       AND (?3 IS NULL OR status = ?3)
+                     ORDER BY updated_at DESC, send_id LIMIT ?4",
+                )?;
+                stmt.query_map(params![q.campaign, q.lead, status, limit], |r| {
+                    Ok(CommunicationLog {
+                        send_id: r.get(0)?,
+                        campaign_id: r.get(1)?,
+                        lead_id: r.get(2)?,
+                        status: SendStatus::parse(&r.get::<_, String>(3)?).unwrap_or(SendStatus::Failed),
+                        attempt: r.get::<_, i64>(4)? as u32,
+                        channel: r.get(5)?,
+                        provider_message_id: r.get(6)?,
+                        error_message: r.get(7)?,
+                        created_at: from_ms(r.get(8)?),
+                        updated_at: from_ms(r.get(9)?),
+                    })
+                })?
+                .collect()
+            };
+            run().map_err(db_err(&store))
         })
         .await
     }

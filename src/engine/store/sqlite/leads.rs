@@ -242,7 +242,7 @@ impl Store for SqliteStore {
             let owners = owners_of(&tx, &draft.identity_keys(), None).map_err(db_err(&store))?;
             if !owners.is_empty() {
                 return Err(Error::Conflict(format!(
-                    "a lead with these details exists: {} (use `crm leads update` to change it)",
+                    "a lead with these details exists: {} (update that lead to change it)",
                     describe_owners(&owners)
                 )));
             }

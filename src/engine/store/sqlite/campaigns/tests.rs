@@ -33,7 +33,7 @@ async fn logs_are_inserted_once_and_claimed_once() {
     assert_eq!(s.insert_logs(c, "sim", &new).await.ok().map(|p| p.len()), Some(3));
     let ids: Vec<String> = new.iter().map(|l| l.send_id.clone()).collect();
     let claims = s.claim_logs(&ids[..1], Duration::from_secs(30)).await.expect("claim");
-    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: false }]);
+    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: false, channel: "sim".into() }]);
     // A redelivered chunk inserts nothing and no longer lists the claimed log as pending.
     assert_eq!(s.insert_logs(c, "sim", &new).await.ok().map(|p| p.len()), Some(2));
     let again = s.claim_logs(&ids[..1], Duration::from_secs(30)).await.expect("claim");
@@ -51,10 +51,10 @@ async fn an_expired_claim_is_recovered_and_released_claims_give_back_their_try()
     let ids: Vec<String> = new.iter().map(|l| l.send_id.clone()).collect();
     s.claim_logs(&ids, Duration::ZERO).await.expect("claim");
     let claims = s.claim_logs(&ids[..1], Duration::from_secs(30)).await.expect("claim");
-    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: true }]);
+    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: true, channel: "sim".into() }]);
     s.release_logs(&ids[1..], true).await.expect("release");
     let claims = s.claim_logs(&ids[1..], Duration::from_secs(30)).await.expect("claim");
-    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: false }]);
+    assert_eq!(claims, vec![Claim::Claimed { attempt: 1, recovered: false, channel: "sim".into() }]);
 }
 
 #[tokio::test]

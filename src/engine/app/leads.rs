@@ -1,0 +1,159 @@
+//! Lead operations: import (progress reported through [`Progress`], never to a terminal), add,
+//! update, delete, the one resolver by id / email / phone, list, count and export.
+
+use super::lead_edit::{LeadChange, NewLeadFields};
+use super::{App, as_id};
+use crate::engine::error::{Error, Result};
+use crate::engine::export::export_csv;
+use crate::engine::files::{AtomicFile, check_output};
+use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress, import_csv};
+use crate::engine::lead::{Lead, LeadId, email_key, phone_key};
+use crate::engine::normalize::normalize_email;
+use crate::engine::phone::{Region, normalize_phone};
+use crate::engine::store::{LeadFilter, LeadQuery};
+use std::io::Write;
+use std::path::Path;
+
+/// Where an export goes.
+pub enum ExportTarget<'a> {
+    /// A file, written beside its target and renamed into place when complete.
+    File(&'a Path),
+    /// An open stream (stdout), named for messages.
+    Stream(&'a mut dyn Write, &'a str),
+}
+
+/// What `update_lead` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadUpdate {
+    pub lead: Lead,
+    /// False when the lead already had those values (nothing was written).
+    pub changed: bool,
+}
+
+impl App {
+    /// The region for national phone numbers: `given`, or the configured one.
+    pub fn region_or_default(&self, given: Option<Region>) -> Result<Option<Region>> {
+        Ok(given.or(self.config().region()?))
+    }
+
+    /// Imports a CSV. `input` is the file being read (when it is one), so that the errors file
+    /// can never be the input or a file of the store.
+    pub async fn import_leads(
+        &self,
+        source: ImportSource,
+        input: Option<&Path>,
+        options: &ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport> {
+        if let Some(errors) = &options.errors_file {
+            let inputs: Vec<&Path> = input.into_iter().collect();
+            check_output("the errors file", errors, &inputs, self.store_location())?;
+        }
+        import_csv(self.leads_store(), source, options, progress).await
+    }
+
+    pub async fn add_lead(&self, fields: NewLeadFields, region: Option<Region>) -> Result<Lead> {
+        let draft = fields.into_draft(self.region_or_default(region)?)?;
+        self.leads_store().add_lead(draft).await
+    }
+
+    /// Applies `changes` in order to the lead `reference` names, and saves it if anything changed.
+    pub async fn update_lead(
+        &self,
+        reference: &str,
+        changes: &[LeadChange],
+        region: Option<Region>,
+    ) -> Result<LeadUpdate> {
+        let region = self.region_or_default(region)?;
+        let mut lead = self.resolve_lead(reference).await?;
+        let before = lead.clone();
+        for change in changes {
+            change.apply(&mut lead, region)?;
+        }
+        if lead.emails.is_empty() && lead.phones.is_empty() {
+            return Err(Error::invalid("", "a lead needs at least one email or phone"));
+        }
+        let changed = lead != before;
+        if changed {
+            lead.updated_at = chrono::Utc::now();
+            self.leads_store().save_lead(&lead).await?;
+        }
+        Ok(LeadUpdate { lead, changed })
+    }
+
+    /// Deletes the lead `reference` names; returns it as it was.
+    pub async fn delete_lead(&self, reference: &str) -> Result<Lead> {
+        let lead = self.resolve_lead(reference).await?;
+        self.leads_store().delete_lead(lead.id).await?;
+        Ok(lead)
+    }
+
+    pub async fn get_lead(&self, id: LeadId) -> Result<Option<Lead>> {
+        self.leads_store().get_lead(id).await
+    }
+
+    /// The lead a person named: its id (digits only), one of its emails, or one of its phones
+    /// (normalized as imports do, national numbers in the configured region).
+    pub async fn resolve_lead(&self, reference: &str) -> Result<Lead> {
+        let reference = reference.trim();
+        let store = self.leads_store();
+        let region = self.config().region()?;
+        let found = if let Some(id) = as_id(reference) {
+            match store.get_lead(id).await? {
+                Some(lead) => Some(lead),
+                // Not one of our ids: perhaps a national phone written without spaces.
+                None => match normalize_phone(reference, region) {
+                    Ok(phone) => store.find_lead_by_key(&phone_key(&phone)).await?,
+                    Err(_) => None,
+                },
+            }
+        } else if reference.contains('@') {
+            let email = normalize_email(reference).map_err(|e| Error::Usage(format!("'{reference}' {e}")))?;
+            store.find_lead_by_key(&email_key(&email)).await?
+        } else {
+            let phone = normalize_phone(reference, region)
+                .map_err(|e| Error::Usage(format!("'{reference}' is not a lead id, email or phone: the phone {e}")))?;
+            store.find_lead_by_key(&phone_key(&phone)).await?
+        };
+        found.ok_or_else(|| Error::NotFound(format!("no lead matches '{reference}'")))
+    }
+
+    pub async fn list_leads(&self, query: &LeadQuery) -> Result<Vec<Lead>> {
+        self.leads_store().list_leads(query).await
+    }
+
+    pub async fn count_leads(&self, filter: &LeadFilter) -> Result<u64> {
+        self.leads_store().count_leads(filter).await
+    }
+
+    /// Every metadata key in use, sorted (the extra columns of an export).
+    pub async fn metadata_keys(&self) -> Result<Vec<String>> {
+        self.leads_store().metadata_keys().await
+    }
+
+    /// Writes every lead as CSV in the shape `import` reads back; returns how many.
+    pub async fn export_leads(&self, target: ExportTarget<'_>) -> Result<u64> {
+        let store = self.leads_store();
+        self.write_export(target, async |out: &mut dyn Write, name: &str| export_csv(store, out, name).await).await
+    }
+
+    /// Runs `write` against the target: a file is checked (never an input or a store file),
+    /// written under a temporary name and renamed into place only when complete.
+    pub(crate) async fn write_export(
+        &self,
+        target: ExportTarget<'_>,
+        write: impl AsyncFnOnce(&mut dyn Write, &str) -> Result<u64>,
+    ) -> Result<u64> {
+        match target {
+            ExportTarget::Stream(out, name) => write(out, name).await,
+            ExportTarget::File(path) => {
+                check_output("the export file", path, &[], self.store_location())?;
+                let mut file = AtomicFile::create(path)?;
+                let name = path.display().to_string();
+                let n = write(&mut file, &name).await?;
+                file.commit()?;
+                Ok(n)
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The channel registry: every channel account the configuration names, built once, each with
+//! its own sending policy. A campaign's `channel` names an account; one send worker serves every
+//! account, keeping rate, concurrency and breaker state per account (see `pipeline::sender`).
+//!
+//! A new kind of channel plugs in here: a [`ChannelKind`] arm in [`ChannelRegistry::from_config`]
+//! that builds it from its `[channels.NAME]` section.
+
+use super::Channel;
+use super::sim::{SimChannel, SimChannelOptions};
+use crate::engine::config::{ChannelKind, ChannelSection, Config};
+use crate::engine::error::{Error, Result};
+use crate::engine::pipeline::limits::SenderPolicy;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One account: its channel and the policy its sends follow.
+#[derive(Clone)]
+pub struct ChannelAccount {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub channel: Arc<dyn Channel>,
+    pub policy: SenderPolicy,
+}
+
+/// What an account looks like from outside (for `config show`, snapshots and dashboards).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AccountInfo {
+    pub name: String,
+    pub kind: &'static str,
+    /// `ready`, or why the account cannot send (`not available in this build`).
+    pub state: String,
+    pub max_length: Option<usize>,
+}
+
+#[derive(Clone, Default)]
+pub struct ChannelRegistry {
+    accounts: BTreeMap<String, ChannelAccount>,
+    /// Accounts configured with a kind this build cannot send through, and why.
+    unavailable: BTreeMap<String, (ChannelKind, String)>,
+}
+
+/// The worker-wide policy, with an account's own overrides.
+pub fn policy_for(config: &Config, section: Option<&ChannelSection>) -> Result<SenderPolicy> {
+    let w = &config.worker;
+    let rate = section.and_then(|s| s.rate_per_minute).unwrap_or(w.rate_per_minute.value);
+    let concurrency = section.and_then(|s| s.concurrency).unwrap_or(w.concurrency.value);
+    let policy = SenderPolicy {
+        rate_per_minute: (rate > 0).then_some(rate),
+        concurrency: concurrency as usize,
+        max_attempts: w.max_attempts.value,
+        backoff_base: Duration::from_millis(w.backoff_base_ms.value),
+        backoff_cap: Duration::from_millis(w.backoff_cap_ms.value),
+        breaker_cooldown: Duration::from_millis(w.breaker_cooldown_ms.value),
+        ..SenderPolicy::default()
+    };
+    policy.validate().map_err(|e| Error::Usage(format!("sender policy: {e}")))?;
+    Ok(policy)
+}
+
+impl ChannelRegistry {
+    /// Builds every account the configuration names (the `sim` account always exists).
+    pub fn from_config(config: &Config) -> Result<ChannelRegistry> {
+        let mut registry = ChannelRegistry::default();
+        for (name, section) in &config.channels {
+            let policy = policy_for(config, Some(section))?;
+            match section.kind() {
+                ChannelKind::Sim => {
+                    let url =
+                        if name == "sim" { Some(config.worker.sim_url.value.clone()) } else { section.url.clone() };
+                    let url = url.ok_or_else(|| Error::Usage(format!("[channels.{name}] needs url = \"http://…\"")))?;
+                    let options = SimChannelOptions { name: name.clone(), ..SimChannelOptions::default() };
+                    let channel = SimChannel::with_options(&url, options)
+                        .map_err(|e| Error::Usage(format!("channel account '{name}': {e}")))?;
+                    registry.insert(ChannelAccount {
+                        name: name.clone(),
+                        kind: ChannelKind::Sim,
+                        channel: Arc::new(channel),
+                        policy,
+                    });
+                }
+                kind @ (ChannelKind::Whatsapp | ChannelKind::Twilio) => {
+                    registry.unavailable.insert(name.clone(), (kind, "not available in this build yet".into()));
+                }
+            }
+        }
+        Ok(registry)
+    }
+
+    /// Adds (or replaces) an account: for tests, the demo, and channels built elsewhere.
+    pub fn insert(&mut self, account: ChannelAccount) {
+        self.unavailable.remove(&account.name);
+        self.accounts.insert(account.name.clone(), account);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ChannelAccount> {
+        self.accounts.get(name)
+    }
+
+    /// The account a campaign names, or an error that lists the accounts there are.
+    pub fn require(&self, name: &str) -> Result<&ChannelAccount> {
+        if let Some(account) = self.accounts.get(name) {
+            return Ok(account);
+        }
+        if let Some((kind, why)) = self.unavailable.get(name) {
+            return Err(Error::Usage(format!("channel account '{name}' ({}) is {why}", kind.as_str())));
+        }
+        let names: Vec<&str> = self.accounts.keys().map(String::as_str).collect();
+        Err(Error::Usage(format!(
+            "there is no channel account '{name}'; configured: {} (add a [channels.{name}] section to the config \
+             file)",
+            names.join(", ")
+        )))
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &ChannelAccount> {
+        self.accounts.values()
+    }
+
+    /// Every configured account, sendable or not, by name.
+    pub fn describe(&self) -> Vec<AccountInfo> {
+        let mut all: Vec<AccountInfo> = self
+            .accounts
+            .values()
+            .map(|a| AccountInfo {
+                name: a.name.clone(),
+                kind: a.kind.as_str(),
+                state: "ready".into(),
+                max_length: Some(a.channel.max_length()),
+            })
+            .chain(self.unavailable.iter().map(|(name, (kind, why))| AccountInfo {
+                name: name.clone(),
+                kind: kind.as_str(),
+                state: why.clone(),
+                max_length: None,
+            }))
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::config::FlagConfig;
+
+    fn config(file: &str) -> Config {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, file).expect("write");
+        let flags = FlagConfig { config_file: Some(path), ..Default::default() };
+        Config::load(&flags, &|_| None).expect("config loads")
+    }
+
+    #[test]
+    fn every_configured_account_is_built_with_its_own_policy() {
+        let c = config(
+            "[worker]\nrate_per_minute = 60\n[channels.eu]\nkind = \"sim\"\nurl = \"http://127.0.0.1:9\"\n\
+             concurrency = 2\nrate_per_minute = 0\n[channels.backup]\nkind = \"twilio\"\nauth_token = \"t\"\n",
+        );
+        let registry = ChannelRegistry::from_config(&c).expect("builds");
+        let sim = registry.require("sim").expect("the built-in sim account");
+        assert_eq!((sim.policy.rate_per_minute, sim.policy.concurrency), (Some(60), 5));
+        let eu = registry.require("eu").expect("configured");
+        assert_eq!((eu.policy.rate_per_minute, eu.policy.concurrency, eu.channel.name()), (None, 2, "eu"));
+        let err = registry.require("backup").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("twilio") && err.contains("not available"), "{err}");
+        let err = registry.require("nope").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("configured: eu, sim"), "{err}");
+        let states: Vec<(String, String)> = registry.describe().into_iter().map(|a| (a.name, a.state)).collect();
+        assert_eq!(states.len(), 3);
+    }
+}
