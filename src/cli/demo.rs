@@ -5,12 +5,12 @@
 use super::Context;
 use super::output::Out;
 use crate::engine::app::App;
+use crate::engine::app::shutdown_signal;
 use crate::engine::app::workers::WorkerPlan;
 use crate::engine::campaign::CampaignStatus;
 use crate::engine::config::{Setting, Source};
 use crate::engine::import::{ImportOptions, ImportSource};
 use crate::engine::lead::ConflictPolicy;
-use crate::engine::pipeline::worker::shutdown_signal;
 use crate::engine::segment::Rule;
 use crate::engine::sim::{SimConfig, SimServer};
 use crate::engine::store::Access;

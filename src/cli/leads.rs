@@ -240,12 +240,19 @@ impl From<FilterArgs> for LeadFilter {
 
 impl LeadsCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
-        let writes = matches!(self, LeadsCmd::Import(_) | LeadsCmd::Add(_));
-        let access = if writes { Access::CreateIfMissing } else { Access::Existing };
-        let app = ctx.app(access).await?;
         let mut out = Out::new();
+        if let LeadsCmd::Import(args) = self {
+            // The input is opened first: a mistyped file name creates no store.
+            let source = open_source(&args.file)?;
+            let app = ctx.app(Access::CreateIfMissing).await?;
+            let code = import(ctx, &app, source, args, &mut out).await?;
+            out.flush()?;
+            return Ok(code);
+        }
+        let access = if matches!(self, LeadsCmd::Add(_)) { Access::CreateIfMissing } else { Access::Existing };
+        let app = ctx.app(access).await?;
         let code = match self {
-            LeadsCmd::Import(args) => import(ctx, &app, args, &mut out).await?,
+            LeadsCmd::Import(_) => unreachable!("handled above"),
             LeadsCmd::List(args) => list(ctx, &app, args, &mut out).await?,
             LeadsCmd::Count(filter) => {
                 let n = app.count_leads(&filter.into()).await?;
@@ -335,15 +342,18 @@ impl AddArgs {
     }
 }
 
-async fn import(ctx: &Context, app: &App, args: ImportArgs, out: &mut Out) -> anyhow::Result<u8> {
-    let source = if args.file.as_os_str() == "-" {
-        ImportSource { name: "stdin".into(), reader: Box::new(std::io::stdin()), size: None }
-    } else {
-        let name = args.file.display().to_string();
-        let file = std::fs::File::open(&args.file).map_err(|e| Error::Input { path: name.clone(), source: e })?;
-        let size = file.metadata().ok().map(|m| m.len());
-        ImportSource { name, reader: Box::new(file), size }
-    };
+/// The CSV to import: a file, or stdin for `-`.
+fn open_source(path: &std::path::Path) -> Result<ImportSource, Error> {
+    if path.as_os_str() == "-" {
+        return Ok(ImportSource { name: "stdin".into(), reader: Box::new(std::io::stdin()), size: None });
+    }
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| Error::Input { path: name.clone(), source: e })?;
+    let size = file.metadata().ok().map(|m| m.len());
+    Ok(ImportSource { name, reader: Box::new(file), size })
+}
+
+async fn import(ctx: &Context, app: &App, source: ImportSource, args: ImportArgs, out: &mut Out) -> anyhow::Result<u8> {
     let name = source.name.clone();
     let options = ImportOptions {
         policy: args.on_conflict.into(),

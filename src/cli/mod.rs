@@ -116,7 +116,7 @@ impl Context {
     /// that does not exist (commands that only read); a command that creates one says so.
     pub async fn app(&self, access: Access) -> Result<App, Error> {
         let app = App::open(self.config.clone(), access).await?;
-        if app.created_store() && !self.global.quiet {
+        if app.created_store() && self.chatty() {
             say!("Created a new store at {}.", app.describe_store());
         }
         Ok(app)
@@ -218,9 +218,9 @@ fn report_error(err: &anyhow::Error) -> u8 {
             }
         }
     }
-    say!("error: {err:#}");
-    if let Some(hint) = err.chain().find_map(|c| c.downcast_ref::<Error>()).and_then(hint) {
-        say!("hint: {hint}");
+    match err.chain().find_map(|c| c.downcast_ref::<Error>()).and_then(hint) {
+        Some(hint) => say!("error: {err:#} ({hint})"),
+        None => say!("error: {err:#}"),
     }
     err.chain().find_map(|c| c.downcast_ref::<Error>().map(Error::exit_code)).unwrap_or(exit::BACKEND)
 }
@@ -229,13 +229,14 @@ fn report_error(err: &anyhow::Error) -> u8 {
 fn hint(err: &Error) -> Option<&'static str> {
     let text = err.to_string();
     match err {
-        Error::NotFound(_) if text.starts_with("no segment") => Some("`crm segments list` shows every segment"),
-        Error::NotFound(_) if text.starts_with("no campaign") => Some("`crm campaigns list` shows every campaign"),
-        Error::NotFound(_) if text.starts_with("no lead") => Some("find leads with `crm leads list --search TEXT`"),
+        Error::NotFound(_) if text.starts_with("no segment has") => Some("see `crm segments list`"),
+        Error::NotFound(_) if text.starts_with("no campaign has") => Some("see `crm campaigns list`"),
         Error::Conflict(_) if text.contains("only a draft can be run") => {
-            Some("a paused campaign continues with `crm campaigns resume`")
+            Some("use `crm campaigns resume` for a paused one")
         }
-        Error::Conflict(_) if text.contains("update that lead") => Some("change it with `crm leads update`"),
+        Error::Conflict(_) if text.starts_with("a lead with these details exists") => {
+            Some("use `crm leads update` to change it")
+        }
         Error::Store { message, .. } if message.starts_with("no store exists") => {
             Some("`crm config show` says which store is used and why")
         }

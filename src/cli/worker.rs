@@ -6,9 +6,9 @@
 use super::output::{Column, Out, Table};
 use super::{Context, say};
 use crate::engine::app::workers::WorkerPlan;
+use crate::engine::app::{ShutdownTrigger, shutdown_signal};
 use crate::engine::config::WorkerFlags;
 use crate::engine::lead::format_time;
-use crate::engine::pipeline::worker::{ShutdownTrigger, shutdown_signal};
 use crate::engine::store::Access;
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;

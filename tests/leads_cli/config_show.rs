@@ -16,15 +16,33 @@ fn setting(value: &str, source: &str) -> Value {
     json!({ "value": value, "source": source })
 }
 
+/// The `worker` settings and `channels` when nothing sets them.
+fn default_worker_and_channels() -> (Value, Value) {
+    let n = |v: u64| json!({ "value": v, "source": "default" });
+    let none = json!({ "value": null, "source": "default" });
+    let worker = json!({
+        "rate_per_minute": n(30), "concurrency": n(5), "max_attempts": n(5), "backoff_base_ms": n(1000),
+        "backoff_cap_ms": n(60000), "breaker_cooldown_ms": n(30000), "lease_ms": n(30000),
+        "sim_url": setting("http://127.0.0.1:8089", "default"), "callback_url": none.clone(), "webhook_listen": none,
+    });
+    let channels = json!({ "sim": {
+        "kind": "sim", "url": "http://127.0.0.1:8089", "rate_per_minute": null, "concurrency": null, "settings": {},
+    }});
+    (worker, channels)
+}
+
 #[test]
 fn defaults_when_nothing_is_configured() {
     let crm = Crm::new();
     let config = show_json(&crm, &mut crm.bare());
     let default_store = format!("sqlite:{}", crm.path("xdg/data/crm/crm.db").display());
+    let (worker, channels) = default_worker_and_channels();
     let expected = json!({
         "store": setting(&default_store, "default"),
         "bus": setting("embedded", "default"),
         "default_region": { "value": null, "source": "default" },
+        "worker": worker,
+        "channels": channels,
         "config_file": null,
     });
     assert_eq!(config, expected);
@@ -38,9 +56,10 @@ fn flag_beats_env_beats_file() {
     let region = json!({ "value": "NG", "source": "file" });
 
     let config = show_json(&crm, crm.bare().args(["--config", file_arg]));
+    let (worker, channels) = default_worker_and_channels();
     let expected = json!({
         "store": setting("x.db", "file"), "bus": setting("embedded", "default"),
-        "default_region": region, "config_file": file_arg,
+        "default_region": region, "worker": worker, "channels": channels, "config_file": file_arg,
     });
     assert_eq!(config, expected);
 
@@ -61,13 +80,19 @@ fn text_output_says_where_each_value_comes_from() {
     let out = crm.bare().env("CRM_BUS", "kafka://k:9092").args(["--config", "crm.toml", "config", "show"]).output();
     let out = out.expect("run crm");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
-        stdout(&out),
-        "store           = x.db                                     # from config file\n\
-         bus             = kafka://k:9092                           # from environment\n\
-         default_region  = (none)                                   # from default\n\
-         config file     = crm.toml\n"
+        lines[..3],
+        [
+            "store                       = x.db                                     # from config file",
+            "bus                         = kafka://k:9092                           # from environment",
+            "default_region              = (none)                                   # from default",
+        ]
     );
+    assert!(lines.contains(&"worker.rate_per_minute      = 30                                       # from default"));
+    assert!(lines.contains(&"channels.sim                = kind=sim url=http://127.0.0.1:8089       # from default"));
+    assert_eq!(lines.last(), Some(&"config file                 = crm.toml"), "{text}");
     assert!(file.exists());
 }
 
@@ -93,7 +118,9 @@ fn bad_configuration_exits_2() {
         let err = stderr(&out);
         assert!(err.starts_with(message) || err.ends_with(message), "{env:?} {args:?}: {err}");
     };
-    fails(&[], &["--config", "bad.toml"], "valid keys: store, bus, default_region\n");
+    fails(&[], &["--config", "bad.toml"], "credentials)\n");
+    let err = stderr(&crm.bare().args(["--config", "bad.toml", "config", "show"]).output().expect("run"));
+    assert!(err.contains("valid keys: store, bus, default_region, [worker] (rate_per_minute"), "{err}");
     fails(&[], &["--config", "nowhere.toml"], "error: cannot read config file nowhere.toml: ");
     fails(&[("CRM_DEFAULT_REGION", "ZZ")], &[], "error: default_region (environment): unknown region 'ZZ'");
     fails(&[("CRM_BUS", "amqp://q")], &[], "error: bus 'amqp://q' (environment): expected 'embedded' or kafka://");

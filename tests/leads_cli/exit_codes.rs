@@ -40,6 +40,7 @@ fn unreadable_input_exits_2() {
     let missing = crm.path("missing.csv");
     let err = exits(&crm, &["leads", "import", missing.to_str().expect("utf-8")], 2);
     assert_eq!(err, format!("error: cannot read {}: No such file or directory (os error 2)\n", missing.display()));
+    assert!(!crm.store().exists(), "a mistyped input file creates no store");
 
     let empty = crm.write("empty.csv", "");
     let err = exits(&crm, &["leads", "import", empty.to_str().expect("utf-8")], 2);
@@ -59,7 +60,7 @@ fn store_that_cannot_be_opened_exits_3() {
     let out = crm.bare().args(["--store", "/proc/x/crm.db", "leads", "list"]).output().expect("run crm");
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(
-        stderr(&out).starts_with("error: store sqlite:/proc/x/crm.db: cannot create /proc/x: "),
+        stderr(&out).starts_with("error: store sqlite:/proc/x/crm.db: no store exists there (nothing was created)"),
         "{}",
         describe(&out)
     );
@@ -71,6 +72,7 @@ fn store_that_cannot_be_opened_exits_3() {
 #[test]
 fn missing_lead_exits_1() {
     let crm = Crm::new();
+    crm.import(&crm.write("in.csv", "Email\nada@example.com\n"), &[], 0);
     assert_eq!(exits(&crm, &["leads", "show", "42"], 1), "error: no lead matches '42'\n");
 }
 

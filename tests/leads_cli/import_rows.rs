@@ -165,7 +165,9 @@ fn clean_file_exits_0_and_says_so() {
             && summary.ends_with(" s: accepted 2, inserted 2, updated 0, skipped 0, rejected 0.\n"),
         "{summary}"
     );
-    assert_eq!(stderr(&out), "");
+    assert_eq!(stderr(&out), format!("Created a new store at sqlite:{}.\n", crm.store().display()));
+    let again = crm.run(&["leads", "import", file.to_str().expect("utf-8")]);
+    assert_eq!(stderr(&again), "", "only the import that creates the store says so");
 }
 
 #[test]
@@ -177,9 +179,13 @@ fn rejections_are_listed_on_stderr_in_human_mode() {
     assert!(stdout(&out).ends_with(" s: accepted 1, inserted 1, updated 0, skipped 0, rejected 2.\n"));
     assert_eq!(
         stderr(&out),
-        "line 3, column Visits: 'many' is not a whole number of 0 or more\n\
-         line 4: has no email or phone; a lead needs at least one to be identified\n\
-         Add --errors FILE to get the rejected rows as a CSV you can fix and re-import.\n"
+        format!(
+            "Created a new store at sqlite:{}.\n\
+             line 3, column Visits: 'many' is not a whole number of 0 or more\n\
+             line 4: has no email or phone; a lead needs at least one to be identified\n\
+             Add --errors FILE to get the rejected rows as a CSV you can fix and re-import.\n",
+            crm.store().display()
+        )
     );
 }
 

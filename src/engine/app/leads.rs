@@ -71,7 +71,7 @@ impl App {
             change.apply(&mut lead, region)?;
         }
         if lead.emails.is_empty() && lead.phones.is_empty() {
-            return Err(Error::invalid("", "a lead needs at least one email or phone"));
+            return Err(Error::Usage("a lead needs at least one email or phone".into()));
         }
         let changed = lead != before;
         if changed {

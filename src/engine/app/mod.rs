@@ -25,6 +25,9 @@ use crate::engine::store::{Access, OpenedStore, Store, StoreLocation};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
+/// Stopping long-running operations (workers) gracefully: front ends trigger it on a signal.
+pub use crate::engine::pipeline::worker::{Shutdown, ShutdownTrigger, shutdown_signal};
+
 /// The opened backends and configuration every operation runs against.
 pub struct App {
     config: Config,

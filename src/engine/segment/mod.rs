@@ -24,6 +24,7 @@ mod ast;
 mod error;
 mod eval;
 mod json;
+#[cfg(feature = "mongodb")]
 pub mod mongo;
 mod parse;
 mod print;

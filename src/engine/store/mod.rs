@@ -21,8 +21,7 @@ use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// How `leads list` orders its output. Values are the field names as written everywhere
-/// else (`total_spend`, as in JSON, CSV and `--set`); clap's `total-spend` is accepted too.
+/// How a lead listing is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortKey {
     #[default]

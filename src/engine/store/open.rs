@@ -45,8 +45,8 @@ impl OpenedStore {
                 if !exists && access == Access::Existing {
                     return Err(Error::Store {
                         store: format!("sqlite:{}", path.display()),
-                        message: "no store exists there (nothing was created); check the path, or import or add \
-                                  leads to create one"
+                        message: "no store exists there (nothing was created); check the path, or import or \
+                                  add leads to create one"
                             .into(),
                     });
                 }

@@ -241,10 +241,7 @@ impl Store for SqliteStore {
                 conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err(&store))?;
             let owners = owners_of(&tx, &draft.identity_keys(), None).map_err(db_err(&store))?;
             if !owners.is_empty() {
-                return Err(Error::Conflict(format!(
-                    "a lead with these details exists: {} (update that lead to change it)",
-                    describe_owners(&owners)
-                )));
+                return Err(Error::Conflict(format!("a lead with these details exists: {}", describe_owners(&owners))));
             }
             let mut lead = draft.into_lead(0, Utc::now());
             lead.id = insert_lead(&tx, &lead).map_err(db_err(&store))?;
