@@ -8,6 +8,8 @@
 //! take seconds rather than minutes.
 
 pub mod campaigns;
+#[cfg(test)]
+pub mod conformance;
 pub mod sqlite;
 
 use crate::engine::error::{Error, Result};
