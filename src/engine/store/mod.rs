@@ -1,6 +1,8 @@
 //! The `Store` trait: everything the engine persists, behind one async interface so the
 //! embedded SQLite store and a MongoDB store are interchangeable. Backends are chosen once,
-//! at start-up, from a URL ([`open`]).
+//! at start-up, from a URL ([`OpenedStore::open`]), which gives both this trait and
+//! [`campaigns::CampaignStore`] over one backend. Every backend passes the same conformance
+//! suite (`conformance/`), written once against the traits.
 //!
 //! Bulk imports go through an [`ImportSession`] rather than per-lead calls: the backend keeps
 //! its own dedup state across batches (an in-memory filter and one transaction per batch for
@@ -8,6 +10,8 @@
 //! take seconds rather than minutes.
 
 pub mod campaigns;
+#[cfg(test)]
+pub mod conformance;
 mod open;
 pub mod sqlite;
 

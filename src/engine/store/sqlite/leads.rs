@@ -243,7 +243,8 @@ impl Store for SqliteStore {
             if !owners.is_empty() {
                 return Err(Error::Conflict(format!("a lead with these details exists: {}", describe_owners(&owners))));
             }
-            let mut lead = draft.into_lead(0, Utc::now());
+            // At the millisecond the row keeps, so the lead returned is the lead stored.
+            let mut lead = draft.into_lead(0, from_ms(to_ms(&Utc::now())));
             lead.id = insert_lead(&tx, &lead).map_err(db_err(&store))?;
             bump_leads_version(&tx).map_err(db_err(&store))?;
             tx.commit().map_err(db_err(&store))?;

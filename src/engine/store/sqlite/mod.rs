@@ -6,6 +6,8 @@
 //! (workers, the dashboard) never stall their runtime on disk I/O.
 
 mod campaigns;
+#[cfg(test)]
+mod conformance_tests;
 mod import;
 mod keys;
 mod leads;

@@ -164,15 +164,26 @@ impl SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(&store))?;
             refuse_taken_name(&tx, &store, &new.name, None)?;
             let now = from_ms(to_ms(&Utc::now()));
+            // Ids are never reused (a draft campaign keeps its segment's id): `segments.id` has
+            // no AUTOINCREMENT, so the highest id handed out is kept in `meta`.
+            let id: SegmentId = tx
+                .prepare_cached(
+                    "INSERT INTO meta (key, value)
+                     VALUES ('segments_last_id', (SELECT coalesce(max(id), 0) + 1 FROM segments))
+                     ON CONFLICT (key) DO UPDATE SET value = max(value + 1, excluded.value)
+                     RETURNING value",
+                )
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+                .map_err(db_err(&store))?;
             tx.prepare_cached(
-                "INSERT INTO segments (name, name_key, owner_user_id, rule_ast, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                "INSERT INTO segments (id, name, name_key, owner_user_id, rule_ast, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             )
             .and_then(|mut stmt| {
-                stmt.execute(params![new.name, name_key(&new.name), new.owner_user_id, new.rule.to_json(), to_ms(&now)])
+                let key = name_key(&new.name);
+                stmt.execute(params![id, new.name, key, new.owner_user_id, new.rule.to_json(), to_ms(&now)])
             })
             .map_err(db_err(&store))?;
-            let id = tx.last_insert_rowid();
             tx.commit().map_err(db_err(&store))?;
             let NewSegment { name, owner_user_id, rule } = new;
             Ok(Segment { id, name, owner_user_id, rule_ast: rule, created_at: now, updated_at: now })
