@@ -467,5 +467,10 @@ mod tests {
         let outcome = send_one(&shared, "sim", &job(c, 4), 1, false, shutdown.clone()).await;
         assert!(matches!(outcome, Outcome::Release { .. }), "{outcome:?}");
         assert_eq!(channel.0.lock().expect("lock").len(), 3, "nothing is sent while paused");
+        store.set_campaign_status(c, CampaignStatus::Running).await.expect("resume");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        let outcome = send_one(&shared, "eu", &job(c, 4), 1, false, shutdown.clone()).await;
+        assert!(matches!(outcome, Outcome::Release { .. }), "an account this worker lacks is held: {outcome:?}");
+        assert_eq!(channel.0.lock().expect("lock").len(), 3, "and nothing is sent through another account");
     }
 }
