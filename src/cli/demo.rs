@@ -58,6 +58,7 @@ impl DemoCmd {
             region: "GB".parse().ok(),
             overrides: Vec::new(),
             errors_file: None,
+            ..Default::default()
         };
         let source = ImportSource {
             name: "examples/leads.csv".into(),

@@ -104,6 +104,9 @@ pub struct ImportArgs {
     /// Validate and count without writing anything
     #[arg(long)]
     pub dry_run: bool,
+    /// Field separator: , ; | or tab (default: sniffed from the header line)
+    #[arg(long, value_name = "CHAR", value_parser = crate::engine::import::parse_delimiter)]
+    pub delimiter: Option<u8>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -112,10 +115,10 @@ pub struct FilterArgs {
     #[arg(long, short = 's', value_name = "TEXT")]
     pub search: Option<String>,
     /// Only leads who spent at least this much
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
     pub min_spend: Option<f64>,
     /// Only leads who spent at most this much
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
     pub max_spend: Option<f64>,
     /// Only leads with this tag (repeat to require several)
     #[arg(long = "tag", value_name = "TAG")]
@@ -208,6 +211,7 @@ impl LeadsCmd {
             LeadsCmd::Add(args) => {
                 let region = args.default_region.or(ctx.config.region()?);
                 let draft = draft_from_add(args, region)?;
+                crate::engine::field_rules::check_draft(&draft).map_err(Error::Usage)?;
                 let lead = store.add_lead(draft).await?;
                 if ctx.global.json {
                     out.json(&lead)?
@@ -226,6 +230,7 @@ impl LeadsCmd {
                 if lead.emails.is_empty() && lead.phones.is_empty() {
                     return Err(Error::Usage("a lead needs at least one email or phone".into()).into());
                 }
+                crate::engine::field_rules::check_lead(&lead).map_err(Error::Usage)?;
                 if lead != before {
                     lead.updated_at = chrono::Utc::now();
                     store.save_lead(&lead).await?;
@@ -277,6 +282,7 @@ async fn import(ctx: &Context, store: &dyn Store, args: ImportArgs, out: &mut Ou
         region: args.default_region.or(ctx.config.region()?),
         overrides: args.map,
         errors_file: args.errors.clone(),
+        delimiter: args.delimiter,
     };
     let bar = ImportBar::new(ctx.chatty() && std::io::stderr().is_terminal(), source.size);
     let report = import_csv(store, source, &options, &bar).await.with_context(|| format!("importing {name}"))?;

@@ -8,6 +8,7 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod field_rules;
 pub mod import;
 pub mod lead;
 pub mod normalize;

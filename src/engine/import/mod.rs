@@ -7,6 +7,7 @@
 //! errors file). A bad row is reported with its line, column and reason and never stops the
 //! import or costs a good row.
 
+mod decode;
 pub mod headers;
 mod lines;
 pub mod row;
@@ -24,6 +25,8 @@ use row::{FieldError, RowReader};
 use serde::Serialize;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Rows parsed and normalized together, and written in one store transaction.
@@ -39,7 +42,11 @@ pub struct ImportOptions {
     pub overrides: Vec<HeaderOverride>,
     /// Where to write rejected rows (original columns plus `error`), if anywhere.
     pub errors_file: Option<PathBuf>,
+    /// The field separator; `None` sniffs it from the header line (`,` `;` tab `|`).
+    pub delimiter: Option<u8>,
 }
+
+pub use decode::parse_delimiter;
 
 /// Where rows come from: a name for messages, the bytes, and their size when known.
 pub struct ImportSource {
@@ -107,11 +114,22 @@ pub async fn import_csv(
     let started = Instant::now();
     crate::engine::phone::warm_up();
     let name = source.name.clone();
-    let mut csv =
-        csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(LineTracker::new(source.reader));
+    let input_error = |e: std::io::Error| Error::Input { path: name.clone(), source: e };
+    // Progress counts the file's own bytes, which transcoding makes differ from the CSV's.
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let counted = Box::new(Counting { inner: source.reader, count: bytes_read.clone() });
+    let decoded = decode::decode(counted, options.delimiter)
+        .map_err(input_error)?
+        .map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+    let delimiter = decoded.delimiter;
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .delimiter(delimiter)
+        .from_reader(LineTracker::new(decoded.reader));
     let headers: Vec<String> = csv
         .byte_headers()
-        .map_err(|e| Error::Input { path: name.clone(), source: std::io::Error::other(e.to_string()) })?
+        .map_err(|e| input_error(std::io::Error::other(e.to_string())))?
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string())
         .collect();
@@ -119,9 +137,17 @@ pub async fn import_csv(
         return Err(Error::Usage(format!("{name}: the file is empty or has no header row")));
     }
     let fields = map_headers(&headers, &options.overrides).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
-    let reader = RowReader { headers: headers.clone(), fields, region: options.region };
+    headers::check_columns(&headers, &fields, delimiter).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+    let replace_error_column = headers::has_error_column(&headers, &fields);
+    let reader = RowReader {
+        headers: headers.clone(),
+        fields,
+        region: options.region,
+        from_utf16: decoded.encoding != decode::Encoding::Utf8,
+        delimiter,
+    };
     let mut errors_out = match &options.errors_file {
-        Some(path) => Some(ErrorsFile::create(path, &headers)?),
+        Some(path) => Some(ErrorsFile::create(path, &headers, replace_error_column)?),
         None => None,
     };
 
@@ -136,7 +162,7 @@ pub async fn import_csv(
     let reader_name = name.clone();
     // Raw rows are kept only while they may still be written to the errors file.
     let keep_raw = options.errors_file.is_some();
-    let parser = std::thread::spawn(move || parse_chunks(csv, reader, preparer, keep_raw, reader_name, tx));
+    let parser = std::thread::spawn(move || parse_chunks(csv, reader, preparer, keep_raw, reader_name, bytes_read, tx));
 
     let mut report = ImportReport { dry_run: options.dry_run, ..Default::default() };
     let mut rows_seen = 0u64;
@@ -217,6 +243,7 @@ fn parse_chunks(
     preparer: RowPreparer,
     keep_raw: bool,
     name: String,
+    bytes_read: Arc<AtomicU64>,
     tx: tokio::sync::mpsc::Sender<std::result::Result<Chunk, Error>>,
 ) {
     let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<std::result::Result<RawChunk, Error>>(2);
@@ -257,7 +284,7 @@ fn parse_chunks(
             }
         }
         let done = rows.len() < CHUNK_ROWS;
-        if raw_tx.send(Ok(RawChunk { rows, bytes_read: csv.position().byte() })).is_err() {
+        if raw_tx.send(Ok(RawChunk { rows, bytes_read: bytes_read.load(Ordering::Relaxed) })).is_err() {
             break;
         }
         if let Some(e) = failure {
@@ -273,21 +300,26 @@ fn parse_chunks(
 }
 
 /// The rejected rows as a CSV that can be fixed and imported again: the original columns
-/// (bytes as they were) plus an `error` column.
+/// (bytes as they were) plus an `error` column. When the input is itself such a file, its
+/// `error` column is replaced, not repeated.
 struct ErrorsFile {
     path: PathBuf,
     writer: csv::Writer<std::fs::File>,
+    /// Columns of the input, without an old `error` column.
+    columns: usize,
+    replace_error_column: bool,
 }
 
 impl ErrorsFile {
-    fn create(path: &PathBuf, headers: &[String]) -> Result<ErrorsFile> {
+    fn create(path: &PathBuf, headers: &[String], replace_error_column: bool) -> Result<ErrorsFile> {
         let io = |e: std::io::Error| Error::Output { path: path.display().to_string(), source: e };
         let file = std::fs::File::create(path).map_err(io)?;
         let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
-        let mut header: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let columns = headers.len() - usize::from(replace_error_column);
+        let mut header: Vec<&str> = headers[..columns].iter().map(String::as_str).collect();
         header.push(headers::ERROR_COLUMN);
         writer.write_record(&header).map_err(|e| io(csv_io_error(e)))?;
-        Ok(ErrorsFile { path: path.clone(), writer })
+        Ok(ErrorsFile { path: path.clone(), writer, columns, replace_error_column })
     }
 
     fn write(&mut self, record: &ByteRecord, errs: &[FieldError]) -> Result<()> {
@@ -302,7 +334,11 @@ impl ErrorsFile {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-        let mut out = record.clone();
+        // A row of the right length loses its old message; a short or long row is kept whole,
+        // so nothing of it is lost (its reason says its length is wrong).
+        let keep =
+            if self.replace_error_column && record.len() == self.columns + 1 { self.columns } else { record.len() };
+        let mut out: ByteRecord = record.iter().take(keep).collect();
         out.push_field(message.as_bytes());
         self.writer
             .write_byte_record(&out)
@@ -311,5 +347,19 @@ impl ErrorsFile {
 
     fn finish(mut self) -> Result<()> {
         self.writer.flush().map_err(|e| Error::Output { path: self.path.display().to_string(), source: e })
+    }
+}
+
+/// Counts the bytes read through it, for progress.
+struct Counting {
+    inner: Box<dyn Read + Send>,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
