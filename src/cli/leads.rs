@@ -115,10 +115,10 @@ pub struct FilterArgs {
     #[arg(long, short = 's', value_name = "TEXT")]
     pub search: Option<String>,
     /// Only leads who spent at least this much
-    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount, allow_negative_numbers = true)]
     pub min_spend: Option<f64>,
     /// Only leads who spent at most this much
-    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount)]
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount, allow_negative_numbers = true)]
     pub max_spend: Option<f64>,
     /// Only leads with this tag (repeat to require several)
     #[arg(long = "tag", value_name = "TAG")]

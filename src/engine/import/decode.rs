@@ -66,8 +66,8 @@ pub fn decode(mut input: Box<dyn Read + Send>, delimiter: Option<u8>) -> std::io
         Encoding::Utf16Le => Box::new(Utf16ToUtf8::new(rest, true)),
         Encoding::Utf16Be => Box::new(Utf16ToUtf8::new(rest, false)),
     };
-    let head = read_header_line(&mut text)?;
-    if head.contains(&0) {
+    let (head, header_end) = read_header_line(&mut text)?;
+    if head[..header_end].contains(&0) {
         return Ok(Err("the header line contains NUL bytes: the file looks like UTF-16 saved without a byte-order \
                        mark; save it as CSV UTF-8 (or UTF-16 with a BOM)"
             .into()));
@@ -76,9 +76,9 @@ pub fn decode(mut input: Box<dyn Read + Send>, delimiter: Option<u8>) -> std::io
     Ok(Ok(Decoded { reader: Box::new(Cursor::new(head).chain(text)), encoding, delimiter }))
 }
 
-/// The bytes up to and including the first line break outside quotes (or up to a bound, or
-/// the end of the input).
-fn read_header_line(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+/// Bytes read from the start of `input` until the first line break outside quotes (or a
+/// bound, or the end), and where the header line in them ends.
+fn read_header_line(input: &mut dyn Read) -> std::io::Result<(Vec<u8>, usize)> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     let mut quoted = false;
@@ -89,16 +89,17 @@ fn read_header_line(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
             break;
         }
         head.extend_from_slice(&buf[..n]);
-        for &b in &head[scanned..] {
+        for (i, &b) in head.iter().enumerate().skip(scanned) {
             match b {
                 b'"' => quoted = !quoted,
-                b'\n' if !quoted => return Ok(head),
+                b'\n' if !quoted => return Ok((head, i)),
                 _ => {}
             }
         }
         scanned = head.len();
     }
-    Ok(head)
+    let end = head.len();
+    Ok((head, end))
 }
 
 /// The separator used most often outside quotes on the first line; a comma when none is.
@@ -260,6 +261,7 @@ mod tests {
         assert!(decoded(b"\xff\xfe\0\0E\0\0\0", None).unwrap_err().contains("UTF-32"));
         assert!(decoded(b"E\0m\0a\0i\0l\0\n\0", None).unwrap_err().contains("without a byte-order mark"));
         assert_eq!(decoded(b"", None).expect("empty").0, b"");
+        assert!(decoded(b"Email\nx@example.com,\0\n", None).is_ok(), "only the header line is checked");
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl RowReader {
                     Ok(()) => {
                         draft.metadata.insert(key.clone(), text.to_string());
                     }
-                    Err(reason) => fail(reason),
+                    Err(reason) => fail(format!("value {reason}")),
                 },
                 Field::Ignore => {}
             }
