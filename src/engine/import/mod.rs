@@ -10,6 +10,8 @@
 mod decode;
 pub mod headers;
 mod lines;
+#[cfg(test)]
+mod proptests;
 pub mod row;
 
 use crate::engine::error::{Error, Result};
