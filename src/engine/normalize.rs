@@ -101,7 +101,7 @@ pub fn parse_amount(raw: &str) -> Result<f64, String> {
     match digits.parse::<f64>() {
         Ok(v) if !v.is_finite() => Err(format!("'{}' is too large to be an amount", shown(text))),
         // Written `-0` or `-0.00`: zero (positive, so it prints and compares as 0).
-        Ok(v) if v == 0.0 => Ok(0.0),
+        Ok(0.0) => Ok(0.0),
         Ok(_) if negative => Err(format!("'{text}' is negative; expected an amount of 0 or more")),
         Ok(v) => Ok(v),
         Err(_) => Err(format!(
