@@ -193,8 +193,11 @@ fn build(plan: &Plan) -> Built {
         let is_bad = match row.kind {
             6 | 7 => {
                 let usable: Vec<usize> = (0..kinds.len()).filter(|c| kinds[*c] != Kind::Ignore).collect();
-                let c = usable[row.pick as usize % usable.len()];
-                values[c] = bad(kinds[c], row.pick / 7);
+                match usable.get(row.pick as usize % usable.len().max(1)) {
+                    Some(&c) => values[c] = bad(kinds[c], row.pick / 7),
+                    // Only ignored columns (a file without identity): any row shape will do.
+                    None => values.push("extra".into()),
+                }
                 true
             }
             8 => {
