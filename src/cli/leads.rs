@@ -230,7 +230,7 @@ impl LeadsCmd {
                 if lead.emails.is_empty() && lead.phones.is_empty() {
                     return Err(Error::Usage("a lead needs at least one email or phone".into()).into());
                 }
-                crate::engine::field_rules::check_lead(&lead).map_err(Error::Usage)?;
+                crate::engine::field_rules::check_update(&before, &lead).map_err(Error::Usage)?;
                 if lead != before {
                     lead.updated_at = chrono::Utc::now();
                     store.save_lead(&lead).await?;

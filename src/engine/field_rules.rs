@@ -146,9 +146,34 @@ fn check_parts(
     check_metadata_count(metadata.len()).map_err(|r| format!("the lead {r}"))
 }
 
-/// Every field rule, for a lead about to be saved (`leads update`).
+/// Every field rule, for a whole lead.
 pub fn check_lead(lead: &Lead) -> Result<(), String> {
     check_parts(&lead.name, &lead.emails, &lead.phones, &lead.tags, &lead.metadata)
+}
+
+/// The field rules for what an edit (`leads update`) changed: values stored before these
+/// rules existed do not block an edit of another field, but every value typed is checked.
+pub fn check_update(before: &Lead, after: &Lead) -> Result<(), String> {
+    let new = |values: &[String], old: &[String]| -> Vec<String> {
+        values.iter().filter(|v| !old.contains(v)).cloned().collect()
+    };
+    let tags = new(&after.tags, &before.tags);
+    let metadata: BTreeMap<String, String> = after
+        .metadata
+        .iter()
+        .filter(|(k, v)| before.metadata.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let name = if after.name == before.name { "" } else { after.name.as_str() };
+    check_parts(name, &new(&after.emails, &before.emails), &new(&after.phones, &before.phones), &tags, &metadata)?;
+    // Counts only when they grew past the limit (a lead stored with more may shrink).
+    if after.tags.len() > before.tags.len() {
+        check_tag_count(after.tags.len()).map_err(|r| format!("the lead {r}"))?;
+    }
+    if after.metadata.len() > before.metadata.len() {
+        check_metadata_count(after.metadata.len()).map_err(|r| format!("the lead {r}"))?;
+    }
+    Ok(())
 }
 
 /// Every field rule, for a lead about to be added (`leads add`).
@@ -157,10 +182,17 @@ pub fn check_draft(draft: &LeadDraft) -> Result<(), String> {
 }
 
 /// The lead-wide limits a merge can break although every row kept them (tags and metadata
-/// keys accumulate): checked on the merged lead before an import writes it.
-pub fn check_merged(lead: &Lead) -> Result<(), String> {
-    check_tag_count(lead.tags.len())?;
-    check_metadata_count(lead.metadata.len())
+/// keys accumulate): checked on the merged lead before an import writes it. Only a count the
+/// merge made grow past its limit is refused, so a lead stored before the limits existed can
+/// still be updated.
+pub fn check_merged(before: &Lead, after: &Lead) -> Result<(), String> {
+    if after.tags.len() > before.tags.len() {
+        check_tag_count(after.tags.len())?;
+    }
+    if after.metadata.len() > before.metadata.len() {
+        check_metadata_count(after.metadata.len())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -206,5 +238,26 @@ mod tests {
         draft.metadata.clear();
         draft.tags = (0..101).map(|i| format!("t{i}")).collect();
         assert_eq!(check_draft(&draft).unwrap_err(), "the lead has 101 tags; a lead has at most 100");
+    }
+
+    #[test]
+    fn updates_are_checked_on_what_they_change() {
+        let t = chrono::DateTime::from_timestamp(0, 0).unwrap_or_default();
+        let draft =
+            LeadDraft { name: Some("Old\nName".into()), emails: vec!["a@example.com".into()], ..Default::default() };
+        let before = draft.into_lead(1, t);
+        let mut after = before.clone();
+        after.total_spend = 5.0;
+        assert!(check_update(&before, &after).is_ok(), "a stored value does not block another edit");
+        assert!(check_lead(&after).is_err());
+        after.name = "New\tName".into();
+        assert!(check_update(&before, &after).unwrap_err().starts_with("name contains a tab"));
+        after.name = "New Name".into();
+        after.metadata.insert("k".into(), "\u{1b}".into());
+        assert!(check_update(&before, &after).unwrap_err().starts_with("metadata.k contains"));
+        after.metadata.clear();
+        after.tags = (0..101).map(|i| i.to_string()).collect();
+        assert!(check_merged(&before, &after).is_err() && check_update(&before, &after).is_err());
+        assert!(check_merged(&after, &before).is_ok(), "shrinking is fine");
     }
 }

@@ -450,7 +450,7 @@ impl State {
             return Ok(RowOutcome::Skipped(id));
         }
         // Every row keeps the limits, but a merge accumulates tags and metadata keys.
-        if let Err(reason) = field_rules::check_merged(&lead) {
+        if let Err(reason) = field_rules::check_merged(&old, &lead) {
             return Ok(RowOutcome::Conflict(format!("would leave lead {id} over a limit: it {reason}")));
         }
         self.rewrite(&old, &lead)?;
