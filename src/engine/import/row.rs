@@ -247,6 +247,23 @@ mod tests {
     }
 
     #[test]
+    fn text_rules_and_limits_name_the_column() {
+        let r = reader(&["Email", "First Name", "Last Name", "Tags", "Notes"]);
+        let long = "n".repeat(150);
+        let rec = ByteRecord::from(vec!["a@example.com", long.as_str(), long.as_str(), "ok", "two\nlines"]);
+        let errors = r.read(&rec).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].column, "Last Name");
+        assert_eq!(errors[0].reason, "first and last name together is 301 characters long; a name has at most 200");
+        let rec = ByteRecord::from(vec!["a@example.com", "Ada\tL", "", "vip\u{0}", "\u{1b}[2J"]);
+        let columns: Vec<_> = r.read(&rec).unwrap_err().into_iter().map(|e| e.column).collect();
+        assert_eq!(columns, ["First Name", "Tags", "Notes"]);
+        let rec = ByteRecord::from(vec!["a@example.com", "Ada", "Lovelace", "", "two\nlines\tok"]);
+        let d = r.read(&rec).expect("valid").expect("not empty");
+        assert_eq!(d.name.as_deref(), Some("Ada Lovelace"));
+    }
+
+    #[test]
     fn rows_need_an_identity() {
         let r = reader(&["Name", "Email"]);
         let errors = r.read(&ByteRecord::from(vec!["Ada", ""])).unwrap_err();
