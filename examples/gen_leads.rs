@@ -176,7 +176,7 @@ fn write_bad_row(w: &mut impl Write, i: u64) -> std::io::Result<()> {
         }
         8 => writeln!(
             w,
-            "\"Quoted, Comma\",\"Multi\nLine\",quoted{i}@example.com,+1 415 555 2671,5.50,2,2025-06-01,\"vip;b2b\",\"San Francisco, CA\",US"
+            "\"Quoted, Comma\",Multiline,quoted{i}@example.com,+1 415 555 2671,5.50,2,2025-06-01,\"vip;b2b\",\"San Francisco,\nCA\",US"
         ),
         _ => writeln!(w, "National,NoRegion,national{i}@example.com,0803 123 4567,3.00,1,2025-02-02,,Lagos,NG"),
     }

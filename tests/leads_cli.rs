@@ -13,7 +13,11 @@ mod edit;
 mod exit_codes;
 #[path = "leads_cli/export.rs"]
 mod export;
+#[path = "leads_cli/import_files.rs"]
+mod import_files;
 #[path = "leads_cli/import_options.rs"]
 mod import_options;
 #[path = "leads_cli/import_rows.rs"]
 mod import_rows;
+#[path = "leads_cli/import_values.rs"]
+mod import_values;

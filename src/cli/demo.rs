@@ -5,6 +5,7 @@
 use super::Context;
 use super::output::Out;
 use crate::engine::app::App;
+use crate::engine::app::leads::open_import;
 use crate::engine::app::shutdown_signal;
 use crate::engine::app::workers::WorkerPlan;
 use crate::engine::campaign::CampaignStatus;
@@ -77,7 +78,8 @@ impl DemoCmd {
             reader: Box::new(std::io::Cursor::new(SAMPLE)),
             size: Some(SAMPLE.len() as u64),
         };
-        let report = app.import_leads(source, None, &options, &()).await?;
+        let opened = open_import(app.config(), source, None, &options)?;
+        let report = app.import_leads(opened, &options, &()).await?;
         out.line(format!(
             "Imported the sample leads: {} inserted, {} updated, {} rejected (messy rows, on purpose).",
             report.inserted, report.updated, report.rejected

@@ -4,12 +4,13 @@ use super::output::{Column, Out, Table};
 use super::{Context, say};
 use crate::engine::app::App;
 use crate::engine::app::lead_edit::{LeadChange, NewLeadFields};
-use crate::engine::app::leads::ExportTarget;
+use crate::engine::app::leads::{ExportTarget, open_import};
 use crate::engine::error::{Error, exit};
 use crate::engine::export::csv_io_error;
 use crate::engine::import::headers::HeaderOverride;
 use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress};
 use crate::engine::lead::{ConflictPolicy, Lead, format_time};
+use crate::engine::normalize::parse_amount;
 use crate::engine::phone::Region;
 use crate::engine::store::{Access, LeadFilter, LeadQuery, SortKey};
 use anyhow::Context as _;
@@ -104,6 +105,9 @@ pub struct ImportArgs {
     /// Validate and count without writing anything
     #[arg(long)]
     pub dry_run: bool,
+    /// Field separator: , ; | or tab (default: sniffed from the header line)
+    #[arg(long, value_name = "CHAR", value_parser = crate::engine::import::parse_delimiter)]
+    pub delimiter: Option<u8>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -112,10 +116,10 @@ pub struct FilterArgs {
     #[arg(long, short = 's', value_name = "TEXT")]
     pub search: Option<String>,
     /// Only leads who spent at least this much
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount, allow_negative_numbers = true)]
     pub min_spend: Option<f64>,
     /// Only leads who spent at most this much
-    #[arg(long, value_name = "AMOUNT")]
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_amount, allow_negative_numbers = true)]
     pub max_spend: Option<f64>,
     /// Only leads with this tag (repeat to require several)
     #[arg(long = "tag", value_name = "TAG")]
@@ -241,18 +245,24 @@ impl From<FilterArgs> for LeadFilter {
 impl LeadsCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
         let mut out = Out::new();
-        if let LeadsCmd::Import(args) = self {
-            // The input is opened first: a mistyped file name creates no store.
-            let source = open_source(&args.file)?;
-            let app = ctx.app(Access::CreateIfMissing).await?;
-            let code = import(ctx, &app, source, args, &mut out).await?;
-            out.flush()?;
-            return Ok(code);
-        }
-        let access = if matches!(self, LeadsCmd::Add(_)) { Access::CreateIfMissing } else { Access::Existing };
-        let app = ctx.app(access).await?;
-        let code = match self {
-            LeadsCmd::Import(_) => unreachable!("handled above"),
+        // The commands that may create the store check their input first, so bad input never
+        // creates one.
+        let cmd = match self {
+            LeadsCmd::Import(args) => {
+                let code = import(ctx, args, &mut out).await?;
+                out.flush()?;
+                return Ok(code);
+            }
+            LeadsCmd::Add(args) => {
+                add(ctx, args, &mut out).await?;
+                out.flush()?;
+                return Ok(exit::OK);
+            }
+            other => other,
+        };
+        let app = ctx.app(Access::Existing).await?;
+        let code = match cmd {
+            LeadsCmd::Import(_) | LeadsCmd::Add(_) => exit::OK, // handled above
             LeadsCmd::List(args) => list(ctx, &app, args, &mut out).await?,
             LeadsCmd::Count(filter) => {
                 let n = app.count_leads(&filter.into()).await?;
@@ -269,22 +279,6 @@ impl LeadsCmd {
                     out.json(&lead)?
                 } else {
                     print_lead(&mut out, &lead)?
-                }
-                exit::OK
-            }
-            LeadsCmd::Add(args) => {
-                if args.emails.is_empty() && args.phones.is_empty() {
-                    return Err(Error::Usage("give at least one --email or --phone to identify the lead".into()).into());
-                }
-                let region = args.default_region;
-                let lead = app
-                    .add_lead(args.into_fields(), region)
-                    .await
-                    .map_err(|e| flag_error(e, |f| format!("--{}", f.replace('_', "-"))))?;
-                if ctx.global.json {
-                    out.json(&lead)?
-                } else {
-                    out.line(format!("Added lead {}.", lead.id))?
                 }
                 exit::OK
             }
@@ -342,6 +336,23 @@ impl AddArgs {
     }
 }
 
+async fn add(ctx: &Context, args: AddArgs, out: &mut Out) -> anyhow::Result<()> {
+    if args.emails.is_empty() && args.phones.is_empty() {
+        return Err(Error::Usage("give at least one --email or --phone to identify the lead".into()).into());
+    }
+    let region = args.default_region.or(ctx.config.region()?);
+    let draft =
+        args.into_fields().into_draft(region).map_err(|e| flag_error(e, |f| format!("--{}", f.replace('_', "-"))))?;
+    let app = ctx.app(Access::CreateIfMissing).await?;
+    let lead = app.add_lead(draft).await?;
+    if ctx.global.json {
+        out.json(&lead)?
+    } else {
+        out.line(format!("Added lead {}.", lead.id))?
+    }
+    Ok(())
+}
+
 /// The CSV to import: a file, or stdin for `-`.
 fn open_source(path: &std::path::Path) -> Result<ImportSource, Error> {
     if path.as_os_str() == "-" {
@@ -353,18 +364,25 @@ fn open_source(path: &std::path::Path) -> Result<ImportSource, Error> {
     Ok(ImportSource { name, reader: Box::new(file), size })
 }
 
-async fn import(ctx: &Context, app: &App, source: ImportSource, args: ImportArgs, out: &mut Out) -> anyhow::Result<u8> {
+async fn import(ctx: &Context, args: ImportArgs, out: &mut Out) -> anyhow::Result<u8> {
+    let source = open_source(&args.file)?;
     let name = source.name.clone();
+    let size = source.size;
     let options = ImportOptions {
         policy: args.on_conflict.into(),
         dry_run: args.dry_run,
-        region: app.region_or_default(args.default_region)?,
+        region: args.default_region.or(ctx.config.region()?),
         overrides: args.map,
         errors_file: args.errors.clone(),
+        delimiter: args.delimiter,
     };
+    // The file is checked as a whole before the store is opened: a mistyped name or a file
+    // that is not a leads CSV creates no store.
     let input = (args.file.as_os_str() != "-").then_some(args.file.as_path());
-    let bar = ImportBar::new(ctx.chatty() && std::io::stderr().is_terminal(), source.size);
-    let report = app.import_leads(source, input, &options, &bar).await.with_context(|| format!("importing {name}"))?;
+    let opened = open_import(&ctx.config, source, input, &options).with_context(|| format!("importing {name}"))?;
+    let app = ctx.app(Access::CreateIfMissing).await?;
+    let bar = ImportBar::new(ctx.chatty() && std::io::stderr().is_terminal(), size);
+    let report = app.import_leads(opened, &options, &bar).await.with_context(|| format!("importing {name}"))?;
     bar.finish();
     if ctx.global.json {
         out.json(&report)?;

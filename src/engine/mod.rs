@@ -9,6 +9,7 @@ pub mod channel;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod field_rules;
 pub mod files;
 pub mod import;
 pub mod lead;

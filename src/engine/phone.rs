@@ -10,6 +10,9 @@
 //! is in any other shape, we fall back to the crate itself. `tests::fast_path_agrees_with_crate`
 //! checks the two agree on tens of thousands of numbers from every region.
 
+mod written;
+
+use crate::engine::field_rules::MAX_PHONE_CHARS;
 use phonenumber::country::Id as RegionId;
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use regex::{Regex, RegexBuilder};
@@ -31,6 +34,17 @@ pub enum PhoneError {
     NotANumber,
     #[error("is not a valid number for its country ({0})")]
     Invalid(String),
+    #[error(
+        "has an extension; extensions are not supported: import the number without it (an extension \
+         can go in a column of its own, which is kept as metadata)"
+    )]
+    Extension,
+    #[error("contains letters; write the number in digits (letters are never read as phone keypad digits)")]
+    Letters,
+    #[error("contains {0}; a phone number is digits, spaces and + - . ( ) only")]
+    Control(String),
+    #[error("is {0} characters long; a phone number as written has at most {max}", max = MAX_PHONE_CHARS)]
+    TooLong(usize),
 }
 
 /// A region code such as `GB`, validated against libphonenumber's list.
@@ -66,6 +80,7 @@ pub fn normalize_phone(raw: &str, region: Option<Region>) -> Result<String, Phon
     if trimmed.is_empty() {
         return Err(PhoneError::Empty);
     }
+    written::refuse_unreadable(trimmed)?;
     if let Some(digits) = international_digits(trimmed) {
         if let Some(answer) = fast_table().validate(&digits) {
             return answer;

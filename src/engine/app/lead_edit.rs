@@ -28,8 +28,15 @@ pub struct NewLeadFields {
 pub const CHANGE_FIELDS: &str = "name, emails, phones, tags, total_spend, visits, last_order_at or metadata.KEY";
 
 impl NewLeadFields {
-    /// Validates and normalizes the fields (phones written nationally are read in `region`).
+    /// Validates and normalizes the fields (phones written nationally are read in `region`)
+    /// by the rules an import applies, limits included.
     pub fn into_draft(self, region: Option<Region>) -> Result<LeadDraft> {
+        let draft = self.normalized(region)?;
+        crate::engine::field_rules::check_draft(&draft).map_err(Error::Usage)?;
+        Ok(draft)
+    }
+
+    fn normalized(self, region: Option<Region>) -> Result<LeadDraft> {
         let name = self.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
         let mut draft = LeadDraft { name, ..Default::default() };
         for e in self.emails.iter().flat_map(|e| split_multi(e)) {

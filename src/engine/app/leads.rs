@@ -1,16 +1,20 @@
 //! Lead operations: import (progress reported through [`Progress`], never to a terminal), add,
 //! update, delete, the one resolver by id / email / phone, list, count and export.
 
-use super::lead_edit::{LeadChange, NewLeadFields};
+use super::lead_edit::LeadChange;
+#[cfg(doc)]
+use super::lead_edit::NewLeadFields;
 use super::{App, as_id};
+use crate::engine::config::Config;
 use crate::engine::error::{Error, Result};
 use crate::engine::export::export_csv;
+use crate::engine::field_rules;
 use crate::engine::files::{AtomicFile, check_output};
-use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress, import_csv};
-use crate::engine::lead::{Lead, LeadId, email_key, phone_key};
+use crate::engine::import::{self, ImportOptions, ImportReport, ImportSource, OpenedImport, Progress, run_import};
+use crate::engine::lead::{Lead, LeadDraft, LeadId, email_key, phone_key};
 use crate::engine::normalize::normalize_email;
 use crate::engine::phone::{Region, normalize_phone};
-use crate::engine::store::{LeadFilter, LeadQuery};
+use crate::engine::store::{LeadFilter, LeadQuery, parse_store_url};
 use std::io::Write;
 use std::path::Path;
 
@@ -30,30 +34,42 @@ pub struct LeadUpdate {
     pub changed: bool,
 }
 
+/// Checks a CSV as a whole (encoding, separator, header) and creates its errors file, before
+/// any store is opened: a file that cannot be imported never creates a store. `input` is the
+/// file being read (when it is one): the errors file can never be the input or a file of the
+/// configured store.
+pub fn open_import(
+    config: &Config,
+    source: ImportSource,
+    input: Option<&Path>,
+    options: &ImportOptions,
+) -> Result<OpenedImport> {
+    if let Some(errors) = &options.errors_file {
+        let inputs: Vec<&Path> = input.into_iter().collect();
+        check_output("the errors file", errors, &inputs, &parse_store_url(&config.store.value)?)?;
+    }
+    import::open_import(source, options)
+}
+
 impl App {
     /// The region for national phone numbers: `given`, or the configured one.
     pub fn region_or_default(&self, given: Option<Region>) -> Result<Option<Region>> {
         Ok(given.or(self.config().region()?))
     }
 
-    /// Imports a CSV. `input` is the file being read (when it is one), so that the errors file
-    /// can never be the input or a file of the store.
+    /// Imports a CSV checked by [`open_import`].
     pub async fn import_leads(
         &self,
-        source: ImportSource,
-        input: Option<&Path>,
+        opened: OpenedImport,
         options: &ImportOptions,
         progress: &dyn Progress,
     ) -> Result<ImportReport> {
-        if let Some(errors) = &options.errors_file {
-            let inputs: Vec<&Path> = input.into_iter().collect();
-            check_output("the errors file", errors, &inputs, self.store_location())?;
-        }
-        import_csv(self.leads_store(), source, options, progress).await
+        run_import(self.leads_store(), opened, options, progress).await
     }
 
-    pub async fn add_lead(&self, fields: NewLeadFields, region: Option<Region>) -> Result<Lead> {
-        let draft = fields.into_draft(self.region_or_default(region)?)?;
+    /// Adds a lead checked by [`NewLeadFields::into_draft`]; `Error::Conflict` when one of its
+    /// emails or phones belongs to another lead.
+    pub async fn add_lead(&self, draft: LeadDraft) -> Result<Lead> {
         self.leads_store().add_lead(draft).await
     }
 
@@ -73,6 +89,7 @@ impl App {
         if lead.emails.is_empty() && lead.phones.is_empty() {
             return Err(Error::Usage("a lead needs at least one email or phone".into()));
         }
+        field_rules::check_update(&before, &lead).map_err(Error::Usage)?;
         let changed = lead != before;
         if changed {
             lead.updated_at = chrono::Utc::now();

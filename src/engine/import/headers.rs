@@ -4,6 +4,7 @@
 //! and `email_address` are one). `--map 'CSV header=field'` overrides; columns that are not
 //! recognised become `metadata` entries keyed by [`metadata_key`].
 
+use crate::engine::field_rules::{self, shown};
 use crate::engine::normalize::metadata_key;
 use std::str::FromStr;
 
@@ -133,6 +134,106 @@ pub fn map_headers(headers: &[String], overrides: &[HeaderOverride]) -> Result<V
         .collect())
 }
 
+/// Whether the last column is the `error` column an earlier `--errors` file added (ignored
+/// on import, and replaced rather than repeated in this import's errors file).
+pub fn has_error_column(headers: &[String], fields: &[Field]) -> bool {
+    headers.last().is_some_and(|h| h.trim() == ERROR_COLUMN) && fields.last() == Some(&Field::Ignore)
+}
+
+/// Problems of the header as a whole, which would otherwise fail every row the same way: no
+/// column for emails or phones (often no header row at all, or the wrong separator), metadata
+/// keys that are too long, or more metadata columns than a lead can hold.
+pub fn check_columns(headers: &[String], fields: &[Field], delimiter: u8) -> Result<(), String> {
+    if !fields.iter().any(|f| matches!(f, Field::Emails | Field::Phones)) {
+        return Err(no_identity(headers, delimiter));
+    }
+    let mut metadata = 0;
+    for (header, field) in headers.iter().zip(fields) {
+        let Field::Metadata(key) = field else { continue };
+        metadata += 1;
+        if let Err(reason) = field_rules::check_metadata_key(key) {
+            return Err(format!(
+                "column '{}' would be kept as metadata key '{}', which {reason}: rename the column, or \
+                 --map {} (or =ignore)",
+                shown(header),
+                shown(key),
+                shell_quote(&format!("{}=metadata.SHORTER_KEY", header.trim()))
+            ));
+        }
+    }
+    if metadata > field_rules::MAX_METADATA_KEYS {
+        let example = headers.iter().zip(fields).rev().find(|(_, f)| matches!(f, Field::Metadata(_)));
+        return Err(format!(
+            "{metadata} columns would be kept as metadata, but a lead holds at most {} metadata keys: \
+             --map the columns you do not need to ignore{}",
+            field_rules::MAX_METADATA_KEYS,
+            example
+                .map(|(h, _)| format!(", e.g. --map {}", shell_quote(&format!("{}=ignore", h.trim()))))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// The file-level error for a header without an email or phone column.
+fn no_identity(headers: &[String], delimiter: u8) -> String {
+    let list = headers.iter().map(|h| format!("'{}'", shown(h.trim()))).collect::<Vec<_>>().join(", ");
+    if headers.iter().any(|h| looks_like_data(h)) {
+        return format!(
+            "the file seems to have no header row: its first line ({list}) looks like data, not column names; \
+             add a first line naming the columns, e.g. name,email,phone"
+        );
+    }
+    let mut message = format!(
+        "no column holds emails or phones, so no row could be imported; the header has {} column{}: {list}.",
+        headers.len(),
+        if headers.len() == 1 { "" } else { "s" }
+    );
+    if let [only] = headers {
+        let other = [b',', b';', b'\t', b'|'].into_iter().find(|d| *d != delimiter && only.as_bytes().contains(d));
+        if let Some(d) = other {
+            let name = if d == b'\t' { "tab".to_string() } else { format!("'{}'", d as char) };
+            message.push_str(&format!(
+                " It is one column holding {}: if they separate the columns, pass --delimiter {name}.",
+                super::row::delimiter_name(d)
+            ));
+        }
+    }
+    let guess = headers.iter().find(|h| squash(h).contains("mail")).map(|h| (h, "emails")).or_else(|| {
+        let phoneish = ["phone", "mobile", "tel", "cell", "number", "whatsapp", "contact"];
+        headers.iter().find(|h| phoneish.iter().any(|p| squash(h).contains(p))).map(|h| (h, "phones"))
+    });
+    match guess {
+        Some((h, field)) => message.push_str(&format!(
+            " If column '{}' holds {field}, say so: --map {}.",
+            shown(h.trim()),
+            shell_quote(&format!("{}={field}", h.trim()))
+        )),
+        None => {
+            let h = headers.iter().find(|h| !h.trim().is_empty()).map_or("HEADER", |h| h.trim());
+            message.push_str(&format!(
+                " If a column holds emails or phones, say which: --map {} or --map {}.",
+                shell_quote(&format!("{h}=emails")),
+                shell_quote(&format!("{h}=phones"))
+            ));
+        }
+    }
+    message
+}
+
+/// A header that reads like a value: an email address, or mostly digits (a phone, an amount).
+fn looks_like_data(header: &str) -> bool {
+    let h = header.trim();
+    let digits = h.chars().filter(char::is_ascii_digit).count();
+    let visible = h.chars().filter(|c| !c.is_whitespace()).count();
+    h.contains('@') || (digits >= 3 && digits * 2 > visible)
+}
+
+/// `text` in single quotes for a POSIX shell.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", shown(text).replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +280,43 @@ mod tests {
         assert_eq!(fields, [Field::Emails, Field::Ignore]);
         let fields = map_headers(&names(&["error", "Email"]), &[]).expect("maps");
         assert_eq!(fields, [Field::Metadata("error".into()), Field::Emails]);
+    }
+
+    #[test]
+    fn a_header_without_identity_is_one_clear_error() {
+        let check = |hs: &[&str], d: u8| {
+            let headers = names(hs);
+            let fields = map_headers(&headers, &[]).expect("maps");
+            check_columns(&headers, &fields, d)
+        };
+        assert!(check(&["Name", "Email"], b',').is_ok());
+        let e = check(&["Name", "Contact Info", "City"], b',').unwrap_err();
+        assert!(e.contains("'Name', 'Contact Info', 'City'") && e.contains("--map 'Contact Info=phones'"), "{e}");
+        let e = check(&["Name", "City"], b',').unwrap_err();
+        assert!(e.contains("--map 'Name=emails' or --map 'Name=phones'"), "{e}");
+        let e = check(&["ada@example.com", "Ada"], b',').unwrap_err();
+        assert!(e.starts_with("the file seems to have no header row"), "{e}");
+        let e = check(&["+44 7911 123456", "Ada"], b',').unwrap_err();
+        assert!(e.starts_with("the file seems to have no header row"), "{e}");
+        let e = check(&["Name;Email"], b',').unwrap_err();
+        assert!(e.contains("pass --delimiter ';'"), "{e}");
+        let e = check(&["O'Brien Mail"], b',').unwrap_err();
+        assert!(e.contains(r"--map 'O'\''Brien Mail=emails'"), "{e}");
+    }
+
+    #[test]
+    fn metadata_columns_are_bounded_at_the_header() {
+        let mut hs = vec!["Email".to_string()];
+        hs.push("x".repeat(65));
+        let fields = map_headers(&hs, &[]).expect("maps");
+        assert!(check_columns(&hs, &fields, b',').unwrap_err().contains("65 characters long"));
+        let mut hs = vec!["Email".to_string()];
+        hs.extend((0..101).map(|i| format!("c{i}")));
+        let fields = map_headers(&hs, &[]).expect("maps");
+        let e = check_columns(&hs, &fields, b',').unwrap_err();
+        assert!(e.starts_with("101 columns would be kept as metadata") && e.contains("--map 'c100=ignore'"), "{e}");
+        hs.truncate(101);
+        assert!(check_columns(&hs, &map_headers(&hs, &[]).expect("maps"), b',').is_ok());
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! errors file). A bad row is reported with its line, column and reason and never stops the
 //! import or costs a good row.
 
+mod decode;
 pub mod headers;
 mod lines;
+#[cfg(test)]
+mod proptests;
 pub mod row;
 
 use crate::engine::error::{Error, Result};
@@ -25,6 +28,8 @@ use row::{FieldError, RowReader};
 use serde::Serialize;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Rows parsed and normalized together, and written in one store transaction.
@@ -40,7 +45,11 @@ pub struct ImportOptions {
     pub overrides: Vec<HeaderOverride>,
     /// Where to write rejected rows (original columns plus `error`), if anywhere.
     pub errors_file: Option<PathBuf>,
+    /// The field separator; `None` sniffs it from the header line (`,` `;` tab `|`).
+    pub delimiter: Option<u8>,
 }
+
+pub use decode::parse_delimiter;
 
 /// Where rows come from: a name for messages, the bytes, and their size when known.
 pub struct ImportSource {
@@ -98,6 +107,20 @@ struct Chunk {
     bytes_read: u64,
 }
 
+/// A CSV whose encoding, separator and header have been read and checked, ready to import:
+/// everything that makes a file wrong as a whole is found by [`open_import`], before any store
+/// is touched (a bad file never creates one).
+pub struct OpenedImport {
+    name: String,
+    started: Instant,
+    csv: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
+    reader: RowReader,
+    errors_out: Option<ErrorsFile>,
+    bytes_read: Arc<AtomicU64>,
+    size: Option<u64>,
+    keep_raw: bool,
+}
+
 /// Imports a CSV source into `store`.
 pub async fn import_csv(
     store: &dyn Store,
@@ -105,14 +128,32 @@ pub async fn import_csv(
     options: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
+    let opened = open_import(source, options)?;
+    run_import(store, opened, options, progress).await
+}
+
+/// Reads and checks the file's encoding, separator and header (file-level errors are usage
+/// errors naming the file), and creates the errors file.
+pub fn open_import(source: ImportSource, options: &ImportOptions) -> Result<OpenedImport> {
     let started = Instant::now();
     crate::engine::phone::warm_up();
     let name = source.name.clone();
-    let mut csv =
-        csv::ReaderBuilder::new().flexible(true).has_headers(true).from_reader(LineTracker::new(source.reader));
+    let input_error = |e: std::io::Error| Error::Input { path: name.clone(), source: e };
+    // Progress counts the file's own bytes, which transcoding makes differ from the CSV's.
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let counted = Box::new(Counting { inner: source.reader, count: bytes_read.clone() });
+    let decoded = decode::decode(counted, options.delimiter)
+        .map_err(input_error)?
+        .map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+    let delimiter = decoded.delimiter;
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .delimiter(delimiter)
+        .from_reader(LineTracker::new(decoded.reader));
     let headers: Vec<String> = csv
         .byte_headers()
-        .map_err(|e| Error::Input { path: name.clone(), source: std::io::Error::other(e.to_string()) })?
+        .map_err(|e| input_error(std::io::Error::other(e.to_string())))?
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string())
         .collect();
@@ -120,24 +161,42 @@ pub async fn import_csv(
         return Err(Error::Usage(format!("{name}: the file is empty or has no header row")));
     }
     let fields = map_headers(&headers, &options.overrides).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
-    let reader = RowReader { headers: headers.clone(), fields, region: options.region };
-    let mut errors_out = match &options.errors_file {
-        Some(path) => Some(ErrorsFile::create(path, &headers)?),
+    headers::check_columns(&headers, &fields, delimiter).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+    let replace_error_column = headers::has_error_column(&headers, &fields);
+    let reader = RowReader {
+        headers: headers.clone(),
+        fields,
+        region: options.region,
+        from_utf16: decoded.encoding != decode::Encoding::Utf8,
+        delimiter,
+    };
+    let errors_out = match &options.errors_file {
+        Some(path) => Some(ErrorsFile::create(path, &headers, replace_error_column)?),
         None => None,
     };
+    // Raw rows are kept only while they may still be written to the errors file.
+    let keep_raw = options.errors_file.is_some();
+    Ok(OpenedImport { name, started, csv, reader, errors_out, bytes_read, size: source.size, keep_raw })
+}
 
+/// Imports an opened CSV into `store`.
+pub async fn run_import(
+    store: &dyn Store,
+    opened: OpenedImport,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
+    let OpenedImport { name, started, csv, reader, mut errors_out, bytes_read, size, keep_raw } = opened;
     let plan = ImportPlan {
         policy: options.policy,
         dry_run: options.dry_run,
-        expected_rows: source.size.map(|bytes| bytes / 64 + 1),
+        expected_rows: size.map(|bytes| bytes / 64 + 1),
     };
     let mut session = store.begin_import(plan).await?;
     let preparer = session.preparer();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Chunk, Error>>(2);
     let reader_name = name.clone();
-    // Raw rows are kept only while they may still be written to the errors file.
-    let keep_raw = options.errors_file.is_some();
-    let parser = std::thread::spawn(move || parse_chunks(csv, reader, preparer, keep_raw, reader_name, tx));
+    let parser = std::thread::spawn(move || parse_chunks(csv, reader, preparer, keep_raw, reader_name, bytes_read, tx));
 
     let mut report = ImportReport { dry_run: options.dry_run, ..Default::default() };
     let mut rows_seen = 0u64;
@@ -218,6 +277,7 @@ fn parse_chunks(
     preparer: RowPreparer,
     keep_raw: bool,
     name: String,
+    bytes_read: Arc<AtomicU64>,
     tx: tokio::sync::mpsc::Sender<std::result::Result<Chunk, Error>>,
 ) {
     let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<std::result::Result<RawChunk, Error>>(2);
@@ -258,7 +318,7 @@ fn parse_chunks(
             }
         }
         let done = rows.len() < CHUNK_ROWS;
-        if raw_tx.send(Ok(RawChunk { rows, bytes_read: csv.position().byte() })).is_err() {
+        if raw_tx.send(Ok(RawChunk { rows, bytes_read: bytes_read.load(Ordering::Relaxed) })).is_err() {
             break;
         }
         if let Some(e) = failure {
@@ -274,23 +334,28 @@ fn parse_chunks(
 }
 
 /// The rejected rows as a CSV that can be fixed and imported again: the original columns
-/// (bytes as they were) plus an `error` column.
+/// (bytes as they were) plus an `error` column. When the input is itself such a file, its
+/// `error` column is replaced, not repeated.
 struct ErrorsFile {
     path: PathBuf,
     writer: csv::Writer<AtomicFile>,
+    /// Columns of the input, without an old `error` column.
+    columns: usize,
+    replace_error_column: bool,
 }
 
 impl ErrorsFile {
-    fn create(path: &std::path::Path, headers: &[String]) -> Result<ErrorsFile> {
+    fn create(path: &std::path::Path, headers: &[String], replace_error_column: bool) -> Result<ErrorsFile> {
         let io = |e: std::io::Error| Error::Output { path: path.display().to_string(), source: e };
         // Written beside the target and renamed into place at the end: an interrupted import
         // leaves an earlier errors file as it was.
         let file = AtomicFile::create(path)?;
         let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
-        let mut header: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let columns = headers.len() - usize::from(replace_error_column);
+        let mut header: Vec<&str> = headers[..columns].iter().map(String::as_str).collect();
         header.push(headers::ERROR_COLUMN);
         writer.write_record(&header).map_err(|e| io(csv_io_error(e)))?;
-        Ok(ErrorsFile { path: path.to_path_buf(), writer })
+        Ok(ErrorsFile { path: path.to_path_buf(), writer, columns, replace_error_column })
     }
 
     fn write(&mut self, record: &ByteRecord, errs: &[FieldError]) -> Result<()> {
@@ -305,7 +370,11 @@ impl ErrorsFile {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-        let mut out = record.clone();
+        // A row of the right length loses its old message; a short or long row is kept whole,
+        // so nothing of it is lost (its reason says its length is wrong).
+        let keep =
+            if self.replace_error_column && record.len() == self.columns + 1 { self.columns } else { record.len() };
+        let mut out: ByteRecord = record.iter().take(keep).collect();
         out.push_field(message.as_bytes());
         self.writer
             .write_byte_record(&out)
@@ -316,5 +385,19 @@ impl ErrorsFile {
         let path = self.path.display().to_string();
         let file = self.writer.into_inner().map_err(|e| Error::Output { path, source: e.into_error() })?;
         file.commit()
+    }
+}
+
+/// Counts the bytes read through it, for progress.
+struct Counting {
+    inner: Box<dyn Read + Send>,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }

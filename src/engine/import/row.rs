@@ -1,6 +1,7 @@
 //! One CSV row → a [`LeadDraft`], or every reason it cannot be one.
 
 use super::headers::Field;
+use crate::engine::field_rules::{self, shown};
 use crate::engine::lead::LeadDraft;
 use crate::engine::normalize::{normalize_email, parse_amount, parse_count, parse_date, parse_tags, split_multi};
 use crate::engine::phone::{Region, normalize_phone};
@@ -18,6 +19,21 @@ pub struct RowReader {
     pub headers: Vec<String>,
     pub fields: Vec<Field>,
     pub region: Option<Region>,
+    /// The file was UTF-16, transcoded on the way in: bytes that are not UTF-8 here stand for
+    /// UTF-16 that did not decode, and the reason says so.
+    pub from_utf16: bool,
+    /// The field separator, for reasons.
+    pub delimiter: u8,
+}
+
+/// "commas", "semicolons"…, for reasons.
+pub fn delimiter_name(delimiter: u8) -> &'static str {
+    match delimiter {
+        b';' => "semicolons",
+        b'\t' => "tabs",
+        b'|' => "pipes",
+        _ => "commas",
+    }
 }
 
 impl RowReader {
@@ -31,9 +47,10 @@ impl RowReader {
             errors.push(FieldError {
                 column: String::new(),
                 reason: format!(
-                    "has {} fields but the header has {}; check for unquoted commas",
+                    "has {} fields but the header has {}; check for unquoted {}",
                     record.len(),
-                    self.headers.len()
+                    self.headers.len(),
+                    delimiter_name(self.delimiter)
                 ),
             });
             return Err(errors);
@@ -42,42 +59,52 @@ impl RowReader {
             return Ok(None);
         }
         let mut draft = LeadDraft::default();
-        let (mut first, mut last) = (None::<String>, None::<String>);
+        let (mut first, mut last) = (None::<String>, None::<(String, &String)>);
         for ((bytes, field), header) in record.iter().zip(&self.fields).zip(&self.headers) {
+            if *field == Field::Ignore {
+                continue;
+            }
             let mut fail = |reason: String| errors.push(FieldError { column: header.clone(), reason });
             let text = match std::str::from_utf8(bytes) {
                 Ok(t) => t.trim(),
                 Err(e) => {
-                    fail(format!(
-                        "contains bytes that are not UTF-8 (byte 0x{:02X} at position {}); save the file as UTF-8",
-                        bytes[e.valid_up_to()],
-                        e.valid_up_to() + 1
-                    ));
+                    fail(self.not_text(bytes, e));
                     continue;
                 }
             };
-            if text.is_empty() || *field == Field::Ignore {
+            if text.is_empty() {
                 continue;
             }
             match field {
-                Field::Name => draft.name = Some(text.to_string()),
-                Field::FirstName => first = Some(text.to_string()),
-                Field::LastName => last = Some(text.to_string()),
+                Field::Name | Field::FirstName | Field::LastName => match field_rules::check_name(text) {
+                    Err(reason) => fail(format!("name {reason}")),
+                    Ok(()) if *field == Field::Name => draft.name = Some(text.to_string()),
+                    Ok(()) if *field == Field::FirstName => first = Some(text.to_string()),
+                    Ok(()) => last = Some((text.to_string(), header)),
+                },
                 Field::Emails => {
+                    if let Err(reason) = values_in_cell(text, "emails") {
+                        fail(reason);
+                        continue;
+                    }
                     for value in split_multi(text) {
                         match normalize_email(value) {
                             Ok(e) if !draft.emails.contains(&e) => draft.emails.push(e),
                             Ok(_) => {}
-                            Err(reason) => fail(format!("email '{value}' {reason}")),
+                            Err(reason) => fail(format!("email '{}' {reason}", shown(value))),
                         }
                     }
                 }
                 Field::Phones => {
+                    if let Err(reason) = values_in_cell(text, "phones") {
+                        fail(reason);
+                        continue;
+                    }
                     for value in split_multi(text) {
                         match normalize_phone(value, self.region) {
                             Ok(p) if !draft.phones.contains(&p) => draft.phones.push(p),
                             Ok(_) => {}
-                            Err(reason) => fail(format!("phone '{value}' {reason}")),
+                            Err(reason) => fail(format!("phone '{}' {reason}", shown(value))),
                         }
                     }
                 }
@@ -99,21 +126,37 @@ impl RowReader {
                 },
                 Field::Tags => {
                     for tag in parse_tags(text) {
-                        if !draft.tags.contains(&tag) {
+                        if let Err(reason) = field_rules::check_tag(&tag) {
+                            fail(format!("tag '{}' {reason}", shown(&tag)));
+                        } else if !draft.tags.contains(&tag) {
                             draft.tags.push(tag);
                         }
                     }
+                    if let Err(reason) = field_rules::check_tag_count(draft.tags.len()) {
+                        fail(format!("the row {reason}"));
+                    }
                 }
-                Field::Metadata(key) => {
-                    draft.metadata.insert(key.clone(), text.to_string());
-                }
+                Field::Metadata(key) => match field_rules::check_metadata_value(text) {
+                    Ok(()) => {
+                        draft.metadata.insert(key.clone(), text.to_string());
+                    }
+                    Err(reason) => fail(format!("value {reason}")),
+                },
                 Field::Ignore => {}
             }
         }
         if draft.name.is_none() {
             draft.name = match (first, last) {
-                (Some(f), Some(l)) => Some(format!("{f} {l}")),
-                (f, l) => f.or(l),
+                (Some(f), Some((l, column))) => {
+                    // The joined name has the limit of a name.
+                    let joined = format!("{f} {l}");
+                    if let Err(reason) = field_rules::check_name(&joined) {
+                        let reason = format!("first and last name together {reason}");
+                        errors.push(FieldError { column: column.clone(), reason });
+                    }
+                    Some(joined)
+                }
+                (f, l) => f.or(l.map(|(l, _)| l)),
             };
         }
         if errors.is_empty() && draft.emails.is_empty() && draft.phones.is_empty() {
@@ -124,6 +167,31 @@ impl RowReader {
         }
         if errors.is_empty() { Ok(Some(draft)) } else { Err(errors) }
     }
+
+    fn not_text(&self, bytes: &[u8], e: std::str::Utf8Error) -> String {
+        let valid = e.valid_up_to();
+        if self.from_utf16 {
+            // The transcoder writes one invalid byte where UTF-16 did not decode.
+            let at = String::from_utf8_lossy(&bytes[..valid]).chars().count() + 1;
+            return format!(
+                "contains UTF-16 that does not decode (an unpaired surrogate) at character {at}; re-save the file as UTF-8 or UTF-16"
+            );
+        }
+        format!(
+            "contains bytes that are not UTF-8 (byte 0x{:02X} at position {}); save the file as UTF-8",
+            bytes[valid],
+            valid + 1
+        )
+    }
+}
+
+/// Emails and phones in one cell: at most [`field_rules::MAX_VALUES_PER_CELL`].
+fn values_in_cell(text: &str, what: &str) -> Result<(), String> {
+    let n = split_multi(text).count();
+    if n > field_rules::MAX_VALUES_PER_CELL {
+        return Err(format!("has {n} {what} in one cell; at most {} are allowed", field_rules::MAX_VALUES_PER_CELL));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -134,7 +202,7 @@ mod tests {
     fn reader(headers: &[&str]) -> RowReader {
         let headers: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
         let fields = map_headers(&headers, &[]).expect("maps");
-        RowReader { headers, fields, region: Some("GB".parse().expect("region")) }
+        RowReader { headers, fields, region: Some("GB".parse().expect("region")), from_utf16: false, delimiter: b',' }
     }
 
     #[test]
@@ -176,6 +244,23 @@ mod tests {
         let short = ByteRecord::from(vec!["only one"]);
         assert!(r.read(&short).unwrap_err()[0].reason.contains("has 1 fields"));
         assert!(r.read(&ByteRecord::from(vec!["", " "])).expect("blank").is_none());
+    }
+
+    #[test]
+    fn text_rules_and_limits_name_the_column() {
+        let r = reader(&["Email", "First Name", "Last Name", "Tags", "Notes"]);
+        let long = "n".repeat(150);
+        let rec = ByteRecord::from(vec!["a@example.com", long.as_str(), long.as_str(), "ok", "two\nlines"]);
+        let errors = r.read(&rec).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].column, "Last Name");
+        assert_eq!(errors[0].reason, "first and last name together is 301 characters long; a name has at most 200");
+        let rec = ByteRecord::from(vec!["a@example.com", "Ada\tL", "", "vip\u{0}", "\u{1b}[2J"]);
+        let columns: Vec<_> = r.read(&rec).unwrap_err().into_iter().map(|e| e.column).collect();
+        assert_eq!(columns, ["First Name", "Tags", "Notes"]);
+        let rec = ByteRecord::from(vec!["a@example.com", "Ada", "Lovelace", "", "two\nlines\tok"]);
+        let d = r.read(&rec).expect("valid").expect("not empty");
+        assert_eq!(d.name.as_deref(), Some("Ada Lovelace"));
     }
 
     #[test]

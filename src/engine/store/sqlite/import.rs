@@ -23,6 +23,7 @@ use super::leads::{bump_leads_version, describe_owners, json, leads_version, loa
 use super::search;
 use super::{connect, db_err};
 use crate::engine::error::{Error, Result};
+use crate::engine::field_rules;
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
 use crate::engine::store::{ImportPlan, ImportSession, PreparedRow, RowOutcome, RowPreparer};
 use async_trait::async_trait;
@@ -427,8 +428,9 @@ impl State {
         let first = owners.first().map(|(_, id)| *id);
         if owners.iter().any(|(_, id)| Some(*id) != first) {
             return Ok(RowOutcome::Conflict(format!(
-                "matches more than one lead ({}); merge those leads first or split the row",
-                describe_owners(&owners)
+                "matches more than one lead ({}); update or delete one of {}, or split the row",
+                describe_owners(&owners),
+                lead_list(&owners)
             )));
         }
         let Some(id) = first else {
@@ -446,6 +448,10 @@ impl State {
         let mut lead = old.clone();
         if !draft.apply_to(&mut lead, self.plan.policy, now) {
             return Ok(RowOutcome::Skipped(id));
+        }
+        // Every row keeps the limits, but a merge accumulates tags and metadata keys.
+        if let Err(reason) = field_rules::check_merged(&old, &lead) {
+            return Ok(RowOutcome::Conflict(format!("would leave lead {id} over a limit: it {reason}")));
         }
         self.rewrite(&old, &lead)?;
         self.remember_original(&old);
@@ -607,6 +613,21 @@ impl State {
     }
 }
 
+/// "leads 3 and 7", "leads 3, 7 and 9": the distinct leads of `owners`, in order.
+fn lead_list(owners: &[(String, LeadId)]) -> String {
+    let mut ids: Vec<LeadId> = Vec::new();
+    for (_, id) in owners {
+        if !ids.contains(id) {
+            ids.push(*id);
+        }
+    }
+    let names: Vec<String> = ids.iter().map(LeadId::to_string).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("leads {} and {last}", rest.join(", ")),
+        _ => format!("lead {}", names.join("")),
+    }
+}
+
 #[async_trait]
 impl ImportSession for SqliteImport {
     fn preparer(&self) -> RowPreparer {
@@ -644,6 +665,13 @@ mod tests {
         let sizes: Vec<usize> = power_of_two_chunks(&items, 64).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, [64, 8, 2, 1]);
         assert!(power_of_two_chunks::<u32>(&[], 64).is_empty());
+    }
+
+    #[test]
+    fn conflicts_name_each_lead_once() {
+        let owners = |ids: &[LeadId]| ids.iter().map(|id| (format!("e:{id}@x.com"), *id)).collect::<Vec<_>>();
+        assert_eq!(lead_list(&owners(&[3, 7])), "leads 3 and 7");
+        assert_eq!(lead_list(&owners(&[3, 7, 3, 9])), "leads 3, 7 and 9");
     }
 
     #[test]
