@@ -10,6 +10,7 @@ pub mod error;
 pub mod export;
 pub mod import;
 pub mod lead;
+pub mod limits;
 pub mod normalize;
 pub mod phone;
 pub mod pipeline;

@@ -13,11 +13,18 @@
 //!   instead of a `json_each` table. Call [`register_functions`] on the connection first.
 //! - No user text is ever part of the SQL string: values, tests and metadata keys are `?N`
 //!   parameters, and nothing is a `LIKE` pattern, so `%` and `_` are plain text.
+//!
+//! Size stays within SQLite's limits for any rule validation accepts (`engine::limits`):
+//! a condition binds at most `MAX_PARAMS_PER_CONDITION` parameters (a long number list is one
+//! blob tested by `crm_in_int` / `crm_in_real`, a text list is one test spec), and a group is
+//! rendered as a balanced tree, nested same-operator groups flattened into it, because SQLite
+//! parses `a OR b OR c …` into a chain as deep as it is long and refuses chains over 1,000
+//! (`SQLITE_MAX_EXPR_DEPTH`).
 
 use super::ast::{Field, Operator, Rule};
 use super::eval::{NumberTest, Test, TextMatcher, compile};
 use super::relative_date::DateTest;
-use super::sql_functions::spec;
+use super::sql_functions::{number_list, spec};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
@@ -67,10 +74,8 @@ impl Builder {
 
     fn rule(&mut self, rule: &Rule) -> String {
         match rule {
-            Rule::And(children) if children.is_empty() => "1".into(),
-            Rule::Or(children) if children.is_empty() => "0".into(),
-            Rule::And(children) => self.group(children, " AND "),
-            Rule::Or(children) => self.group(children, " OR "),
+            Rule::And(children) => self.group(children, true),
+            Rule::Or(children) => self.group(children, false),
             Rule::Not(child) => format!("NOT ({})", self.rule(child)),
             Rule::Condition(c) => {
                 let test = compile(c, self.now);
@@ -79,9 +84,27 @@ impl Builder {
         }
     }
 
-    fn group(&mut self, children: &[Rule], joiner: &str) -> String {
-        let parts: Vec<String> = children.iter().map(|child| self.rule(child)).collect();
-        format!("({})", parts.join(joiner))
+    /// An AND (`and` true) or OR group. Children that are groups of the same operator are
+    /// flattened into it (an empty one is that operator's identity and adds nothing).
+    fn group(&mut self, children: &[Rule], and: bool) -> String {
+        let mut parts = Vec::new();
+        self.collect(children, and, &mut parts);
+        if parts.is_empty() {
+            return if and { "1" } else { "0" }.into();
+        }
+        balanced(&parts, if and { " AND " } else { " OR " })
+    }
+
+    /// Renders `children` into `parts`, descending into same-operator groups (at most
+    /// `MAX_DEPTH` levels, as validation guarantees).
+    fn collect(&mut self, children: &[Rule], and: bool, parts: &mut Vec<String>) {
+        for child in children {
+            match child {
+                Rule::And(inner) if and => self.collect(inner, and, parts),
+                Rule::Or(inner) if !and => self.collect(inner, and, parts),
+                other => parts.push(self.rule(other)),
+            }
+        }
     }
 
     fn condition(&mut self, field: &Field, test: &Test) -> String {
@@ -131,6 +154,12 @@ impl Builder {
             NumberTest::Compare(op, v) => format!("{column} {} {}", comparison(*op), self.bind(to_sql(*v))),
             NumberTest::OneOf(values) if values.is_empty() => "0".into(),
             NumberTest::NoneOf(values) if values.is_empty() => "1".into(),
+            NumberTest::OneOf(values) | NumberTest::NoneOf(values) if values.len() > SHORT_LIST => {
+                // One blob for the whole list, looked up by a Rust function (see `number_list`).
+                let not = if matches!(test, NumberTest::NoneOf(_)) { "NOT " } else { "" };
+                let (function, blob) = number_list(values, to_sql);
+                format!("{not}{function}({column}, {})", self.bind(SqlValue::Blob(blob)))
+            }
             NumberTest::OneOf(values) => format!("{column} IN ({})", self.bind_all(values, to_sql)),
             NumberTest::NoneOf(values) => format!("{column} NOT IN ({})", self.bind_all(values, to_sql)),
         }
@@ -149,6 +178,24 @@ impl Builder {
             DateTest::Outside(start, end) => format!("({} OR {})", one("<", start), one(">=", end)),
         }
     }
+}
+
+/// Number lists up to this long bind one parameter per value (`IN (?1, ?2)`, which reads well
+/// in `--explain`); longer ones bind a single blob, so no condition binds more than
+/// `MAX_PARAMS_PER_CONDITION` parameters.
+const SHORT_LIST: usize = 3;
+
+/// Groups up to this many terms are written flat; SQLite nests them `SHORT_GROUP - 1` deep.
+const SHORT_GROUP: usize = 4;
+
+/// `parts` joined by `joiner` as a balanced tree of parenthesised halves, so the expression
+/// SQLite builds is about log2(n) deep instead of n.
+fn balanced(parts: &[String], joiner: &str) -> String {
+    if parts.len() <= SHORT_GROUP {
+        return format!("({})", parts.join(joiner));
+    }
+    let (left, right) = parts.split_at(parts.len() / 2);
+    format!("({}{joiner}{})", balanced(left, joiner), balanced(right, joiner))
 }
 
 fn comparison(op: Operator) -> &'static str {
