@@ -17,3 +17,5 @@ mod export;
 mod import_options;
 #[path = "leads_cli/import_rows.rs"]
 mod import_rows;
+#[path = "leads_cli/limits.rs"]
+mod limits;

@@ -5,6 +5,8 @@ mod common;
 
 #[path = "segments_cli/export.rs"]
 mod export;
+#[path = "segments_cli/limits.rs"]
+mod limits;
 #[path = "segments_cli/manage.rs"]
 mod manage;
 #[path = "segments_cli/preview.rs"]

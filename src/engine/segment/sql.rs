@@ -212,6 +212,7 @@ fn comparison(op: Operator) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::segment::Value;
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-05-31T15:20:00Z").expect("valid").with_timezone(&Utc)
@@ -270,6 +271,66 @@ mod tests {
         let w = sql("total_spend > 500 or visits in [1, 2] or visits not in []");
         assert_eq!(w.sql, "(l.total_spend > ?1 OR l.visits IN (?2, ?3) OR 1)");
         assert_eq!(w.params, [SqlValue::Real(500.0), SqlValue::Integer(1), SqlValue::Integer(2)]);
+    }
+
+    /// Prepares and runs `rule`'s count on an empty leads table, as the store would.
+    fn runs_on_sqlite(rule: &Rule) -> rusqlite::Result<i64> {
+        let conn = Connection::open_in_memory()?;
+        register_functions(&conn)?;
+        conn.execute_batch(
+            "CREATE TABLE leads (id INTEGER PRIMARY KEY, name TEXT, emails TEXT, phones TEXT, total_spend REAL,
+             visits INTEGER, last_order_at INTEGER, tags TEXT, metadata TEXT, created_at INTEGER, updated_at INTEGER);
+             INSERT INTO leads VALUES (1, 'Ada', '[]', '[]', 2.5, 7, NULL, '[\"vip\"]', '{\"city\":\"x\"}', 0, 0);",
+        )?;
+        let w = to_sql(rule, now());
+        let sql = format!("SELECT count(*) FROM leads l WHERE {}", w.sql);
+        conn.query_row(&sql, rusqlite::params_from_iter(&w.params), |r| r.get(0))
+    }
+
+    #[test]
+    fn rules_at_the_size_limits_fit_sqlite() {
+        use crate::engine::limits::{MAX_LIST_VALUES, MAX_RULE_CONDITIONS};
+        let leaf = |i: usize| match i % 4 {
+            0 => format!("visits in [{i}, 1, 2, 3]"),
+            1 => format!("not city = \"c{i}\""),
+            2 => format!("last_order_at = \"2024-01-0{}\"", i % 9 + 1),
+            _ => format!("tags not in [\"t{i}\"]"),
+        };
+        // Wide: one OR of every condition (SQLite chains a flat OR as deep as it is long).
+        let wide = (0..MAX_RULE_CONDITIONS).map(leaf).collect::<Vec<_>>().join(" or ");
+        let rule = Rule::parse_text(&wide).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runs_on_sqlite(&rule).expect("runs"), 1);
+        // Deep and wide: 15 alternating `not (… or/and (…))` levels (two tree levels each), each
+        // with hundreds of conditions beside the next level.
+        let per_level = MAX_RULE_CONDITIONS / 15;
+        let mut deep = leaf(0);
+        for level in 0..15 {
+            let joiner = if level % 2 == 0 { " or " } else { " and " };
+            let siblings = (1..per_level).map(leaf).collect::<Vec<_>>().join(joiner);
+            deep = format!("not ({siblings}{joiner}({deep}))");
+        }
+        let rule = Rule::parse_text(&deep).unwrap_or_else(|e| panic!("{e}"));
+        assert!(rule.depth() >= 30 && rule.conditions() > 9_900, "{} {}", rule.depth(), rule.conditions());
+        runs_on_sqlite(&rule).expect("runs");
+        // Nested same-operator groups are flattened.
+        let visits = |n: i64| Rule::condition(Field::Visits, Operator::Eq, Value::Number(n.into()));
+        let mut nested = visits(7);
+        for _ in 0..31 {
+            nested = Rule::Or(vec![nested, visits(1)]);
+        }
+        let flat = Rule::Or(std::iter::once(visits(7)).chain((0..31).map(|_| visits(1))).collect());
+        assert_eq!(to_sql(&nested, now()), to_sql(&flat, now()));
+        assert_eq!(runs_on_sqlite(&nested).expect("runs"), 1);
+        // Long lists bind one parameter, and match exactly.
+        let many: Vec<Value> = (0..MAX_LIST_VALUES as i64).map(|i| Value::Number((i * 3 + 1).into())).collect();
+        let list = Rule::condition(Field::Visits, Operator::In, Value::List(many.clone()));
+        assert_eq!(to_sql(&list, now()).params.len(), 1);
+        assert_eq!(runs_on_sqlite(&list).expect("runs"), 1, "7 = 2 * 3 + 1");
+        let none = Rule::condition(Field::Visits, Operator::NotIn, Value::List(many));
+        assert_eq!(runs_on_sqlite(&none).expect("runs"), 0);
+        let texts: Vec<Value> = (0..MAX_LIST_VALUES).map(|i| Value::Text(format!("T{i}"))).collect();
+        let tags = Rule::condition(Field::Tags, Operator::In, Value::List(texts));
+        assert_eq!(runs_on_sqlite(&tags).expect("runs"), 0);
     }
 
     #[test]
