@@ -140,6 +140,8 @@ async fn create(ctx: &Context, campaigns: &dyn CampaignStore, args: CreateArgs, 
             .map_err(|e| crate::engine::Error::Input { path: path.display().to_string(), source: e })?,
         (None, None) => unreachable!("clap requires one of --template and --template-file"),
     };
+    let max_length = crate::engine::channel::max_length_for(&args.channel)
+        .ok_or_else(|| crate::engine::Error::Usage(format!("--channel: unknown channel {:?}", args.channel)))?;
     let store = ctx.store().await?;
     let segment = find_segment(store.as_ref(), &args.segment).await?;
     let campaign = create_campaign(
@@ -151,6 +153,7 @@ async fn create(ctx: &Context, campaigns: &dyn CampaignStore, args: CreateArgs, 
             channel: args.channel.clone(),
             created_by: args.created_by.clone(),
         },
+        max_length,
     )
     .await?;
     let preview = match args.preview_lead {

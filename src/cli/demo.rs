@@ -84,6 +84,7 @@ impl DemoCmd {
                 channel: "sim".into(),
                 created_by: Some("demo".into()),
             },
+            crate::engine::channel::max_length_for("sim").unwrap_or(4_096),
         )
         .await?;
         out.line(format!("Segment {} and campaign {} created: \"{template}\"", segment.id, campaign.id))?;

@@ -15,6 +15,14 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use thiserror::Error;
 
+/// The longest message body the channel named `name` accepts, in characters, for checking a
+/// campaign's template before any lead is read; `None` for a channel crm does not know.
+/// (A stand-in until channels have a registry: it must agree with each channel's
+/// [`Channel::max_length`].)
+pub fn max_length_for(name: &str) -> Option<usize> {
+    (name == "sim").then(|| sim::SimChannelOptions::default().max_length)
+}
+
 /// One message to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundMessage {

@@ -15,13 +15,16 @@ use chrono::Utc;
 /// Lead ids fetched per audience query.
 const ID_PAGE: usize = 50_000;
 
-/// Validates the template (unknown fields are refused with their line and column) and saves a
-/// DRAFT campaign for the segment.
-pub async fn create_campaign(campaigns: &dyn CampaignStore, new: NewCampaign) -> Result<Campaign> {
+/// Validates the template (unknown fields are refused with their line and column; an empty one,
+/// or one that could render longer than the channel's `max_length` characters, is refused too;
+/// see [`crate::engine::channel::max_length_for`]) and saves a DRAFT campaign for the segment.
+pub async fn create_campaign(campaigns: &dyn CampaignStore, new: NewCampaign, max_length: usize) -> Result<Campaign> {
     if new.name.trim().is_empty() {
         return Err(Error::Usage("a campaign needs a name".into()));
     }
-    Template::parse(&new.message_template).map_err(|e| Error::Usage(format!("template: {e}")))?;
+    Template::parse(&new.message_template)
+        .and_then(|t| t.check_sendable(max_length))
+        .map_err(|e| Error::Usage(format!("template: {e}")))?;
     campaigns.create_campaign(new).await
 }
 
