@@ -13,6 +13,8 @@ mod manage;
 mod preview;
 #[path = "segments_cli/rules.rs"]
 mod rules;
+#[path = "segments_cli/suggest.rs"]
+mod suggest;
 
 use common::Crm;
 use serde_json::Value;

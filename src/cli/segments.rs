@@ -139,6 +139,9 @@ impl SegmentsCmd {
             _ => None,
         };
         let store = ctx.store().await?;
+        if let Some(rule) = &rule {
+            check_fields(ctx, store.as_ref(), rule).await?;
+        }
         let mut out = Out::new();
         match self {
             SegmentsCmd::Create(args) => create(ctx, store.as_ref(), args, rule, &mut out).await?,
@@ -200,6 +203,20 @@ fn read_rule(source: &RuleSource) -> Result<Option<Rule>, Error> {
     }
     let text = String::from_utf8(bytes).map_err(|_| Error::Usage(format!("--ast {name}: the file is not UTF-8")))?;
     Rule::from_json(&text).map(Some).map_err(|e| Error::Usage(format!("--ast {name}: {e}")))
+}
+
+/// Refuses a rule whose metadata field is a likely typo ("did you mean …"); warns about other
+/// keys no lead has.
+async fn check_fields(ctx: &Context, store: &dyn Store, rule: &Rule) -> Result<(), Error> {
+    let advice = crate::engine::audience::check_fields(store, rule, Utc::now()).await?;
+    let refused: Vec<&str> = advice.iter().filter(|a| a.refuse).map(|a| a.message.as_str()).collect();
+    if !refused.is_empty() {
+        return Err(Error::Usage(format!("the rule: {}", refused.join("; "))));
+    }
+    if !ctx.global.quiet {
+        advice.iter().for_each(|a| eprintln!("warning: {}", a.message));
+    }
+    Ok(())
 }
 
 async fn create(

@@ -10,6 +10,7 @@
 
 use super::ast::{Condition, Field, MAX_DEPTH, Operator, Rule, Value};
 use super::error::RuleError;
+use super::suggest::built_in_like;
 use super::validate::{check_condition, child_path, empty_group, fields_expected, join, too_deep, too_many_conditions};
 use crate::engine::limits::MAX_RULE_CONDITIONS;
 use serde::ser::{SerializeMap, Serializer};
@@ -91,7 +92,8 @@ fn condition(object: &serde_json::Map<String, Json>, path: &str) -> Result<Condi
     };
     let name = text_of("field", &fields_expected())?;
     let field = Field::from_name(name).ok_or_else(|| {
-        RuleError::invalid(&join(path, "field"), format!("unknown field {name:?}"), fields_expected())
+        let hint = built_in_like(name).map(|f| format!(" (did you mean {f}?)")).unwrap_or_default();
+        RuleError::invalid(&join(path, "field"), format!("unknown field {name:?}{hint}"), fields_expected())
     })?;
     let operators = Operator::ALL.map(Operator::json_name).join(", ");
     let op_name = text_of("operator", &operators)?;

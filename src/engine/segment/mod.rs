@@ -31,6 +31,7 @@ mod record;
 pub mod relative_date;
 pub mod sql;
 mod sql_functions;
+mod suggest;
 mod validate;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::engine::limits::{MAX_RULE_FILE_BYTES, MAX_RULE_TEXT_BYTES};
 pub use ast::{Condition, Field, FieldKind, MAX_DEPTH, Operator, Rule, Value, is_valid_metadata_key};
 pub use error::{RuleError, TextError};
 pub use record::{MAX_NAME_CHARS, NewSegment, Segment, SegmentId, check_name, name_key};
+pub use suggest::{Advice, metadata_fields, suggest};
 
 impl Rule {
     /// Loads a rule from its stored JSON form, validating it; errors carry the JSON path.

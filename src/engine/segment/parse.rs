@@ -27,6 +27,7 @@
 
 use super::ast::{Condition, Field, MAX_DEPTH, METADATA_PREFIX, Operator, Rule, Value};
 use super::error::RuleError;
+use super::suggest::built_in_like;
 use super::validate::{Spot, TOO_MANY_EXPECTED, check_condition, fields_expected, too_many_message};
 use crate::engine::limits::MAX_RULE_CONDITIONS;
 
@@ -217,7 +218,8 @@ impl Parser<'_> {
             };
             let mut message = p.message;
             if let (true, Field::Metadata(key)) = (bare_key && p.spot != Spot::Field, &c.field) {
-                message.push_str(&format!(" ({key} is not a built-in field, so it is read as metadata.{key})"));
+                let hint = built_in_like(key).map(|f| format!("; did you mean {f}?")).unwrap_or_default();
+                message.push_str(&format!(" ({key} is not a built-in field, so it is read as metadata.{key}{hint})"));
             }
             self.error(at, message, p.expected)
         })?;
