@@ -321,3 +321,28 @@ fn pause_stops_sends_within_a_second_and_resume_finishes_once() {
         assert!(kinds.contains(&kind), "no {kind} heartbeat: {beats}");
     }
 }
+
+#[test]
+fn empty_templates_and_templates_that_can_outgrow_the_channel_are_refused() {
+    let crm = Crm::new();
+    write_leads(&crm, 3);
+    crm.json(&["segments", "create", "all", "--rule", "visits >= 0"], 0);
+    for empty in ["", "   \n\t "] {
+        let out = crm.run(&["campaigns", "create", "x", "--segment", "all", "--template", empty]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(common::stderr(&out).contains("the template is empty"), "{}", describe(&out));
+    }
+    // 3,100 characters of text and a metadata value (up to 1,000): past sim's 4,096.
+    let long = format!("{} {{{{metadata.note}}}}", "x".repeat(3_100));
+    let out = crm.run(&["campaigns", "create", "x", "--segment", "all", "--template", &long]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = common::stderr(&out);
+    assert!(err.contains("can reach 4101 characters") && err.contains("at most 4096"), "{err}");
+    assert!(err.contains("metadata.note up to 1000"), "{err}");
+    let file = crm.write("t.txt", format!("{} {{{{name}}}}", "x".repeat(3_000)));
+    let ok = crm
+        .json(&["campaigns", "create", "x", "--segment", "all", "--template-file", file.to_str().expect("utf-8")], 0);
+    assert_eq!(ok["status"], "DRAFT", "{ok}");
+    let list = crm.json(&["campaigns", "list"], 0);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "only the fitting template made a campaign: {list}");
+}

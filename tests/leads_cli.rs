@@ -21,3 +21,5 @@ mod import_options;
 mod import_rows;
 #[path = "leads_cli/import_values.rs"]
 mod import_values;
+#[path = "leads_cli/limits.rs"]
+mod limits;

@@ -5,12 +5,16 @@ mod common;
 
 #[path = "segments_cli/export.rs"]
 mod export;
+#[path = "segments_cli/limits.rs"]
+mod limits;
 #[path = "segments_cli/manage.rs"]
 mod manage;
 #[path = "segments_cli/preview.rs"]
 mod preview;
 #[path = "segments_cli/rules.rs"]
 mod rules;
+#[path = "segments_cli/suggest.rs"]
+mod suggest;
 
 use common::Crm;
 use serde_json::Value;

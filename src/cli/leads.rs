@@ -467,12 +467,23 @@ async fn list(ctx: &Context, app: &App, args: ListArgs, out: &mut Out) -> anyhow
         return Err(Error::Usage("--csv and --json cannot be used together; pick one".into()).into());
     }
     let limit = args.limit as usize;
+    // (page - 1) × limit must neither overflow nor reach SQLite as an absurd OFFSET.
+    let max = crate::engine::limits::MAX_LIST_OFFSET;
+    let offset = (args.page - 1).checked_mul(args.limit).filter(|o| *o <= max).ok_or_else(|| {
+        Error::Usage(format!(
+            "--page {} is past the last page crm lists: with --limit {} the highest page is {} \
+             ((page - 1) × limit is at most {max})",
+            args.page,
+            args.limit,
+            max / args.limit + 1
+        ))
+    })?;
     let query = LeadQuery {
         filter: args.filter.into(),
         sort: args.sort.into(),
         desc: args.desc,
         limit: Some(limit),
-        offset: (args.page as usize - 1).saturating_mul(limit),
+        offset: offset as usize,
     };
     let leads = app.list_leads(&query).await?;
     if ctx.global.json {

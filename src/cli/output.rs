@@ -70,6 +70,9 @@ pub fn escape_controls(text: &str) -> String {
         .collect()
 }
 
+/// The widest a cell is printed when the terminal width is unknown.
+pub const MAX_CELL_WIDTH: usize = 80;
+
 /// A column: its header and whether it may be cut to fit (otherwise it keeps its width).
 pub struct Column {
     pub header: &'static str,
@@ -92,11 +95,14 @@ impl Table {
     }
 
     /// The lines of the table; with `width`, flexible columns are cut (with `…`) to fit.
+    /// Without one (stdout is not a terminal), a cell is cut at [`MAX_CELL_WIDTH`] columns, so a
+    /// 10 MB name prints as one short line; `--json` and `--csv` carry full values.
     pub fn render(&self, width: Option<usize>) -> Vec<String> {
+        let cap = width.unwrap_or(MAX_CELL_WIDTH);
         let mut widths: Vec<usize> = self.columns.iter().map(|c| c.header.width()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.width());
+                *w = (*w).max(cell.width().min(cap));
             }
         }
         if let Some(limit) = width {
@@ -178,6 +184,16 @@ mod tests {
         let full = table().render(None);
         assert!(full[1].contains("\\u{1b}[31m"), "{full:?}");
         assert!(!full[1].contains('\x1b'));
+    }
+
+    #[test]
+    fn cells_are_capped_without_a_terminal() {
+        let mut t = table();
+        t.push(vec!["2".into(), "n".repeat(1_000_000)]);
+        let lines = t.render(None);
+        assert_eq!(lines[2].width(), 2 + 2 + MAX_CELL_WIDTH, "{}", &lines[2][..100]);
+        assert!(lines[2].ends_with('…'));
+        assert!(t.render(Some(40)).iter().all(|l| l.width() <= 40));
     }
 
     #[test]

@@ -142,6 +142,14 @@ impl SegmentsCmd {
         };
         let access = if matches!(self, SegmentsCmd::Create(_)) { Access::CreateIfMissing } else { Access::Existing };
         let app = ctx.app(access).await?;
+        if let Some(rule) = &rule {
+            // A likely typo is refused ("did you mean …"); other unknown keys are warned about.
+            for warning in app.check_rule_fields(rule).await? {
+                if !ctx.global.quiet {
+                    say!("warning: {warning}");
+                }
+            }
+        }
         let mut out = Out::new();
         match self {
             SegmentsCmd::Create(args) => create(ctx, &app, args, rule, &mut out).await?,
@@ -171,21 +179,36 @@ impl SegmentsCmd {
     }
 }
 
-/// The rule `source` gives, if any; a rule that does not parse is a usage error.
+/// The rule `source` gives, if any; a rule that does not parse, or is over the size limits
+/// (checked before parsing; a file is never read past its limit), is a usage error.
 fn read_rule(source: &RuleSource) -> Result<Option<Rule>, Error> {
+    use crate::engine::limits::{MAX_RULE_FILE_BYTES, MAX_RULE_TEXT_BYTES};
     if let Some(text) = &source.rule {
+        if text.len() > MAX_RULE_TEXT_BYTES {
+            return Err(Error::Usage(format!(
+                "--rule: the rule is {} bytes; at most {MAX_RULE_TEXT_BYTES} are accepted",
+                text.len()
+            )));
+        }
         return Rule::parse_any(text).map(Some).map_err(|e| Error::Usage(format!("--rule: {e}")));
     }
     let Some(path) = &source.ast else { return Ok(None) };
-    let (name, text) = if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| Error::Input { path: "stdin".into(), source: e })?;
-        ("stdin".to_string(), text)
+    let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
+        ("stdin".to_string(), Box::new(std::io::stdin()))
     } else {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Input { path: name.clone(), source: e })?;
-        (name, text)
+        let file = std::fs::File::open(path).map_err(|e| Error::Input { path: name.clone(), source: e })?;
+        (name, Box::new(file))
     };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_RULE_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Input { path: name.clone(), source: e })?;
+    if bytes.len() > MAX_RULE_FILE_BYTES {
+        return Err(Error::Usage(format!("--ast {name}: the file is over {MAX_RULE_FILE_BYTES} bytes, the limit")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| Error::Usage(format!("--ast {name}: the file is not UTF-8")))?;
     Rule::from_json(&text).map(Some).map_err(|e| Error::Usage(format!("--ast {name}: {e}")))
 }
 

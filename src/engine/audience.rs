@@ -8,7 +8,7 @@
 use crate::engine::error::{Error, Result};
 use crate::engine::export::write_pages;
 use crate::engine::lead::Lead;
-use crate::engine::segment::{Rule, Segment};
+use crate::engine::segment::{Advice, Field, Operator, Rule, Segment, Value, metadata_fields, suggest};
 use crate::engine::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -33,6 +33,20 @@ pub async fn preview(store: &dyn Store, rule: &Rule, now: DateTime<Utc>, sample:
     let count =
         if sample > 0 && leads.len() < sample { leads.len() as u64 } else { store.count_matching(rule, now).await? };
     Ok(Preview { count, sample: leads })
+}
+
+/// "Did you mean" advice on the metadata keys `rule` names that no stored lead has (see
+/// `segment::suggest`). A rule without metadata fields costs nothing, and one whose keys all
+/// exist one short query per key (the first lead having it ends the search); only a missing
+/// key pays for the list of every key in use.
+pub async fn check_fields(store: &dyn Store, rule: &Rule, now: DateTime<Utc>) -> Result<Vec<Advice>> {
+    for key in metadata_fields(rule) {
+        let has_key = Rule::condition(Field::Metadata(key), Operator::Contains, Value::Text(String::new()));
+        if store.sample_matching(&has_key, now, 1).await?.is_empty() {
+            return Ok(suggest(rule, &store.metadata_keys().await?));
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// The segment a user named: an id (digits only) or a name, ignoring case.

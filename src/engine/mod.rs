@@ -13,6 +13,7 @@ pub mod field_rules;
 pub mod files;
 pub mod import;
 pub mod lead;
+pub mod limits;
 pub mod normalize;
 pub mod phone;
 pub mod pipeline;

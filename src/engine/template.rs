@@ -12,11 +12,17 @@
 //! `total_spend` with two decimals (`1234.50`), `visits` as a whole number, `last_order_at` as a
 //! date (`2024-05-01`, UTC). `email` and `phone` are the lead's first ones.
 //!
+//! A campaign's template must also fit its channel for every lead: [`Template::check_sendable`]
+//! refuses an empty template and one whose longest rendering (literal text plus, for each
+//! placeholder, the longest value its field may hold, `engine::limits`) exceeds the channel's
+//! maximum length, at create time rather than at the ten-thousandth send.
+//!
 //! Braces: `{{` opens a placeholder and `}}` closes it; a `}}` outside a placeholder, or a `{{`
 //! that is never closed (or opens inside another), is an error. Single `{` and `}` are plain
 //! text. There is no escape for a literal `{{`.
 
 use crate::engine::lead::Lead;
+use crate::engine::limits;
 use crate::engine::segment::is_valid_metadata_key;
 use std::fmt;
 use thiserror::Error;
@@ -64,6 +70,19 @@ impl Field {
         BUILT_IN.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone())
     }
 
+    /// The most characters this field's value can render as (see `engine::limits`).
+    fn max_chars(&self) -> usize {
+        match self {
+            Field::Name | Field::FirstName => limits::MAX_NAME_CHARS,
+            Field::TotalSpend => limits::MAX_AMOUNT_CHARS,
+            Field::Visits => limits::MAX_WHOLE_NUMBER_CHARS,
+            Field::LastOrderAt => limits::MAX_DATE_CHARS,
+            Field::Email => limits::MAX_EMAIL_CHARS,
+            Field::Phone => limits::MAX_PHONE_CHARS,
+            Field::Metadata(_) => limits::MAX_METADATA_VALUE_CHARS,
+        }
+    }
+
     /// The value of this field for `lead`, `None` when the lead has none.
     fn value(&self, lead: &Lead) -> Option<String> {
         let text = match self {
@@ -107,6 +126,13 @@ pub enum TemplateError {
     UnexpectedClose { line: usize, column: usize },
     #[error("the message is {length} characters long; this channel allows at most {max}")]
     TooLong { length: usize, max: usize },
+    #[error("the template is empty; write the message to send, e.g. \"Hi {{{{first_name|there}}}}!\"")]
+    Empty,
+    #[error(
+        "the message can reach {bound} characters for some leads ({breakdown}); this channel allows at most {max}: \
+         shorten the text or use fewer long fields"
+    )]
+    MayBeTooLong { bound: usize, max: usize, breakdown: String },
 }
 
 /// One `{{field|default}}`.
@@ -188,6 +214,31 @@ impl Template {
         out
     }
 
+    /// The longest message this template can render, in characters: its text plus, for each
+    /// placeholder, the longer of its default and the longest value its field may hold.
+    pub fn max_rendered_length(&self) -> usize {
+        self.parts.iter().map(part_max_chars).sum()
+    }
+
+    /// Refuses a template that is empty (or only whitespace), or that could render longer
+    /// than `max_length` characters for some lead.
+    pub fn check_sendable(&self, max_length: usize) -> Result<(), TemplateError> {
+        if self.source.trim().is_empty() {
+            return Err(TemplateError::Empty);
+        }
+        let bound = self.max_rendered_length();
+        if bound <= max_length {
+            return Ok(());
+        }
+        let text: usize = self.parts.iter().filter(|p| matches!(p, Part::Text(_))).map(part_max_chars).sum();
+        let mut breakdown = vec![format!("{text} of text")];
+        breakdown.extend(
+            self.placeholders()
+                .map(|slot| format!("{} up to {}", slot.field, part_max_chars(&Part::Slot(slot.clone())))),
+        );
+        Err(TemplateError::MayBeTooLong { bound, max: max_length, breakdown: breakdown.join(", ") })
+    }
+
     /// The distinct fields the template uses, in order of first appearance (for previews).
     pub fn fields(&self) -> Vec<&Field> {
         let mut seen: Vec<&Field> = Vec::new();
@@ -219,6 +270,13 @@ impl fmt::Display for Template {
 pub fn check_length(rendered: &str, max: usize) -> Result<(), TemplateError> {
     let length = rendered.chars().count();
     if length > max { Err(TemplateError::TooLong { length, max }) } else { Ok(()) }
+}
+
+fn part_max_chars(part: &Part) -> usize {
+    match part {
+        Part::Text(text) => text.chars().count(),
+        Part::Slot(slot) => slot.field.max_chars().max(slot.default.as_deref().map_or(0, |d| d.chars().count())),
+    }
 }
 
 fn push_text(parts: &mut Vec<Part>, text: &str) {
@@ -401,6 +459,23 @@ mod tests {
         assert_eq!(render("", &lead()), "");
         assert_eq!(render("plain ✓", &lead()), "plain ✓");
         assert!(Template::parse("plain").expect("valid").fields().is_empty());
+    }
+
+    #[test]
+    fn sendable_templates_are_not_empty_and_fit_the_channel() {
+        let t = |text: &str| Template::parse(text).expect("valid");
+        assert_eq!(t("").check_sendable(4_096), Err(TemplateError::Empty));
+        assert_eq!(t(" \n\t ").check_sendable(4_096), Err(TemplateError::Empty));
+        assert_eq!(t("Hi {{first_name|there}}!").max_rendered_length(), 4 + 200);
+        let default = "x".repeat(300);
+        assert_eq!(t(&format!("{{{{phone|{default}}}}}")).max_rendered_length(), 300, "a long default counts");
+        let fits = format!("{}{{{{metadata.note}}}}", "a".repeat(4_096 - 1_000));
+        assert_eq!(t(&fits).check_sendable(4_096), Ok(()));
+        let err = t(&format!("{fits}{{{{name}}}}")).check_sendable(4_096).expect_err("too long");
+        assert_eq!(
+            err.to_string(),
+            "the message can reach 4296 characters for some leads (3096 of text, metadata.note up to 1000, name up to 200); this channel allows at most 4096: shorten the text or use fewer long fields"
+        );
     }
 
     #[test]

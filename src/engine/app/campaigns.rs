@@ -25,8 +25,9 @@ pub struct CreatedCampaign {
 }
 
 impl App {
-    /// Validates the template against the campaign's channel account, the segment and the
-    /// preview lead, and only then saves a DRAFT campaign.
+    /// Validates the template against the campaign's channel account (fields, and the longest
+    /// rendering against the account's maximum length), the segment and the preview lead, and
+    /// only then saves a DRAFT campaign.
     pub async fn create_campaign(
         &self,
         name: &str,
@@ -36,7 +37,7 @@ impl App {
         created_by: Option<String>,
         preview_lead: Option<i64>,
     ) -> Result<CreatedCampaign> {
-        self.channels().await?.require(channel)?;
+        let max_length = self.channels().await?.require(channel)?.channel.max_length();
         let segment = self.find_segment(segment).await?;
         let parsed = Template::parse(&template).map_err(|e| Error::Usage(format!("template: {e}")))?;
         let preview = match preview_lead {
@@ -56,7 +57,7 @@ impl App {
             channel: channel.to_string(),
             created_by: created_by.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()),
         };
-        let campaign = launch::create_campaign(self.campaign_store(), new).await?;
+        let campaign = launch::create_campaign(self.campaign_store(), new, max_length).await?;
         Ok(CreatedCampaign { campaign, segment_name: segment.name, preview })
     }
 

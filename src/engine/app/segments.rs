@@ -79,6 +79,18 @@ impl App {
         Ok(segment)
     }
 
+    /// Checks a rule's fields against the data: a likely typo of a field or metadata key is
+    /// refused with "did you mean …" (as a usage error); the warnings returned name metadata
+    /// keys no lead has, for the front end to show.
+    pub async fn check_rule_fields(&self, rule: &Rule) -> Result<Vec<String>> {
+        let advice = audience::check_fields(self.leads_store(), rule, Utc::now()).await?;
+        let refused: Vec<&str> = advice.iter().filter(|a| a.refuse).map(|a| a.message.as_str()).collect();
+        if !refused.is_empty() {
+            return Err(Error::Usage(format!("the rule: {}", refused.join("; "))));
+        }
+        Ok(advice.into_iter().map(|a| a.message).collect())
+    }
+
     /// How many leads `rule` matches now.
     pub async fn count_matching(&self, rule: &Rule) -> Result<u64> {
         self.leads_store().count_matching(rule, Utc::now()).await

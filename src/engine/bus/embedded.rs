@@ -113,7 +113,7 @@ impl EmbeddedBus {
         })
         .await
         .map_err(|e| Error::store(&describe, e))?
-        .map_err(|e| Error::store(&describe, e))?;
+        .map_err(|e| Error::sqlite(&describe, &e))?;
         Ok(EmbeddedBus { path, conn: Arc::new(Mutex::new(conn)), clock })
     }
 
@@ -130,7 +130,7 @@ impl EmbeddedBus {
         let err_describe = describe.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().map_err(|_| Error::store(&describe, "connection poisoned"))?;
-            f(&mut guard, clock.as_ref()).map_err(|e| Error::store(&describe, e))
+            f(&mut guard, clock.as_ref()).map_err(|e| Error::sqlite(&describe, &e))
         })
         .await
         .map_err(|e| Error::store(err_describe, e))?

@@ -15,9 +15,10 @@ use chrono::Utc;
 /// Lead ids fetched per audience query.
 const ID_PAGE: usize = 50_000;
 
-/// Validates the template (unknown fields are refused with their line and column) and saves a
-/// DRAFT campaign for the segment.
-pub async fn create_campaign(campaigns: &dyn CampaignStore, new: NewCampaign) -> Result<Campaign> {
+/// Validates the template (unknown fields are refused with their line and column; an empty one,
+/// or one that could render longer than the channel's `max_length` characters, is refused too)
+/// and saves a DRAFT campaign for the segment.
+pub async fn create_campaign(campaigns: &dyn CampaignStore, new: NewCampaign, max_length: usize) -> Result<Campaign> {
     let name = new.name.trim();
     if name.is_empty() {
         return Err(Error::Usage("a campaign needs a name".into()));
@@ -27,7 +28,9 @@ pub async fn create_campaign(campaigns: &dyn CampaignStore, new: NewCampaign) ->
             "'{name}' would read as a campaign id; add a letter (e.g. 'campaign-{name}')"
         )));
     }
-    Template::parse(&new.message_template).map_err(|e| Error::Usage(format!("template: {e}")))?;
+    Template::parse(&new.message_template)
+        .and_then(|t| t.check_sendable(max_length))
+        .map_err(|e| Error::Usage(format!("template: {e}")))?;
     campaigns.create_campaign(new).await
 }
 

@@ -146,7 +146,9 @@ impl Field {
 /// Whether `key` can name a metadata column: letters, digits and `_`, as imports produce them.
 /// Restricting keys keeps them safe as MongoDB paths and as SQLite JSON paths.
 pub fn is_valid_metadata_key(key: &str) -> bool {
-    !key.is_empty() && key.chars().count() <= 64 && key.chars().all(|c| c.is_alphanumeric() || c == '_')
+    !key.is_empty()
+        && key.chars().count() <= crate::engine::limits::MAX_METADATA_KEY_CHARS
+        && key.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 impl FieldKind {
@@ -275,6 +277,15 @@ impl Rule {
             Rule::Condition(_) => 1,
             Rule::Not(child) => 1 + child.depth(),
             Rule::And(children) | Rule::Or(children) => 1 + children.iter().map(Rule::depth).max().unwrap_or(0),
+        }
+    }
+
+    /// The number of conditions (leaves) in the tree.
+    pub fn conditions(&self) -> usize {
+        match self {
+            Rule::Condition(_) => 1,
+            Rule::Not(child) => child.conditions(),
+            Rule::And(children) | Rule::Or(children) => children.iter().map(Rule::conditions).sum(),
         }
     }
 

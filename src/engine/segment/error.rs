@@ -73,6 +73,9 @@ impl RuleError {
     }
 }
 
+/// The most characters of a rule's line an error shows.
+const WINDOW: usize = 100;
+
 impl std::fmt::Display for TextError {
     /// ```text
     /// unknown operator ">>" at column 13:
@@ -81,9 +84,15 @@ impl std::fmt::Display for TextError {
     /// ```
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Tabs and control characters would shift the caret; show them as spaces.
-        let shown: String = self.line_text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        let before: String = shown.chars().take(self.column.saturating_sub(1)).collect();
-        let pad = " ".repeat(before.width());
+        let chars: Vec<char> = self.line_text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        // A long line (a generated rule) shows a window around the column, not the whole line.
+        let at = self.column.saturating_sub(1).min(chars.len());
+        let start = at.saturating_sub(WINDOW / 2);
+        let end = chars.len().min(start + WINDOW);
+        let (open, close) = (if start > 0 { "…" } else { "" }, if end < chars.len() { "…" } else { "" });
+        let shown = format!("{open}{}{close}", chars[start..end].iter().collect::<String>());
+        let before: String = chars[start..at].iter().collect();
+        let pad = " ".repeat(open.width() + before.width());
         if self.line > 1 {
             write!(f, "{} at line {}, column {}:", self.message, self.line, self.column)?;
         } else {
@@ -118,6 +127,17 @@ mod tests {
     fn an_error_past_the_end_points_after_the_text() {
         let err = RuleError::text("visits >", 8, "missing value", "a number");
         assert!(err.to_string().ends_with("  visits >\n          ^ expected a number"), "{err}");
+    }
+
+    #[test]
+    fn long_lines_show_a_window_around_the_column() {
+        let line = format!("{}visits >> 1{}", "a = 1 or ".repeat(1_000), " or b = 2".repeat(1_000));
+        let at = line.find(">>").expect("there") + 1;
+        let err = RuleError::text(&line, at, "bad", "a value").to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[1].starts_with("  …") && lines[1].ends_with('…') && lines[1].chars().count() < 110, "{err}");
+        let caret = lines[2].find('^').expect("caret");
+        assert_eq!(lines[1].chars().nth(caret), Some('>'), "{err}");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 
 use super::ast::{Condition, Field, MAX_DEPTH, Operator, Rule, Value};
 use super::error::RuleError;
-use super::validate::{check_condition, child_path, empty_group, fields_expected, join, too_deep};
+use super::suggest::built_in_like;
+use super::validate::{check_condition, child_path, empty_group, fields_expected, join, too_deep, too_many_conditions};
+use crate::engine::limits::MAX_RULE_CONDITIONS;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value as Json;
@@ -25,10 +27,12 @@ pub(crate) fn rule_from_json(text: &str) -> Result<Rule, RuleError> {
 
 /// Converts and validates an already parsed JSON rule.
 pub(crate) fn rule_from_value(json: &Json) -> Result<Rule, RuleError> {
-    node(json, "", 1)
+    node(json, "", 1, &mut 0)
 }
 
-fn node(json: &Json, path: &str, depth: usize) -> Result<Rule, RuleError> {
+/// The rule at `path`; `seen` counts the conditions converted so far, so an oversized tree is
+/// refused at the first condition past the limit.
+fn node(json: &Json, path: &str, depth: usize, seen: &mut usize) -> Result<Rule, RuleError> {
     if depth > MAX_DEPTH {
         return Err(too_deep(path));
     }
@@ -49,8 +53,8 @@ fn node(json: &Json, path: &str, depth: usize) -> Result<Rule, RuleError> {
             }
             None => return Err(RuleError::invalid(&join(path, "children"), "children is missing", "a list of rules")),
         };
-        let convert = |items: &[Json]| -> Result<Vec<Rule>, RuleError> {
-            items.iter().enumerate().map(|(i, child)| node(child, &child_path(path, i), depth + 1)).collect()
+        let mut convert = |items: &[Json]| -> Result<Vec<Rule>, RuleError> {
+            items.iter().enumerate().map(|(i, child)| node(child, &child_path(path, i), depth + 1, seen)).collect()
         };
         return match op.to_ascii_uppercase().as_str() {
             "AND" | "OR" if children.is_empty() => Err(empty_group(path, &op.to_ascii_uppercase())),
@@ -66,7 +70,13 @@ fn node(json: &Json, path: &str, depth: usize) -> Result<Rule, RuleError> {
         };
     }
     match object.get("type").map(|t| t.as_str()) {
-        Some(Some("condition")) => condition(object, path).map(Rule::Condition),
+        Some(Some("condition")) => {
+            *seen += 1;
+            if *seen > MAX_RULE_CONDITIONS {
+                return Err(too_many_conditions(path));
+            }
+            condition(object, path).map(Rule::Condition)
+        }
         Some(_) => Err(RuleError::invalid(&join(path, "type"), "unknown node type", "\"condition\"")),
         None => Err(RuleError::invalid(path, "the object has neither \"op\" nor \"type\"", NODE_EXPECTED)),
     }
@@ -82,7 +92,8 @@ fn condition(object: &serde_json::Map<String, Json>, path: &str) -> Result<Condi
     };
     let name = text_of("field", &fields_expected())?;
     let field = Field::from_name(name).ok_or_else(|| {
-        RuleError::invalid(&join(path, "field"), format!("unknown field {name:?}"), fields_expected())
+        let hint = built_in_like(name).map(|f| format!(" (did you mean {f}?)")).unwrap_or_default();
+        RuleError::invalid(&join(path, "field"), format!("unknown field {name:?}{hint}"), fields_expected())
     })?;
     let operators = Operator::ALL.map(Operator::json_name).join(", ");
     let op_name = text_of("operator", &operators)?;

@@ -32,6 +32,7 @@ mod record;
 pub mod relative_date;
 pub mod sql;
 mod sql_functions;
+mod suggest;
 mod validate;
 
 #[cfg(test)]
@@ -39,13 +40,17 @@ mod proptests;
 #[cfg(test)]
 mod text_tests;
 
+use crate::engine::limits::{MAX_RULE_FILE_BYTES, MAX_RULE_TEXT_BYTES};
 pub use ast::{Condition, Field, FieldKind, MAX_DEPTH, Operator, Rule, Value, is_valid_metadata_key};
 pub use error::{RuleError, TextError};
 pub use record::{MAX_NAME_CHARS, NewSegment, Segment, SegmentId, check_name, name_key};
+pub use suggest::{Advice, metadata_fields, suggest};
 
 impl Rule {
     /// Loads a rule from its stored JSON form, validating it; errors carry the JSON path.
+    /// Text over [`MAX_RULE_FILE_BYTES`] is refused before parsing.
     pub fn from_json(text: &str) -> Result<Rule, RuleError> {
+        check_size(text, MAX_RULE_FILE_BYTES)?;
         json::rule_from_json(text)
     }
 
@@ -54,8 +59,10 @@ impl Rule {
         json::rule_from_value(json)
     }
 
-    /// Parses and validates the text form; errors carry the line and column.
+    /// Parses and validates the text form; errors carry the line and column. Text over
+    /// [`MAX_RULE_TEXT_BYTES`] is refused before parsing.
     pub fn parse_text(text: &str) -> Result<Rule, RuleError> {
+        check_size(text, MAX_RULE_TEXT_BYTES)?;
         parse::parse_rule(text)
     }
 
@@ -78,6 +85,18 @@ impl Rule {
     pub fn validate(&self) -> Result<(), RuleError> {
         validate::validate_tree(self)
     }
+}
+
+/// Refuses rule input over `limit` bytes, before any parsing allocates for it.
+fn check_size(text: &str, limit: usize) -> Result<(), RuleError> {
+    if text.len() <= limit {
+        return Ok(());
+    }
+    Err(RuleError::invalid(
+        "",
+        format!("the rule is {} bytes, over the limit of {limit}", text.len()),
+        "a smaller rule",
+    ))
 }
 
 impl std::fmt::Display for Rule {

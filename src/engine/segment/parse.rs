@@ -21,10 +21,15 @@
 //!
 //! Written as a hand-rolled recursive descent over characters so that every error knows its
 //! column, and so that context decides what a word is (a field, a keyword or an operator).
+//! Only parentheses and `not` recurse (at most [`MAX_NESTING`] deep); a chain of `and` or
+//! `or` is a loop, so a rule of any length cannot exhaust the stack, and parsing stops at the
+//! condition past [`MAX_RULE_CONDITIONS`].
 
 use super::ast::{Condition, Field, MAX_DEPTH, METADATA_PREFIX, Operator, Rule, Value};
 use super::error::RuleError;
-use super::validate::{Spot, check_condition, fields_expected};
+use super::suggest::built_in_like;
+use super::validate::{Spot, TOO_MANY_EXPECTED, check_condition, fields_expected, too_many_message};
+use crate::engine::limits::MAX_RULE_CONDITIONS;
 
 /// How deep parentheses and `not`s may nest while parsing. Redundant parentheses add no depth
 /// to the tree, so this separate bound keeps input like `((((…` from exhausting the stack.
@@ -35,7 +40,7 @@ const JOINER_EXPECTED: &str = "and, or, or the end of the rule";
 
 /// Parses and validates a text rule.
 pub(crate) fn parse_rule(text: &str) -> Result<Rule, RuleError> {
-    let mut parser = Parser { source: text, chars: text.chars().collect(), pos: 0, nesting: 0 };
+    let mut parser = Parser { source: text, chars: text.chars().collect(), pos: 0, nesting: 0, conditions: 0 };
     parser.skip_ws();
     if parser.at_end() {
         return Err(parser.error(0, "the rule is empty", "a condition such as total_spend > 500"));
@@ -60,6 +65,8 @@ struct Parser<'a> {
     chars: Vec<char>,
     pos: usize,
     nesting: usize,
+    /// Conditions parsed so far.
+    conditions: usize,
 }
 
 fn is_word_char(c: char) -> bool {
@@ -190,6 +197,10 @@ impl Parser<'_> {
 
     fn condition(&mut self) -> Result<Node, RuleError> {
         let field_at = self.pos;
+        self.conditions += 1;
+        if self.conditions > MAX_RULE_CONDITIONS {
+            return Err(self.error(field_at, too_many_message(), TOO_MANY_EXPECTED));
+        }
         let (field, bare_key) = self.field()?;
         self.skip_ws();
         let op_at = self.pos;
@@ -207,7 +218,8 @@ impl Parser<'_> {
             };
             let mut message = p.message;
             if let (true, Field::Metadata(key)) = (bare_key && p.spot != Spot::Field, &c.field) {
-                message.push_str(&format!(" ({key} is not a built-in field, so it is read as metadata.{key})"));
+                let hint = built_in_like(key).map(|f| format!("; did you mean {f}?")).unwrap_or_default();
+                message.push_str(&format!(" ({key} is not a built-in field, so it is read as metadata.{key}{hint})"));
             }
             self.error(at, message, p.expected)
         })?;

@@ -9,16 +9,23 @@
 //! - `crm_match(text, spec)`: 1 when the text passes the test, else 0.
 //! - `crm_any(list, spec)`: 1 when any string of a JSON array passes.
 //! - `crm_meta(object, key, spec)`: NULL when the JSON object lacks `key`, else 1 or 0.
+//! - `crm_in_int(number, list)` / `crm_in_real(number, list)`: 1 when the number is in
+//!   `list`, a blob of little-endian `i64` / `f64` values (exact, unlike decimal text), which
+//!   is how a long `in [...]` on visits or total_spend binds one parameter instead of one per
+//!   value (SQLite allows 32,766 parameters a statement).
 //!
 //! `spec` is the positive test as JSON, values already lower-cased: `["=", v]`,
 //! `["contains", v]` or `["in", v, …]`. It is bound as a parameter, so SQLite keeps the parsed
-//! test for the whole statement (auxiliary data) instead of parsing it again for every lead.
+//! test for the whole statement (auxiliary data) instead of parsing it again for every lead;
+//! a long `in` list is kept as a hash set and a number list sorted, so a 100,000-value list
+//! costs one lookup per lead, not 100,000 comparisons.
 
 use super::eval::TextMatcher;
+use ahash::AHashSet;
 use memchr::memchr;
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -47,8 +54,106 @@ fn parse_spec(text: &str) -> Option<TextMatcher> {
     }
 }
 
+/// The function and blob argument testing membership in `values`, bound as `to_sql` binds
+/// one value (`Integer` for visits, `Real` for total_spend).
+pub(crate) fn number_list<T: Copy>(values: &[T], to_sql: fn(T) -> SqlValue) -> (&'static str, Vec<u8>) {
+    let mut blob = Vec::with_capacity(values.len() * 8);
+    let mut function = "crm_in_int";
+    for value in values {
+        match to_sql(*value) {
+            SqlValue::Real(f) => {
+                function = "crm_in_real";
+                blob.extend_from_slice(&f.to_le_bytes());
+            }
+            SqlValue::Integer(i) => blob.extend_from_slice(&i.to_le_bytes()),
+            // Lists hold numbers only (validation); anything else could match no lead.
+            _ => {}
+        }
+    }
+    (function, blob)
+}
+
+/// A text test as SQLite keeps it between rows: a long `in` list also as a set.
+struct Prepared {
+    matcher: TextMatcher,
+    set: Option<AHashSet<String>>,
+}
+
+/// `in` lists longer than this are looked up in a hash set.
+const SET_FROM: usize = 8;
+
+impl Prepared {
+    fn new(matcher: TextMatcher) -> Prepared {
+        let set = match &matcher {
+            TextMatcher::OneOf(values) if values.len() > SET_FROM => Some(values.iter().cloned().collect()),
+            _ => None,
+        };
+        Prepared { matcher, set }
+    }
+
+    fn holds_lowered(&self, lower: &str) -> bool {
+        match &self.set {
+            Some(set) => set.contains(lower),
+            None => self.matcher.holds_lowered(lower),
+        }
+    }
+}
+
+/// A number list as SQLite keeps it between rows: sorted for binary search.
+enum NumberSet {
+    Whole(Vec<i64>),
+    Real(Vec<f64>),
+}
+
+impl NumberSet {
+    fn parse(blob: &[u8], real: bool) -> Option<NumberSet> {
+        if blob.len() % 8 != 0 {
+            return None;
+        }
+        let words = blob.chunks_exact(8).map(|w| <[u8; 8]>::try_from(w).unwrap_or_default());
+        if real {
+            let mut values: Vec<f64> = words.map(f64::from_le_bytes).filter(|f| f.is_finite()).collect();
+            values.sort_by(f64::total_cmp);
+            Some(NumberSet::Real(values))
+        } else {
+            let mut values: Vec<i64> = words.map(i64::from_le_bytes).collect();
+            values.sort_unstable();
+            Some(NumberSet::Whole(values))
+        }
+    }
+
+    /// Whether the list holds `value` (an integer or a real, as SQLite hands the column over),
+    /// compared as the evaluator does: `==` on the field's type.
+    fn contains(&self, value: ValueRef<'_>) -> bool {
+        match (self, value) {
+            (NumberSet::Whole(values), ValueRef::Integer(i)) => values.binary_search(&i).is_ok(),
+            (NumberSet::Whole(values), ValueRef::Real(f)) => {
+                f.fract() == 0.0 && f.abs() < 9.2e18 && values.binary_search(&(f as i64)).is_ok()
+            }
+            (NumberSet::Real(values), ValueRef::Real(f)) => real_in(values, f),
+            (NumberSet::Real(values), ValueRef::Integer(i)) => real_in(values, i as f64),
+            _ => false,
+        }
+    }
+}
+
+/// `==` membership in a sorted list of finite values (`-0.0 == 0.0`, as in the evaluator).
+fn real_in(values: &[f64], x: f64) -> bool {
+    let at = values.partition_point(|v| *v < x);
+    values.get(at).is_some_and(|v| *v == x)
+}
+
 pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
+    for (name, real) in [("crm_in_int", false), ("crm_in_real", true)] {
+        conn.create_scalar_function(name, 2, flags, move |ctx| {
+            let set: Arc<NumberSet> = ctx.get_or_create_aux(1, |value| {
+                let blob = value.as_blob().map_err(|e| e.to_string())?;
+                NumberSet::parse(blob, real).ok_or_else(|| "not a segment number list".to_string())
+            })?;
+            Ok(set.contains(ctx.get_raw(0)))
+        })?;
+    }
     conn.create_scalar_function("crm_match", 2, flags, |ctx| {
         let matcher = matcher_arg(ctx, 1)?;
         Ok(text_of(ctx.get_raw(0)).is_some_and(|text| passes(&matcher, &text)))
@@ -66,10 +171,11 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The parsed `spec` argument, kept by SQLite between rows.
-fn matcher_arg(ctx: &Context<'_>, arg: usize) -> rusqlite::Result<Arc<TextMatcher>> {
+fn matcher_arg(ctx: &Context<'_>, arg: usize) -> rusqlite::Result<Arc<Prepared>> {
     ctx.get_or_create_aux(arg as std::ffi::c_int, |value| {
         let text = value.as_str().map_err(|e| e.to_string())?;
-        parse_spec(text).ok_or_else(|| format!("not a segment text test: {text}"))
+        // The spec may be a whole 100,000-value list: the error names it without quoting it.
+        parse_spec(text).map(Prepared::new).ok_or_else(|| "not a segment text test".to_string())
     })
 }
 
@@ -85,7 +191,7 @@ fn text_of(value: ValueRef<'_>) -> Option<Cow<'_, str>> {
 
 /// Whether `text`, lower-cased, passes; ASCII text is lower-cased without a Unicode pass, and
 /// without a copy when it has no capitals.
-fn passes(matcher: &TextMatcher, text: &str) -> bool {
+fn passes(matcher: &Prepared, text: &str) -> bool {
     if !text.is_ascii() {
         return matcher.holds_lowered(&text.to_lowercase());
     }
@@ -246,5 +352,35 @@ mod tests {
         assert_eq!(one(r#"SELECT crm_meta('{"city":"LAGOS"}', 'town', '["contains","ago"]')"#), None);
         let err = conn.query_row(r#"SELECT crm_match('a', '["like","a"]')"#, [], |r| r.get::<_, i64>(0));
         assert!(err.is_err());
+        let many: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+        let spec = spec(&TextMatcher::OneOf(many));
+        let hit = |text: &str| -> i64 {
+            conn.query_row("SELECT crm_match(?1, ?2)", [text, spec.as_str()], |r| r.get(0)).expect("runs")
+        };
+        assert_eq!((hit("V42"), hit("v100")), (1, 0), "long lists are a set of lower-cased values");
+    }
+
+    #[test]
+    fn number_lists_are_exact() {
+        let conn = Connection::open_in_memory().expect("opens");
+        register(&conn).expect("registers");
+        let (function, blob) = number_list(&[0.1, 2.5, -0.0, 1e300], SqlValue::Real);
+        assert_eq!(function, "crm_in_real");
+        let test = |x: SqlValue| -> i64 {
+            let sql = format!("SELECT {function}(?1, ?2)");
+            conn.query_row(&sql, rusqlite::params![x, blob], |r| r.get(0)).expect("runs")
+        };
+        assert_eq!(test(SqlValue::Real(0.1)), 1);
+        assert_eq!(test(SqlValue::Real(0.1 + f64::EPSILON)), 0);
+        assert_eq!(test(SqlValue::Real(0.0)), 1, "0.0 == -0.0, as in Rust");
+        assert_eq!(test(SqlValue::Real(1e300)), 1);
+        assert_eq!(test(SqlValue::Integer(2)), 0);
+        let (function, blob) = number_list(&[i64::MIN, 3, i64::MAX], SqlValue::Integer);
+        assert_eq!(function, "crm_in_int");
+        let test = |x: i64| -> i64 {
+            conn.query_row(&format!("SELECT {function}(?1, ?2)"), rusqlite::params![x, blob], |r| r.get(0))
+                .expect("runs")
+        };
+        assert_eq!((test(i64::MIN), test(3), test(i64::MAX), test(4)), (1, 1, 1, 0));
     }
 }

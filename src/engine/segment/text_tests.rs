@@ -171,6 +171,32 @@ fn depth_is_limited_and_deep_input_never_overflows() {
 }
 
 #[test]
+fn long_or_chains_parse_without_recursion_and_stop_at_the_condition_limit() {
+    let chain = |n: usize| vec![r#"a = """#; n].join(" or ");
+    let rule = parse(&chain(1_000));
+    assert!(matches!(&rule, Rule::Or(children) if children.len() == 1_000));
+    assert!(Rule::parse_text(&chain(10_000)).is_ok());
+    // 100,000 terms fit in the size limit; the parser refuses the 10,001st, and never recurses.
+    let long = chain(100_000);
+    assert!(long.len() < crate::engine::limits::MAX_RULE_TEXT_BYTES);
+    let (column, shown) = error(&long);
+    assert!(shown.contains("more than 10000 conditions"), "{}", &shown[..200]);
+    assert_eq!(column, 10_000 * 10 + 1, "at the 10,001st condition");
+    let mixed = vec![r#"(a = "" and not b = "")"#; 6_000].join(" or ");
+    assert!(error(&mixed).1.contains("more than 10000 conditions"));
+}
+
+#[test]
+fn oversized_input_is_refused_before_parsing() {
+    let huge = format!("visits = 1{}", " ".repeat(crate::engine::limits::MAX_RULE_TEXT_BYTES));
+    let err = Rule::parse_text(&huge).expect_err("too big");
+    assert!(err.to_string().contains("over the limit of 1048576"), "{err}");
+    let json =
+        format!("{}{}", r#"{"type":"condition","field":"visits","operator":">","value":1}"#, " ".repeat(16 << 20));
+    assert!(Rule::from_json(&json).expect_err("too big").to_string().contains("over the limit of 16777216"));
+}
+
+#[test]
 fn printing_then_parsing_gives_the_same_rule() {
     for rule in [
         r#"total_spend > 500 and (last_order_at > "30 days ago" or visits >= 10) and not tags contains "churn""#,

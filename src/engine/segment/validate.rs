@@ -1,5 +1,9 @@
 //! The checks a rule passes before it runs: known fields, operators that fit the field, values
-//! of the right type (dates that parse), non-empty groups, and at most [`MAX_DEPTH`] levels.
+//! of the right type (dates that parse), non-empty groups, and the size limits of
+//! `engine::limits`: at most [`MAX_DEPTH`] levels, [`MAX_RULE_CONDITIONS`] conditions and
+//! [`MAX_LIST_VALUES`] values in a list. Size is checked here, before a rule runs, so that an
+//! oversized rule is a usage error naming the limit rather than a SQLite error (too many
+//! parameters, expression tree too large) or an exhausted stack.
 //!
 //! A condition's check reports *which part* is wrong ([`Spot`]) rather than where that part is,
 //! because the JSON loader turns it into a path (`children[0].value[2]`) and the text parser
@@ -8,6 +12,7 @@
 use super::ast::{Condition, Field, FieldKind, MAX_DEPTH, Operator, Rule, Value, is_valid_metadata_key};
 use super::error::RuleError;
 use super::relative_date::{DATE_EXPECTED, parse_date_value};
+use crate::engine::limits::{MAX_LIST_VALUES, MAX_RULE_CONDITIONS};
 
 /// The part of a condition a problem is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +77,13 @@ pub(crate) fn check_condition(c: &Condition) -> Result<(), Problem> {
                 format!("a list of {}", scalar_expected(kind)),
             ));
         };
+        if items.len() > MAX_LIST_VALUES {
+            return Err(problem(
+                Spot::Value,
+                format!("the list has {} values; a list holds at most {MAX_LIST_VALUES}", items.len()),
+                "a shorter list (split it into several conditions joined with or)",
+            ));
+        }
         for (i, item) in items.iter().enumerate() {
             check_scalar(&c.field, kind, item, Spot::Item(i))?;
         }
@@ -131,16 +143,30 @@ pub(crate) fn too_deep(path: &str) -> RuleError {
     RuleError::invalid(path, format!("the rule nests deeper than {MAX_DEPTH} levels"), "a flatter rule")
 }
 
+/// The error for the condition that takes a rule past [`MAX_RULE_CONDITIONS`].
+pub(crate) fn too_many_conditions(path: &str) -> RuleError {
+    RuleError::invalid(path, too_many_message(), TOO_MANY_EXPECTED)
+}
+
+pub(crate) fn too_many_message() -> String {
+    format!("the rule has more than {MAX_RULE_CONDITIONS} conditions")
+}
+
+/// What to do instead of a huge rule: the usual cause is a long `or` of `=` tests.
+pub(crate) const TOO_MANY_EXPECTED: &str =
+    "a smaller rule (many `field = value` joined with or read better as one `field in [...]` list)";
+
 pub(crate) fn empty_group(path: &str, op: &str) -> RuleError {
     RuleError::invalid(&join(path, "children"), format!("{op} has no children"), "at least one rule")
 }
 
 /// Checks a whole tree; errors carry the JSON path of the culprit.
 pub(crate) fn validate_tree(rule: &Rule) -> Result<(), RuleError> {
-    walk(rule, "", 1)
+    walk(rule, "", 1, &mut 0)
 }
 
-fn walk(rule: &Rule, path: &str, depth: usize) -> Result<(), RuleError> {
+/// Checks `rule` at `path`; `seen` counts the conditions met so far in the whole tree.
+fn walk(rule: &Rule, path: &str, depth: usize, seen: &mut usize) -> Result<(), RuleError> {
     if depth > MAX_DEPTH {
         return Err(too_deep(path));
     }
@@ -149,10 +175,14 @@ fn walk(rule: &Rule, path: &str, depth: usize) -> Result<(), RuleError> {
             if children.is_empty() {
                 return Err(empty_group(path, if matches!(rule, Rule::And(_)) { "AND" } else { "OR" }));
             }
-            children.iter().enumerate().try_for_each(|(i, child)| walk(child, &child_path(path, i), depth + 1))
+            children.iter().enumerate().try_for_each(|(i, child)| walk(child, &child_path(path, i), depth + 1, seen))
         }
-        Rule::Not(child) => walk(child, &child_path(path, 0), depth + 1),
+        Rule::Not(child) => walk(child, &child_path(path, 0), depth + 1, seen),
         Rule::Condition(c) => {
+            *seen += 1;
+            if *seen > MAX_RULE_CONDITIONS {
+                return Err(too_many_conditions(path));
+            }
             check_condition(c).map_err(|p| RuleError::invalid(&join(path, &p.spot.json_key()), p.message, p.expected))
         }
     }
@@ -241,5 +271,22 @@ mod tests {
         let deeper = Rule::And(vec![rule]);
         let err = validate_tree(&deeper).expect_err("too deep");
         assert!(err.to_string().contains("deeper than 32"), "{err}");
+    }
+
+    #[test]
+    fn conditions_and_lists_are_limited() {
+        let one = || Rule::condition(Field::Visits, Operator::Gt, num(1));
+        let wide = Rule::Or((0..MAX_RULE_CONDITIONS).map(|_| one()).collect());
+        assert!(validate_tree(&wide).is_ok());
+        let wider = Rule::Or((0..=MAX_RULE_CONDITIONS).map(|_| one()).collect());
+        let err = validate_tree(&wider).expect_err("too many");
+        assert_eq!(err.path(), Some(format!("children[{MAX_RULE_CONDITIONS}]").as_str()));
+        assert!(err.to_string().contains("more than 10000 conditions"), "{err}");
+
+        let list = |n: usize| Value::List((0..n).map(|i| num(i as i64)).collect());
+        assert_eq!(spot_of(cond(Field::Visits, Operator::In, list(MAX_LIST_VALUES))), None);
+        let err = check_condition(&cond(Field::Visits, Operator::NotIn, list(MAX_LIST_VALUES + 1))).expect_err("long");
+        assert_eq!(err.spot, Spot::Value);
+        assert!(err.message.contains("at most 100000"), "{}", err.message);
     }
 }

@@ -346,7 +346,7 @@ impl State {
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.in_segment = None;
-                    return Err(Error::store(&self.store, e));
+                    return Err(Error::sqlite(&self.store, &e));
                 }
             }
         }

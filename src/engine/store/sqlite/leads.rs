@@ -321,7 +321,9 @@ impl Store for SqliteStore {
             }
             let mut params = Vec::new();
             let clause = where_clause(&query.filter, ids.as_deref(), &mut params);
-            let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
+            let limit = query.limit.map(|l| l.min(i64::MAX as usize) as i64).unwrap_or(-1);
+            // SQLite reads an OFFSET past i64 as a real and fails; no store is that big anyway.
+            let offset = offset.min(i64::MAX as usize);
             let sql = format!(
                 "SELECT {LEAD_COLUMNS} FROM leads l {clause} {} LIMIT {limit} OFFSET {offset}",
                 order_by(&query)

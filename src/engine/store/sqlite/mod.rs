@@ -54,12 +54,12 @@ impl SqliteStore {
         }
         let open_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
-            let mut conn = connect(&open_path).map_err(|e| Error::store(&describe, e))?;
+            let mut conn = connect(&open_path).map_err(|e| Error::sqlite(&describe, &e))?;
             migrations::migrate(&mut conn).map_err(|e| match e {
                 migrations::MigrateError::TooNew(v) => {
                     Error::Usage(format!("{describe} was written by a newer crm (schema version {v}); upgrade crm"))
                 }
-                migrations::MigrateError::Sqlite(e) => Error::store(&describe, e),
+                migrations::MigrateError::Sqlite(e) => Error::sqlite(&describe, &e),
             })?;
             Ok(conn)
         })
@@ -91,5 +91,5 @@ impl SqliteStore {
 
 /// Maps a rusqlite error to the engine's store error for this file.
 pub(crate) fn db_err(path: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| Error::store(path, e)
+    move |e| Error::sqlite(path, &e)
 }

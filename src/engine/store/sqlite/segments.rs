@@ -14,6 +14,7 @@ use super::leads::{LEAD_COLUMNS, lead_from_row, to_ms};
 use super::{SqliteStore, db_err};
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadId};
+use crate::engine::limits::{MAX_PARAMS_PER_CONDITION, MAX_RULE_CONDITIONS};
 use crate::engine::segment::sql::to_sql_from;
 use crate::engine::segment::{NewSegment, Rule, Segment, SegmentId, name_key};
 use crate::engine::store::QueryPlan;
@@ -105,21 +106,28 @@ fn count(conn: &Connection, rule: &Rule, now: DateTime<Utc>) -> rusqlite::Result
     conn.prepare_cached(&sql)?.query_row(params_from_iter(&params), |r| r.get::<_, i64>(0)).map(|n| n as u64)
 }
 
-/// Counts for every rule, up to [`COUNTS_PER_QUERY`] rules a pass over the leads.
+/// Counts for every rule, up to [`COUNTS_PER_QUERY`] rules a pass over the leads, and no more
+/// than one rule at the size limit can bind, so a statement never exceeds SQLite's parameters.
 fn count_each(conn: &Connection, rules: &[Rule], now: DateTime<Utc>) -> rusqlite::Result<Vec<u64>> {
+    let budget = MAX_RULE_CONDITIONS * MAX_PARAMS_PER_CONDITION;
     let mut counts = Vec::with_capacity(rules.len());
-    for chunk in rules.chunks(COUNTS_PER_QUERY) {
+    let mut rest = rules;
+    while !rest.is_empty() {
         let (mut columns, mut params) = (Vec::new(), Vec::new());
-        for rule in chunk {
+        for rule in rest.iter().take(COUNTS_PER_QUERY) {
             let fragment = to_sql_from(rule, now, params.len() + 1);
+            if !columns.is_empty() && params.len() + fragment.params.len() > budget {
+                break;
+            }
             columns.push(format!("count(*) FILTER (WHERE {})", fragment.sql));
             params.extend(fragment.params);
         }
         let sql = format!("SELECT {} FROM leads l", columns.join(", "));
         let found: Vec<u64> = conn.prepare_cached(&sql)?.query_row(params_from_iter(&params), |row| {
-            (0..chunk.len()).map(|i| row.get::<_, i64>(i).map(|n| n as u64)).collect()
+            (0..columns.len()).map(|i| row.get::<_, i64>(i).map(|n| n as u64)).collect()
         })?;
         counts.extend(found);
+        rest = &rest[columns.len()..];
     }
     Ok(counts)
 }
@@ -137,6 +145,10 @@ fn literal(value: &Value) -> String {
         Value::Integer(i) => i.to_string(),
         Value::Real(f) => format!("{f:?}"),
         Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        // A long number list is one blob; show its start and size rather than megabytes of hex.
+        Value::Blob(b) if b.len() > 64 => {
+            format!("X'{}…' ({} bytes)", b[..32].iter().map(|x| format!("{x:02X}")).collect::<String>(), b.len())
+        }
         Value::Blob(b) => format!("X'{}'", b.iter().map(|x| format!("{x:02X}")).collect::<String>()),
     }
 }
