@@ -7,6 +7,8 @@ mod common;
 mod browse;
 #[path = "leads_cli/config_show.rs"]
 mod config_show;
+#[path = "leads_cli/data_safety.rs"]
+mod data_safety;
 #[path = "leads_cli/edit.rs"]
 mod edit;
 #[path = "leads_cli/exit_codes.rs"]
@@ -17,3 +19,5 @@ mod export;
 mod import_options;
 #[path = "leads_cli/import_rows.rs"]
 mod import_rows;
+#[path = "leads_cli/rough_edges.rs"]
+mod rough_edges;

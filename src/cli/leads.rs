@@ -4,7 +4,7 @@ use super::output::{Column, Out, Table};
 use super::{Context, say};
 use crate::engine::app::App;
 use crate::engine::app::lead_edit::{LeadChange, NewLeadFields};
-use crate::engine::app::leads::ExportTarget;
+use crate::engine::app::leads::{ExportTarget, check_import};
 use crate::engine::error::{Error, exit};
 use crate::engine::export::csv_io_error;
 use crate::engine::import::headers::HeaderOverride;
@@ -242,8 +242,11 @@ impl LeadsCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
         let mut out = Out::new();
         if let LeadsCmd::Import(args) = self {
-            // The input is opened first: a mistyped file name creates no store.
+            // The input is opened and the errors file checked first: a mistyped file name or
+            // a refused errors file creates no store.
             let source = open_source(&args.file)?;
+            let input = (args.file.as_os_str() != "-").then_some(args.file.as_path());
+            check_import(&ctx.config, input, args.errors.as_deref())?;
             let app = ctx.app(Access::CreateIfMissing).await?;
             let code = import(ctx, &app, source, args, &mut out).await?;
             out.flush()?;

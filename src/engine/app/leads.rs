@@ -3,6 +3,7 @@
 
 use super::lead_edit::{LeadChange, NewLeadFields};
 use super::{App, as_id};
+use crate::engine::config::Config;
 use crate::engine::error::{Error, Result};
 use crate::engine::export::export_csv;
 use crate::engine::files::{AtomicFile, check_output};
@@ -10,7 +11,7 @@ use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress,
 use crate::engine::lead::{Lead, LeadId, email_key, phone_key};
 use crate::engine::normalize::normalize_email;
 use crate::engine::phone::{Region, normalize_phone};
-use crate::engine::store::{LeadFilter, LeadQuery};
+use crate::engine::store::{LeadFilter, LeadQuery, StoreLocation, parse_store_url};
 use std::io::Write;
 use std::path::Path;
 
@@ -30,6 +31,21 @@ pub struct LeadUpdate {
     pub changed: bool,
 }
 
+/// Refuses an errors file that is the import's input or a file of the store.
+fn check_errors_file(errors: &Path, input: Option<&Path>, store: &StoreLocation) -> Result<()> {
+    let inputs: Vec<&Path> = input.into_iter().collect();
+    check_output("the errors file", errors, &inputs, store)
+}
+
+/// The checks [`App::import_leads`] makes before it writes anything, made before the app (and
+/// so the store) is opened: a refused import must not create the store either.
+pub fn check_import(config: &Config, input: Option<&Path>, errors_file: Option<&Path>) -> Result<()> {
+    match errors_file {
+        Some(errors) => check_errors_file(errors, input, &parse_store_url(&config.store.value)?),
+        None => Ok(()),
+    }
+}
+
 impl App {
     /// The region for national phone numbers: `given`, or the configured one.
     pub fn region_or_default(&self, given: Option<Region>) -> Result<Option<Region>> {
@@ -46,8 +62,7 @@ impl App {
         progress: &dyn Progress,
     ) -> Result<ImportReport> {
         if let Some(errors) = &options.errors_file {
-            let inputs: Vec<&Path> = input.into_iter().collect();
-            check_output("the errors file", errors, &inputs, self.store_location())?;
+            check_errors_file(errors, input, self.store_location())?;
         }
         import_csv(self.leads_store(), source, options, progress).await
     }
