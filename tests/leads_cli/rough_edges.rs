@@ -149,9 +149,10 @@ fn a_closed_stderr_is_harmless() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
     let busy = listener.local_addr().expect("local address").to_string();
     // The sandbox is the working directory: `crm.db` is its store.
-    let cases: [(&[&str], i32); 10] = [
+    let cases: [(&[&str], i32); 11] = [
         // Creates the store (a notice on stderr) and rejects a row (listed on stderr).
         (&["--store", "crm.db", "leads", "import", "in.csv"], 1),
+        (&["--store", "crm.db", "-v", "leads", "import", "in.csv"], 1),
         (&["--store", "crm.db", "leads", "show", "999"], 1),
         (&["--store", "crm.db", "-v", "leads", "show", "999"], 1),
         (&["--store", "crm.db", "-vv", "leads", "count"], 0),
@@ -167,6 +168,26 @@ fn a_closed_stderr_is_harmless() {
         assert_eq!(out.status.code(), Some(code), "{args:?} (101 is a panic)\nstdout: {}", stdout(&out));
     }
     assert_eq!(crm.count(), 4, "the import with a closed stderr still imported");
+
+    // A simulator that talks on stderr when it starts and when it stops.
+    let (reader, writer) = std::io::pipe().expect("create a pipe");
+    drop(reader);
+    let mut sim = crm
+        .std_bare()
+        .args(["-v", "sim", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(writer))
+        .spawn()
+        .expect("spawn crm sim");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sim.stdout.take().expect("stdout")), &mut first)
+        .expect("read the sim's first line");
+    assert!(first.starts_with("crm sim listening on http://"), "{first:?}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let term = std::process::Command::new("kill").arg("-TERM").arg(sim.id().to_string()).status();
+    assert!(term.is_ok_and(|s| s.success()), "kill -TERM");
+    let code = sim.wait().expect("wait for the simulator").code();
+    assert_eq!(code, Some(0), "the simulator with a closed stderr (101 is a panic)");
     let exported = std::fs::read_to_string(crm.path("out.csv")).expect("the export was written");
     assert!(exported.starts_with("id,name,emails,"), "{exported}");
     let show: Value = crm.json(&["leads", "show", "1"], 0);

@@ -14,6 +14,7 @@ use crate::engine::phone::{Region, normalize_phone};
 use crate::engine::store::{LeadFilter, LeadQuery, StoreLocation, parse_store_url};
 use std::io::Write;
 use std::path::Path;
+use tracing::info;
 
 /// Where an export goes.
 pub enum ExportTarget<'a> {
@@ -64,12 +65,18 @@ impl App {
         if let Some(errors) = &options.errors_file {
             check_errors_file(errors, input, self.store_location())?;
         }
-        import_csv(self.leads_store(), source, options, progress).await
+        let name = source.name.clone();
+        let r = import_csv(self.leads_store(), source, options, progress).await?;
+        let (inserted, updated, skipped, rejected) = (r.inserted, r.updated, r.skipped, r.rejected);
+        info!(input = %name, inserted, updated, skipped, rejected, dry_run = r.dry_run, "Import finished.");
+        Ok(r)
     }
 
     pub async fn add_lead(&self, fields: NewLeadFields, region: Option<Region>) -> Result<Lead> {
         let draft = fields.into_draft(self.region_or_default(region)?)?;
-        self.leads_store().add_lead(draft).await
+        let lead = self.leads_store().add_lead(draft).await?;
+        info!(lead = lead.id, "Lead added.");
+        Ok(lead)
     }
 
     /// Applies `changes` in order to the lead `reference` names, and saves it if anything changed.
@@ -93,6 +100,7 @@ impl App {
             lead.updated_at = chrono::Utc::now();
             self.leads_store().save_lead(&lead).await?;
         }
+        info!(lead = lead.id, changed, "Lead updated.");
         Ok(LeadUpdate { lead, changed })
     }
 
@@ -100,6 +108,7 @@ impl App {
     pub async fn delete_lead(&self, reference: &str) -> Result<Lead> {
         let lead = self.resolve_lead(reference).await?;
         self.leads_store().delete_lead(lead.id).await?;
+        info!(lead = lead.id, "Lead deleted.");
         Ok(lead)
     }
 
@@ -160,13 +169,18 @@ impl App {
         write: impl AsyncFnOnce(&mut dyn Write, &str) -> Result<u64>,
     ) -> Result<u64> {
         match target {
-            ExportTarget::Stream(out, name) => write(out, name).await,
+            ExportTarget::Stream(out, name) => {
+                let n = write(out, name).await?;
+                info!(leads = n, to = name, "Export finished.");
+                Ok(n)
+            }
             ExportTarget::File(path) => {
                 check_output("the export file", path, &[], self.store_location())?;
                 let mut file = AtomicFile::create(path)?;
                 let name = path.display().to_string();
                 let n = write(&mut file, &name).await?;
                 file.commit()?;
+                info!(leads = n, to = %name, "Export finished.");
                 Ok(n)
             }
         }
