@@ -133,12 +133,17 @@ fn completions_and_the_man_page_are_printed() {
     assert!(!crm.store().exists());
 }
 
+/// The write end of a pipe nobody reads any more: the stdin of a process that has exited.
+fn closed_pipe() -> Stdio {
+    let mut reader = std::process::Command::new("true").stdin(Stdio::piped()).spawn().expect("run true");
+    let writer = reader.stdin.take().expect("piped stdin");
+    reader.wait().expect("wait for true");
+    Stdio::from(writer)
+}
+
 /// Runs `crm ARGS` (no `--store` added) with stderr a pipe whose read end is already closed.
 fn with_closed_stderr(crm: &Crm, args: &[&str]) -> std::process::Output {
-    let (reader, writer) = std::io::pipe().expect("create a pipe");
-    drop(reader);
-    let child =
-        crm.std_bare().args(args).stdout(Stdio::piped()).stderr(Stdio::from(writer)).spawn().expect("spawn crm");
+    let child = crm.std_bare().args(args).stdout(Stdio::piped()).stderr(closed_pipe()).spawn().expect("spawn crm");
     child.wait_with_output().expect("wait for crm")
 }
 
@@ -170,13 +175,11 @@ fn a_closed_stderr_is_harmless() {
     assert_eq!(crm.count(), 4, "the import with a closed stderr still imported");
 
     // A simulator that talks on stderr when it starts and when it stops.
-    let (reader, writer) = std::io::pipe().expect("create a pipe");
-    drop(reader);
     let mut sim = crm
         .std_bare()
         .args(["-v", "sim", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(writer))
+        .stderr(closed_pipe())
         .spawn()
         .expect("spawn crm sim");
     let mut first = String::new();
