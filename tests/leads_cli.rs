@@ -7,6 +7,8 @@ mod common;
 mod browse;
 #[path = "leads_cli/config_show.rs"]
 mod config_show;
+#[path = "leads_cli/data_safety.rs"]
+mod data_safety;
 #[path = "leads_cli/edit.rs"]
 mod edit;
 #[path = "leads_cli/exit_codes.rs"]
@@ -23,3 +25,5 @@ mod import_rows;
 mod import_values;
 #[path = "leads_cli/limits.rs"]
 mod limits;
+#[path = "leads_cli/rough_edges.rs"]
+mod rough_edges;

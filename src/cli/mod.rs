@@ -143,7 +143,7 @@ pub fn main() -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say!("error: cannot start the async runtime: {e}");
             return exit::BACKEND;
         }
     };
@@ -201,6 +201,9 @@ fn init_tracing(global: &GlobalArgs) {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .with_target(false)
+        // A failed write would be reported on stderr, which is where it failed: a closed
+        // stderr must not end the command.
+        .log_internal_errors(false)
         .try_init();
 }
 

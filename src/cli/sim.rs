@@ -1,7 +1,7 @@
 //! `crm sim`: runs the messaging-vendor simulator in the foreground until Ctrl-C.
 
-use super::Context;
 use super::output::Out;
+use super::{Context, say};
 use crate::engine::error::{Error, exit};
 use crate::engine::sim::{SimConfig, serve};
 use anyhow::Context as _;
@@ -101,11 +101,11 @@ impl SimCmd {
         }
         out.flush()?;
         if ctx.chatty() {
-            eprintln!("Send with POST /messages; see GET /stats. Press Ctrl-C to stop.");
+            say!("Send with POST /messages; see GET /stats. Press Ctrl-C to stop.");
         }
         serve(listener, config, stop_signal()).await.context("the simulator failed")?;
         if ctx.chatty() {
-            eprintln!("Simulator stopped.");
+            say!("Simulator stopped.");
         }
         Ok(exit::OK)
     }

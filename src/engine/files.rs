@@ -105,15 +105,20 @@ impl AtomicFile {
         Ok(AtomicFile { target: target.to_path_buf(), temp, writer: Some(BufWriter::new(file)) })
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Flushes, syncs and renames the file into place; on failure the temporary file is
+    /// removed and the target left as it was.
     pub fn commit(mut self) -> Result<()> {
         let io = |e: io::Error| Error::Output { path: self.target.display().to_string(), source: e };
         let writer = self.writer.take().ok_or_else(|| io(io::Error::other("already committed")))?;
-        let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&self.temp, &self.target).map_err(io)?;
-        Ok(())
+        let done = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.temp, &self.target));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        done.map_err(io)
     }
 
     pub fn target(&self) -> &Path {
@@ -180,5 +185,17 @@ mod tests {
         f.write_all(b"new").expect("write");
         f.commit().expect("commit");
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "new");
+    }
+
+    #[test]
+    fn a_failed_commit_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("adir");
+        std::fs::create_dir(&target).expect("mkdir");
+        let mut f = AtomicFile::create(&target).expect("create");
+        f.write_all(b"new").expect("write");
+        assert!(f.commit().is_err(), "a file cannot replace a directory");
+        assert!(target.is_dir());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "no temporary file left behind");
     }
 }

@@ -7,6 +7,7 @@ use crate::engine::error::{Error, Result};
 use crate::engine::pipeline::launch;
 use crate::engine::store::campaigns::LogQuery;
 use crate::engine::template::Template;
+use tracing::info;
 
 /// A campaign moved from one status to another.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +59,7 @@ impl App {
             created_by: created_by.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()),
         };
         let campaign = launch::create_campaign(self.campaign_store(), new, max_length).await?;
+        info!(campaign = campaign.id, segment = segment.id, channel, "Campaign saved as a draft.");
         Ok(CreatedCampaign { campaign, segment_name: segment.name, preview })
     }
 
@@ -81,6 +83,7 @@ impl App {
         let bus = self.bus().await?;
         let audience =
             launch::run_campaign(self.leads_store(), self.campaign_store(), bus.as_ref(), campaign.id).await?;
+        info!(campaign = campaign.id, audience, "Campaign queued for the workers.");
         Ok((campaign, audience))
     }
 
@@ -88,6 +91,7 @@ impl App {
     pub async fn set_campaign_status(&self, reference: &str, to: CampaignStatus) -> Result<Transition> {
         let campaign = self.find_campaign(reference).await?;
         let from = self.campaign_store().set_campaign_status(campaign.id, to).await?;
+        info!(campaign = campaign.id, %from, %to, "Campaign status changed.");
         Ok(Transition { campaign, from, to })
     }
 
@@ -107,6 +111,7 @@ impl App {
     pub async fn delete_campaign(&self, reference: &str) -> Result<Campaign> {
         let campaign = self.find_campaign(reference).await?;
         self.campaign_store().delete_campaign(campaign.id).await?;
+        info!(campaign = campaign.id, "Campaign deleted.");
         Ok(campaign)
     }
 

@@ -5,6 +5,7 @@ use super::App;
 use crate::engine::bus::{Outgoing, topic};
 use crate::engine::campaign::{CampaignId, DeadLetterRecord};
 use crate::engine::error::{Error, Result};
+use tracing::info;
 
 impl App {
     /// The campaign id a person named, if they named one (an unknown campaign is an error).
@@ -45,6 +46,7 @@ impl App {
             bus.publish_batch(topic::SEND_JOBS, outgoing).await?;
         }
         store.mark_replayed(&ids).await?;
+        info!(replayed = ids.len(), campaign = ?campaign, "Dead letters replayed.");
         Ok(ids.len())
     }
 }

@@ -17,6 +17,7 @@ use crate::engine::phone::{Region, normalize_phone};
 use crate::engine::store::{LeadFilter, LeadQuery, parse_store_url};
 use std::io::Write;
 use std::path::Path;
+use tracing::info;
 
 /// Where an export goes.
 pub enum ExportTarget<'a> {
@@ -64,13 +65,18 @@ impl App {
         options: &ImportOptions,
         progress: &dyn Progress,
     ) -> Result<ImportReport> {
-        run_import(self.leads_store(), opened, options, progress).await
+        let r = run_import(self.leads_store(), opened, options, progress).await?;
+        let (inserted, updated, skipped, rejected) = (r.inserted, r.updated, r.skipped, r.rejected);
+        info!(inserted, updated, skipped, rejected, dry_run = r.dry_run, "Import finished.");
+        Ok(r)
     }
 
     /// Adds a lead checked by [`NewLeadFields::into_draft`]; `Error::Conflict` when one of its
     /// emails or phones belongs to another lead.
     pub async fn add_lead(&self, draft: LeadDraft) -> Result<Lead> {
-        self.leads_store().add_lead(draft).await
+        let lead = self.leads_store().add_lead(draft).await?;
+        info!(lead = lead.id, "Lead added.");
+        Ok(lead)
     }
 
     /// Applies `changes` in order to the lead `reference` names, and saves it if anything changed.
@@ -95,6 +101,7 @@ impl App {
             lead.updated_at = chrono::Utc::now();
             self.leads_store().save_lead(&lead).await?;
         }
+        info!(lead = lead.id, changed, "Lead updated.");
         Ok(LeadUpdate { lead, changed })
     }
 
@@ -102,6 +109,7 @@ impl App {
     pub async fn delete_lead(&self, reference: &str) -> Result<Lead> {
         let lead = self.resolve_lead(reference).await?;
         self.leads_store().delete_lead(lead.id).await?;
+        info!(lead = lead.id, "Lead deleted.");
         Ok(lead)
     }
 
@@ -162,13 +170,18 @@ impl App {
         write: impl AsyncFnOnce(&mut dyn Write, &str) -> Result<u64>,
     ) -> Result<u64> {
         match target {
-            ExportTarget::Stream(out, name) => write(out, name).await,
+            ExportTarget::Stream(out, name) => {
+                let n = write(out, name).await?;
+                info!(leads = n, to = name, "Export finished.");
+                Ok(n)
+            }
             ExportTarget::File(path) => {
                 check_output("the export file", path, &[], self.store_location())?;
                 let mut file = AtomicFile::create(path)?;
                 let name = path.display().to_string();
                 let n = write(&mut file, &name).await?;
                 file.commit()?;
+                info!(leads = n, to = %name, "Export finished.");
                 Ok(n)
             }
         }

@@ -24,6 +24,7 @@ use crate::engine::store::campaigns::CampaignStore;
 use crate::engine::store::{Access, OpenedStore, Store, StoreLocation};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
+use tracing::info;
 
 /// Stopping long-running operations (workers) gracefully: front ends trigger it on a signal.
 pub use crate::engine::pipeline::worker::{Shutdown, ShutdownTrigger, shutdown_signal};
@@ -41,6 +42,7 @@ impl App {
     /// the channels are opened when first needed.
     pub async fn open(config: Config, access: Access) -> Result<App> {
         let store = OpenedStore::open(&config.store.value, access).await?;
+        info!(store = %store.describe(), from = %config.store.source, created = store.created, "Store opened.");
         Ok(App { config, store, bus: OnceCell::new(), channels: OnceCell::new() })
     }
 

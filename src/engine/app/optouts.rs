@@ -5,6 +5,7 @@ use super::App;
 use crate::engine::error::Result;
 use crate::engine::lead::{Lead, LeadId};
 use chrono::{DateTime, Utc};
+use tracing::info;
 
 /// An opt-out or opt-in and whether it changed anything.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,12 +31,14 @@ impl App {
     pub async fn opt_out(&self, reference: &str) -> Result<OptChange> {
         let lead = self.resolve_lead(reference).await?;
         let changed = self.campaign_store().opt_out(lead.id).await?;
+        info!(lead = lead.id, changed, "Opt-out recorded.");
         Ok(OptChange { lead, opted_out: true, changed })
     }
 
     pub async fn opt_in(&self, reference: &str) -> Result<OptChange> {
         let lead = self.resolve_lead(reference).await?;
         let changed = self.campaign_store().opt_in(lead.id).await?;
+        info!(lead = lead.id, changed, "Opt-in recorded.");
         Ok(OptChange { lead, opted_out: false, changed })
     }
 

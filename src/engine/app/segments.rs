@@ -8,6 +8,7 @@ use crate::engine::error::{Error, Result};
 use crate::engine::segment::{NewSegment, Rule, Segment, check_name};
 use crate::engine::store::QueryPlan;
 use chrono::Utc;
+use tracing::info;
 
 /// What `update_segment` changes (`None`: leave as it is).
 #[derive(Debug, Clone, Default)]
@@ -42,7 +43,9 @@ impl App {
     pub async fn create_segment(&self, name: &str, rule: Rule, owner_user_id: Option<String>) -> Result<Segment> {
         let name = check_name(name).map_err(Error::Usage)?;
         let new = NewSegment { name, owner_user_id: owner(owner_user_id), rule };
-        self.leads_store().create_segment(new).await
+        let segment = self.leads_store().create_segment(new).await?;
+        info!(segment = segment.id, name = %segment.name, "Segment saved.");
+        Ok(segment)
     }
 
     /// The segment a person named: an id (digits only) or a name, ignoring case.
@@ -69,6 +72,7 @@ impl App {
             segment.updated_at = Utc::now();
             self.leads_store().update_segment(&segment).await?;
         }
+        info!(segment = segment.id, changed, "Segment updated.");
         Ok((segment, changed))
     }
 
@@ -76,6 +80,7 @@ impl App {
     pub async fn delete_segment(&self, reference: &str) -> Result<Segment> {
         let segment = self.find_segment(reference).await?;
         self.leads_store().delete_segment(segment.id).await?;
+        info!(segment = segment.id, "Segment deleted.");
         Ok(segment)
     }
 
@@ -102,6 +107,7 @@ impl App {
         let store = self.leads_store();
         let now = Utc::now();
         let preview = audience::preview(store, rule, now, sample).await?;
+        info!(matches = preview.count, sample, "Rule previewed.");
         let mut plans = if explain { store.explain_matching(rule, now, sample).await? } else { Vec::new() };
         // No sample, no sample query to explain.
         plans.retain(|plan| sample > 0 || plan.purpose != "sample");

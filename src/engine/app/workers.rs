@@ -68,6 +68,7 @@ impl App {
             let (store, _) = self.role_backends().await?;
             let (bound, handle) = serve_receipts(store.campaigns, channels.clone(), addr, shutdown.clone()).await?;
             callback.get_or_insert(format!("http://{bound}/receipts"));
+            tracing::info!(listen = %bound, "Receipts webhook listening.");
             listened = Some(bound);
             tasks.spawn(async move {
                 let _ = handle.await;

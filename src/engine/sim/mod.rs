@@ -148,6 +148,9 @@ pub async fn serve(
         counters: counters.clone(),
     };
     let dispatcher = tokio::spawn(receipts::dispatch(receipts_rx, delivery, stop_rx));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(listen = %addr, seed = config.seed, "Simulator started.");
+    }
     let app = handlers::App { ledger: state::Ledger::new(config.seed), config, counters, receipts: receipts_tx };
     let served = axum::serve(listener, handlers::router(Arc::new(app))).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(());
