@@ -103,7 +103,7 @@ pub struct CreateArgs {
 
 impl CampaignsCmd {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<u8> {
-        let access = if matches!(self, CampaignsCmd::Create(_)) { Access::CreateIfMissing } else { Access::Existing };
+        let access = Access::Existing; // a campaign needs a segment, so a store that exists
         let app = ctx.app(access).await?;
         let mut out = Out::new();
         let json = ctx.global.json;
