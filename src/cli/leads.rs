@@ -482,10 +482,21 @@ async fn list(ctx: &Context, app: &App, args: ListArgs, out: &mut Out) -> anyhow
         filter: args.filter.into(),
         sort: args.sort.into(),
         desc: args.desc,
-        limit: Some(limit),
+        // One more than asked for: whether another page exists is worth saying.
+        limit: Some(limit + 1),
         offset: offset as usize,
     };
-    let leads = app.list_leads(&query).await?;
+    let mut leads = app.list_leads(&query).await?;
+    let more = leads.len() > limit;
+    leads.truncate(limit);
+    if more && !ctx.global.quiet {
+        say!(
+            "note: {} leads shown (page {}); more match: --page {} or a larger --limit (up to 1000000) shows them",
+            leads.len(),
+            args.page,
+            args.page + 1
+        );
+    }
     if ctx.global.json {
         out.json(&leads)?;
     } else if args.csv {

@@ -1,7 +1,7 @@
 //! `leads list` and `leads count`: search, filters, sorting, paging and the three output shapes.
 
 use crate::common::{Crm, describe, stderr, stdout};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Four leads with distinct names, spend, tags and dates (ids 1–4 in this order).
 fn four_leads() -> Crm {
@@ -145,7 +145,8 @@ fn table_shows_one_line_per_lead() {
          1  Ada Lovelace  ada@example.com     +447911123456   500.00       3  2024-01-31  vip, newsletter\n \
          3  Alan Turing   alan@example.com    +447472178805    50.00       1              newsletter\n"
     );
-    assert_eq!(stderr(&out), "");
+    // A fourth lead matches: the page says so (on stderr, so stdout stays the table).
+    assert!(stderr(&out).starts_with("note: 3 leads shown (page 1); more match: --page 2"), "{}", describe(&out));
     let out = crm.run(&["leads", "list", "--search", "nobody"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout(&out), "ID  NAME  EMAIL  PHONE  SPEND  VISITS  LAST ORDER  TAGS\n");
@@ -160,4 +161,24 @@ fn count_takes_the_list_filters() {
     assert_eq!(crm.json(&["leads", "count", "--search", "example.com"], 0), json!({ "count": 2 }));
     let out = crm.run(&["leads", "count", "--min-spend", "50"]);
     assert_eq!((out.status.code(), stdout(&out), stderr(&out)), (Some(0), "3\n".into(), String::new()));
+}
+
+#[test]
+fn a_full_page_says_when_more_leads_match() {
+    let crm = Crm::new();
+    let input = crm.write("in.csv", "Email\na@example.com\nb@example.com\nc@example.com\n");
+    crm.import(&input, &[], 0);
+    let out = crm.run(&["--json", "leads", "list", "--limit", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let shown: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown.len(), 2);
+    assert_eq!(
+        stderr(&out),
+        "note: 2 leads shown (page 1); more match: --page 2 or a larger --limit (up to 1000000) shows them\n"
+    );
+    let last = crm.run(&["--json", "leads", "list", "--limit", "2", "--page", "2"]);
+    assert_eq!(stderr(&last), "", "the last page says nothing");
+    let exact = crm.run(&["leads", "list", "--limit", "3"]);
+    assert_eq!(stderr(&exact), "", "a page that holds every match says nothing");
+    assert_eq!(stderr(&crm.run(&["-q", "leads", "list", "--limit", "1"])), "", "-q keeps it quiet");
 }
