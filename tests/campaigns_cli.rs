@@ -5,33 +5,12 @@
 
 mod common;
 
+use common::processes::{Proc, start_sim_with, start_worker};
 use common::{Crm, describe};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn sigkill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
 
 /// `n` leads with valid UK mobile numbers; every seventh has no phone (not eligible).
 fn write_leads(crm: &Crm, n: usize) -> usize {
@@ -50,43 +29,8 @@ fn write_leads(crm: &Crm, n: usize) -> usize {
     eligible
 }
 
-/// Starts `crm sim ARGS` on a free port; returns it and its base URL.
 fn start_sim(crm: &Crm, args: &[&str]) -> (Proc, String) {
-    let mut child = crm
-        .std_bare()
-        .args(["sim", "--listen", "127.0.0.1:0", "--json", "--delivered-after-ms", "50", "--read-after-ms", "100"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start crm sim");
-    let stdout = child.stdout.take().expect("sim stdout");
-    let mut url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read sim stdout");
-        if let Some(rest) = line.trim().strip_prefix("\"url\": \"") {
-            url = Some(rest.trim_end_matches(['"', ',']).to_string());
-            break;
-        }
-    }
-    (Proc(child), url.expect("the simulator printed its URL"))
-}
-
-/// Starts `crm --store … worker ARGS` with its logs in the sandbox.
-fn start_worker(crm: &Crm, args: &[&str], log: &str) -> Proc {
-    let log = std::fs::File::create(crm.path(log)).expect("worker log");
-    let child = crm
-        .std_bare()
-        .arg("--store")
-        .arg(crm.store())
-        .arg("-v")
-        .arg("worker")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start crm worker");
-    Proc(child)
+    start_sim_with(crm, 50, 100, args)
 }
 
 fn http_get(base: &str, path: &str) -> Value {

@@ -5,21 +5,10 @@
 
 mod common;
 
+use common::processes::{Proc, start_sim_with, start_worker};
 use common::{Crm, describe, stderr, stdout};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Five leads with UK mobile numbers and one without a phone (never messaged: skipped).
 fn write_leads(crm: &Crm) {
@@ -31,6 +20,10 @@ fn write_leads(crm: &Crm) {
     crm.import(&crm.write("leads.csv", csv), &["--default-region", "GB"], 0);
 }
 
+fn start_sim(crm: &Crm, args: &[&str]) -> (Proc, String) {
+    start_sim_with(crm, 20, 40, args)
+}
+
 /// Leads, segment `all`, and the DRAFT campaign `promo` over it (id 1).
 fn with_campaign() -> Crm {
     let crm = Crm::new();
@@ -38,45 +31,6 @@ fn with_campaign() -> Crm {
     crm.json(&["segments", "create", "all", "--rule", "visits >= 0"], 0);
     crm.json(&["campaigns", "create", "promo", "--segment", "all", "--template", "Hi {{first_name|there}}!"], 0);
     crm
-}
-
-/// Starts `crm sim ARGS` on a free port; returns it and its base URL.
-fn start_sim(crm: &Crm, args: &[&str]) -> (Proc, String) {
-    let mut child = crm
-        .std_bare()
-        .args(["sim", "--listen", "127.0.0.1:0", "--json", "--delivered-after-ms", "20", "--read-after-ms", "40"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start crm sim");
-    let stdout = child.stdout.take().expect("sim stdout");
-    let mut url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read sim stdout");
-        if let Some(rest) = line.trim().strip_prefix("\"url\": \"") {
-            url = Some(rest.trim_end_matches(['"', ',']).to_string());
-            break;
-        }
-    }
-    (Proc(child), url.expect("the simulator printed its URL"))
-}
-
-/// Starts `crm --store … -v worker ARGS` with its logs in the sandbox.
-fn start_worker(crm: &Crm, args: &[&str], log: &str) -> Proc {
-    let log = std::fs::File::create(crm.path(log)).expect("worker log");
-    let child = crm
-        .std_bare()
-        .arg("--store")
-        .arg(crm.store())
-        .arg("-v")
-        .arg("worker")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start crm worker");
-    Proc(child)
 }
 
 fn status(crm: &Crm, campaign: &str) -> Value {

@@ -1,22 +1,23 @@
 //! `crm leads …`: import, browse, edit and export leads.
 
-use super::output::{Column, Out, Table};
+mod import;
+mod show;
+
+pub use show::leads_table;
+
+use super::output::Out;
 use super::{Context, say};
 use crate::engine::app::App;
 use crate::engine::app::lead_edit::{LeadChange, NewLeadFields};
-use crate::engine::app::leads::{ExportTarget, open_import};
+use crate::engine::app::leads::ExportTarget;
 use crate::engine::error::{Error, exit};
 use crate::engine::export::csv_io_error;
 use crate::engine::import::headers::HeaderOverride;
-use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress};
-use crate::engine::lead::{ConflictPolicy, Lead, format_time};
+use crate::engine::lead::ConflictPolicy;
 use crate::engine::normalize::parse_amount;
 use crate::engine::phone::Region;
 use crate::engine::store::{Access, LeadFilter, LeadQuery, SortKey};
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
@@ -249,7 +250,7 @@ impl LeadsCmd {
         // creates one.
         let cmd = match self {
             LeadsCmd::Import(args) => {
-                let code = import(ctx, args, &mut out).await?;
+                let code = import::import(ctx, args, &mut out).await?;
                 out.flush()?;
                 return Ok(code);
             }
@@ -278,7 +279,7 @@ impl LeadsCmd {
                 if ctx.global.json {
                     out.json(&lead)?
                 } else {
-                    print_lead(&mut out, &lead)?
+                    show::print_lead(&mut out, &lead)?
                 }
                 exit::OK
             }
@@ -305,7 +306,7 @@ impl LeadsCmd {
                 if ctx.global.json {
                     out.json(&serde_json::json!({ "deleted": lead.id }))?
                 } else {
-                    out.line(format!("Deleted lead {} ({}).", lead.id, display_name(&lead)))?
+                    out.line(format!("Deleted lead {} ({}).", lead.id, show::display_name(&lead)))?
                 }
                 exit::OK
             }
@@ -351,114 +352,6 @@ async fn add(ctx: &Context, args: AddArgs, out: &mut Out) -> anyhow::Result<()> 
         out.line(format!("Added lead {}.", lead.id))?
     }
     Ok(())
-}
-
-/// The CSV to import: a file, or stdin for `-`.
-fn open_source(path: &std::path::Path) -> Result<ImportSource, Error> {
-    if path.as_os_str() == "-" {
-        return Ok(ImportSource { name: "stdin".into(), reader: Box::new(std::io::stdin()), size: None });
-    }
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| Error::Input { path: name.clone(), source: e })?;
-    let size = file.metadata().ok().map(|m| m.len());
-    Ok(ImportSource { name, reader: Box::new(file), size })
-}
-
-async fn import(ctx: &Context, args: ImportArgs, out: &mut Out) -> anyhow::Result<u8> {
-    let source = open_source(&args.file)?;
-    let name = source.name.clone();
-    let size = source.size;
-    let options = ImportOptions {
-        policy: args.on_conflict.into(),
-        dry_run: args.dry_run,
-        region: args.default_region.or(ctx.config.region()?),
-        overrides: args.map,
-        errors_file: args.errors.clone(),
-        delimiter: args.delimiter,
-    };
-    // The file is checked as a whole before the store is opened: a mistyped name or a file
-    // that is not a leads CSV creates no store.
-    let input = (args.file.as_os_str() != "-").then_some(args.file.as_path());
-    let opened = open_import(&ctx.config, source, input, &options).with_context(|| format!("importing {name}"))?;
-    let app = ctx.app(Access::CreateIfMissing).await?;
-    let bar = ImportBar::new(ctx.chatty() && std::io::stderr().is_terminal(), size);
-    let report = app.import_leads(opened, &options, &bar).await.with_context(|| format!("importing {name}"))?;
-    bar.finish();
-    if ctx.global.json {
-        out.json(&report)?;
-    } else {
-        out.line(summary(&name, &report))?;
-        out.flush()?;
-        print_rejections(ctx, &report, args.errors.as_ref());
-    }
-    Ok(if report.rejected > 0 { exit::REJECTED } else { exit::OK })
-}
-
-fn summary(name: &str, r: &ImportReport) -> String {
-    let verb = if r.dry_run { "Checked (dry run, nothing written)" } else { "Imported" };
-    format!(
-        "{verb} {name} in {:.2} s: accepted {}, inserted {}, updated {}, skipped {}, rejected {}.",
-        r.elapsed_seconds, r.accepted, r.inserted, r.updated, r.skipped, r.rejected
-    )
-}
-
-fn print_rejections(ctx: &Context, report: &ImportReport, errors_file: Option<&PathBuf>) {
-    if report.rejected == 0 || ctx.global.quiet {
-        return;
-    }
-    const SHOWN: usize = 5;
-    for e in report.errors.iter().take(SHOWN) {
-        let column = if e.column.is_empty() { String::new() } else { format!(", column {}", e.column) };
-        say!("line {}{column}: {}", e.line, e.reason);
-    }
-    let more = (report.errors.len() as u64 + report.errors_omitted).saturating_sub(SHOWN as u64);
-    match errors_file {
-        Some(path) => say!(
-            "{}all {} rejected rows are in {} (fix them there and import that file).",
-            if more > 0 { format!("… {more} more problems; ") } else { String::new() },
-            report.rejected,
-            path.display()
-        ),
-        None if more > 0 => say!("… {more} more problems; add --errors FILE to get every rejected row as a CSV."),
-        None => say!("Add --errors FILE to get the rejected rows as a CSV you can fix and re-import."),
-    }
-}
-
-/// The import progress bar: bytes when the size is known, rows otherwise; hidden when off.
-struct ImportBar(Option<ProgressBar>);
-
-impl ImportBar {
-    fn new(visible: bool, size: Option<u64>) -> ImportBar {
-        if !visible {
-            return ImportBar(None);
-        }
-        let bar = match size {
-            Some(total) => ProgressBar::new(total).with_style(
-                ProgressStyle::with_template("{spinner} [{bar:40}] {bytes}/{total_bytes} {msg} ({eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            ),
-            None => ProgressBar::new_spinner(),
-        };
-        ImportBar(Some(bar))
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Progress for ImportBar {
-    fn update(&self, bytes_read: u64, rows: u64) {
-        if let Some(bar) = &self.0 {
-            if bar.length().is_some() {
-                bar.set_position(bytes_read);
-            }
-            bar.set_message(format!("{rows} rows"));
-        }
-    }
 }
 
 async fn list(ctx: &Context, app: &App, args: ListArgs, out: &mut Out) -> anyhow::Result<u8> {
@@ -519,67 +412,6 @@ async fn list(ctx: &Context, app: &App, args: ListArgs, out: &mut Out) -> anyhow
         }
     }
     Ok(exit::OK)
-}
-
-/// The table `leads list` prints (`segments preview` shows its sample the same way).
-pub fn leads_table(leads: &[Lead]) -> Table {
-    let mut table = Table::new(vec![
-        Column { header: "ID", flexible: false, right: true },
-        Column { header: "NAME", flexible: true, right: false },
-        Column { header: "EMAIL", flexible: true, right: false },
-        Column { header: "PHONE", flexible: true, right: false },
-        Column { header: "SPEND", flexible: false, right: true },
-        Column { header: "VISITS", flexible: false, right: true },
-        Column { header: "LAST ORDER", flexible: false, right: false },
-        Column { header: "TAGS", flexible: true, right: false },
-    ]);
-    for lead in leads {
-        table.push(vec![
-            lead.id.to_string(),
-            lead.name.clone(),
-            more(&lead.emails),
-            more(&lead.phones),
-            format!("{:.2}", lead.total_spend),
-            lead.visits.to_string(),
-            lead.last_order_at.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default(),
-            lead.tags.join(", "),
-        ]);
-    }
-    table
-}
-
-/// The first value, with "+N" when there are more.
-fn more(values: &[String]) -> String {
-    match values {
-        [] => String::new(),
-        [one] => one.clone(),
-        [first, rest @ ..] => format!("{first} +{}", rest.len()),
-    }
-}
-
-fn display_name(lead: &Lead) -> String {
-    if lead.name.is_empty() {
-        lead.emails.first().or(lead.phones.first()).cloned().unwrap_or_default()
-    } else {
-        lead.name.clone()
-    }
-}
-
-fn print_lead(out: &mut Out, lead: &Lead) -> std::io::Result<()> {
-    let esc = super::output::escape_controls;
-    out.line(format!("id             {}", lead.id))?;
-    out.line(format!("name           {}", esc(&lead.name)))?;
-    out.line(format!("emails         {}", esc(&lead.emails.join(", "))))?;
-    out.line(format!("phones         {}", lead.phones.join(", ")))?;
-    out.line(format!("total_spend    {:.2}", lead.total_spend))?;
-    out.line(format!("visits         {}", lead.visits))?;
-    out.line(format!("last_order_at  {}", lead.last_order_at.as_ref().map(format_time).unwrap_or_default()))?;
-    out.line(format!("tags           {}", esc(&lead.tags.join(", "))))?;
-    for (k, v) in &lead.metadata {
-        out.line(format!("{:<14} {}", format!("metadata.{k}"), esc(v)))?;
-    }
-    out.line(format!("created_at     {}", format_time(&lead.created_at)))?;
-    out.line(format!("updated_at     {}", format_time(&lead.updated_at)))
 }
 
 async fn export(app: &App, file: Option<PathBuf>, out: &mut Out) -> anyhow::Result<()> {

@@ -132,6 +132,22 @@ impl Limits {
     }
 }
 
+/// Time checks shared by the policies' tests (tokio's clock, paused).
+#[cfg(test)]
+mod test_time {
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    pub fn elapsed_since(start: Instant) -> Duration {
+        Instant::now() - start
+    }
+
+    /// Within a millisecond of `expected` (tokio's timer ticks in milliseconds).
+    pub fn about(actual: Duration, expected: Duration) -> bool {
+        actual >= expected && actual <= expected + Duration::from_millis(2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,14 +158,7 @@ mod tests {
     use std::time::Duration;
     use tokio::time::Instant;
 
-    fn elapsed_since(start: Instant) -> Duration {
-        Instant::now() - start
-    }
-
-    /// Within a millisecond of `expected` (tokio's timer ticks in milliseconds).
-    fn about(actual: Duration, expected: Duration) -> bool {
-        actual >= expected && actual <= expected + Duration::from_millis(2)
-    }
+    use super::test_time::{about, elapsed_since};
 
     /// A channel answering from a script, counting calls and the most calls at once.
     struct Scripted {

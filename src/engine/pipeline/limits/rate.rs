@@ -88,14 +88,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn elapsed_since(start: Instant) -> Duration {
-        Instant::now() - start
-    }
-
-    /// Within a millisecond of `expected` (tokio's timer ticks in milliseconds).
-    fn about(actual: Duration, expected: Duration) -> bool {
-        actual >= expected && actual <= expected + Duration::from_millis(2)
-    }
+    use super::super::test_time::{about, elapsed_since};
 
     #[tokio::test(start_paused = true)]
     async fn the_default_rate_spaces_sends_two_seconds_apart() {

@@ -4,11 +4,11 @@
 //! from the logs when read (an index on `(campaign_id, status)` keeps that cheap), so they can
 //! never drift from the logs they describe.
 
-use super::leads::{LEAD_COLUMNS, lead_from_row, to_ms};
+use super::rows::{LEAD_COLUMNS, from_ms, lead_from_row, to_ms};
 use super::{SqliteStore, db_err};
 use crate::engine::campaign::{
-    Campaign, CampaignId, CampaignStats, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, Heartbeat,
-    NewCampaign, NewLog, SendJob, SendStatus,
+    Campaign, CampaignId, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, Heartbeat, NewCampaign,
+    NewLog, SendJob, SendStatus,
 };
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
@@ -17,140 +17,17 @@ use crate::engine::segment::sql::to_sql_from;
 use crate::engine::store::campaigns::{AudienceLead, CampaignStore, Claim, LogQuery, LogUpdate};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter, types::Value};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
-fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
+mod logs;
+mod rows;
 
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-const CAMPAIGN_COLUMNS: &str =
-    "id, name, segment_id, message_template, channel, created_by, status, audience, created_at, updated_at";
-
-fn campaign_from_row(row: &Row) -> rusqlite::Result<Campaign> {
-    let status: String = row.get(6)?;
-    Ok(Campaign {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        segment_id: row.get(2)?,
-        message_template: row.get(3)?,
-        channel: row.get(4)?,
-        created_by: row.get(5)?,
-        status: status.parse().unwrap_or(CampaignStatus::Draft),
-        stats: CampaignStats { audience: row.get::<_, i64>(7)? as u64, ..CampaignStats::default() },
-        created_at: from_ms(row.get(8)?),
-        updated_at: from_ms(row.get(9)?),
-    })
-}
-
-/// Fills in the stats of `c` by counting its logs per status.
-fn with_stats(conn: &Connection, mut c: Campaign) -> rusqlite::Result<Campaign> {
-    let mut stmt =
-        conn.prepare_cached("SELECT status, count(*) FROM communication_logs WHERE campaign_id = ?1 GROUP BY status")?;
-    let counts = stmt
-        .query_map([c.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let counts: Vec<(SendStatus, u64)> =
-        counts.into_iter().filter_map(|(s, n)| SendStatus::parse(&s).map(|s| (s, n as u64))).collect();
-    c.stats = CampaignStats::from_counts(c.stats.audience, &counts).for_status(c.status);
-    Ok(c)
-}
-
-fn load_campaign(conn: &Connection, clause: &str, param: &dyn rusqlite::ToSql) -> rusqlite::Result<Option<Campaign>> {
-    let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE {clause}");
-    let found = conn.prepare_cached(&sql)?.query_row([param], campaign_from_row).optional()?;
-    found.map(|c| with_stats(conn, c)).transpose()
-}
-
-fn status_of(conn: &Connection, id: CampaignId) -> rusqlite::Result<Option<CampaignStatus>> {
-    let s: Option<String> =
-        conn.prepare_cached("SELECT status FROM campaigns WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
-    Ok(s.and_then(|s| s.parse().ok()))
-}
-
-fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-}
-
-/// Applies one forward-only update; true when the log changed.
-fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
-    let current: Option<String> = conn
-        .prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?
-        .query_row([&u.send_id], |r| r.get(0))
-        .optional()?;
-    let Some(current) = current.as_deref().and_then(SendStatus::parse) else { return Ok(false) };
-    if !current.can_become(u.status) {
-        return Ok(false);
-    }
-    conn.prepare_cached(
-        "UPDATE communication_logs SET status = ?2, lease_until = NULL,
-             provider_message_id = coalesce(?3, provider_message_id),
-             error_message = coalesce(?4, error_message), updated_at = ?5
-         WHERE send_id = ?1",
-    )?
-    .execute(params![u.send_id, u.status.as_str(), u.provider_message_id, u.error, now])?;
-    Ok(true)
-}
-
-fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i64) -> rusqlite::Result<Claim> {
-    let row: Option<(String, i64, Option<i64>, i64, String)> = conn
-        .prepare_cached(
-            "SELECT status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
-        )?
-        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-        .optional()?;
-    let Some((status, attempt, lease_until, lead_id, channel)) = row else { return Ok(Claim::Missing) };
-    let status = SendStatus::parse(&status).unwrap_or(SendStatus::Failed);
-    let recovered = match status {
-        SendStatus::Pending => false,
-        SendStatus::Sending => match lease_until {
-            Some(until) if until > now => {
-                return Ok(Claim::Busy { retry_in: Duration::from_millis((until - now) as u64 + 1) });
-            }
-            _ => true,
-        },
-        settled => return Ok(Claim::Settled(settled)),
-    };
-    let opted_out: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM lead_opt_outs WHERE lead_id = ?1)")?
-        .query_row([lead_id], |r| r.get(0))?;
-    if opted_out && !recovered {
-        conn.prepare_cached(
-            "UPDATE communication_logs SET status = 'skipped', error_message = 'opted out', updated_at = ?2
-             WHERE send_id = ?1",
-        )?
-        .execute(params![send_id, now])?;
-        return Ok(Claim::OptedOut);
-    }
-    // A recovered claim keeps its attempt: the same try is being finished, not a new one.
-    let attempt = if recovered { attempt.max(1) } else { attempt + 1 };
-    conn.prepare_cached(
-        "UPDATE communication_logs SET status = 'sending', attempt = ?2, lease_until = ?3, updated_at = ?4
-         WHERE send_id = ?1",
-    )?
-    .execute(params![send_id, attempt, now + lease_ms, now])?;
-    Ok(Claim::Claimed { attempt: attempt as u32, recovered, channel })
-}
-
-fn dead_letter_from_row(row: &Row) -> rusqlite::Result<DeadLetterRecord> {
-    let payload: String = row.get(4)?;
-    let payload: SendJob = serde_json::from_str(&payload)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
-    Ok(DeadLetterRecord {
-        id: row.get(0)?,
-        send_id: row.get(1)?,
-        campaign_id: row.get(2)?,
-        reason: row.get(3)?,
-        payload,
-        created_at: from_ms(row.get(5)?),
-        replayed_at: row.get::<_, Option<i64>>(6)?.map(from_ms),
-    })
-}
+use logs::{apply_update, claim_one};
+use rows::{
+    CAMPAIGN_COLUMNS, campaign_from_row, dead_letter_from_row, load_campaign, now_ms, status_of, with_stats, write_tx,
+};
 
 #[async_trait]
 impl CampaignStore for SqliteStore {
@@ -326,41 +203,7 @@ impl CampaignStore for SqliteStore {
 
     async fn insert_logs(&self, campaign: CampaignId, channel: &str, logs: &[NewLog]) -> Result<Vec<String>> {
         let (store, channel, logs) = (self.describe_path(), channel.to_string(), logs.to_vec());
-        self.call(move |conn| {
-            let run = |conn: &mut Connection| -> rusqlite::Result<Vec<String>> {
-                let tx = write_tx(conn)?;
-                let now = now_ms();
-                let mut pending = Vec::new();
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO communication_logs (send_id, campaign_id, lead_id, status, attempt, channel,
-                             error_message, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?7) ON CONFLICT (send_id) DO NOTHING",
-                    )?;
-                    let mut status = tx.prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?;
-                    for log in &logs {
-                        let initial = if log.skip_reason.is_some() { "skipped" } else { "pending" };
-                        insert.execute(params![
-                            log.send_id,
-                            campaign,
-                            log.lead_id,
-                            initial,
-                            channel,
-                            log.skip_reason,
-                            now
-                        ])?;
-                        let now_status: String = status.query_row([&log.send_id], |r| r.get(0))?;
-                        if now_status == "pending" {
-                            pending.push(log.send_id.clone());
-                        }
-                    }
-                }
-                tx.commit()?;
-                Ok(pending)
-            };
-            run(conn).map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| logs::insert(conn, campaign, &channel, &logs).map_err(db_err(&store))).await
     }
 
     async fn claim_logs(&self, send_ids: &[String], lease: Duration) -> Result<Vec<Claim>> {
@@ -434,37 +277,7 @@ impl CampaignStore for SqliteStore {
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<CommunicationLog>> {
         let (store, q) = (self.describe_path(), query.clone());
-        self.call(move |conn| {
-            let status = q.status.map(|s| s.as_str().to_string());
-            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-            let run = || -> rusqlite::Result<Vec<CommunicationLog>> {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT send_id, campaign_id, lead_id, status, attempt, channel, provider_message_id,
-                            error_message, created_at, updated_at
-                     FROM communication_logs
-                     WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR lead_id = ?2)
-                       AND (?3 IS NULL OR status = ?3)
-                     ORDER BY updated_at DESC, send_id LIMIT ?4",
-                )?;
-                stmt.query_map(params![q.campaign, q.lead, status, limit], |r| {
-                    Ok(CommunicationLog {
-                        send_id: r.get(0)?,
-                        campaign_id: r.get(1)?,
-                        lead_id: r.get(2)?,
-                        status: SendStatus::parse(&r.get::<_, String>(3)?).unwrap_or(SendStatus::Failed),
-                        attempt: r.get::<_, i64>(4)? as u32,
-                        channel: r.get(5)?,
-                        provider_message_id: r.get(6)?,
-                        error_message: r.get(7)?,
-                        created_at: from_ms(r.get(8)?),
-                        updated_at: from_ms(r.get(9)?),
-                    })
-                })?
-                .collect()
-            };
-            run().map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| logs::list(conn, &q).map_err(db_err(&store))).await
     }
 
     async fn complete_finished_campaigns(&self) -> Result<Vec<CampaignId>> {

@@ -7,7 +7,7 @@
 //! rare key whose hash is already taken by a different key lives, by its full text, in
 //! `lead_key_overflow`, which is consulted whenever the hash alone does not settle it.
 
-use super::leads::load_lead;
+use super::rows::load_lead;
 use crate::engine::lead::LeadId;
 use rusqlite::{Connection, OptionalExtension, params};
 

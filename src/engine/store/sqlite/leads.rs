@@ -5,6 +5,10 @@
 //! phone to its lead and is the unique index that dedup relies on. Substring search has its
 //! own structure, in `search.rs`.
 
+use super::rows::{
+    LEAD_COLUMNS, bump_leads_version, describe_owners, from_ms, json, lead_from_row, lead_values, load_lead, to_ms,
+    update_lead_columns,
+};
 use super::{SqliteStore, db_err};
 use super::{keys, search};
 use crate::engine::error::{Error, Result};
@@ -14,44 +18,7 @@ use crate::engine::store::{ImportPlan, ImportSession, LeadFilter, LeadQuery, Que
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
-pub(super) const LEAD_COLUMNS: &str = "l.id, l.name, l.emails, l.phones, l.total_spend, l.visits, \
-     l.last_order_at, l.tags, l.metadata, l.created_at, l.updated_at";
-
-pub(super) fn to_ms(t: &DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn json_col<T: serde::de::DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(idx)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
-}
-
-pub(super) fn lead_from_row(row: &Row) -> rusqlite::Result<Lead> {
-    Ok(Lead {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        emails: json_col(row, 2)?,
-        phones: json_col(row, 3)?,
-        total_spend: row.get(4)?,
-        visits: row.get(5)?,
-        last_order_at: row.get::<_, Option<i64>>(6)?.map(from_ms),
-        tags: json_col(row, 7)?,
-        metadata: json_col(row, 8)?,
-        created_at: from_ms(row.get(9)?),
-        updated_at: from_ms(row.get(10)?),
-    })
-}
-
-pub(super) fn json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-}
+use rusqlite::{Connection, params, params_from_iter};
 
 /// Inserts a new lead's row and search line (its `id` is ignored; keys are the caller's).
 pub(super) fn insert_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Result<LeadId> {
@@ -59,18 +26,7 @@ pub(super) fn insert_lead_row(conn: &Connection, lead: &Lead) -> rusqlite::Resul
         "INSERT INTO leads (name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![
-        lead.name,
-        json(&lead.emails),
-        json(&lead.phones),
-        lead.total_spend,
-        lead.visits,
-        lead.last_order_at.as_ref().map(to_ms),
-        json(&lead.tags),
-        json(&lead.metadata),
-        to_ms(&lead.created_at),
-        to_ms(&lead.updated_at),
-    ])?;
+    .execute(params_from_iter(lead_values(lead)))?;
     let id = conn.last_insert_rowid();
     search::set_record(conn, id, Some(&search::search_text(lead)))?;
     Ok(id)
@@ -83,29 +39,6 @@ pub(super) fn insert_lead(conn: &Connection, lead: &Lead) -> rusqlite::Result<Le
         keys::insert(conn, &key, id)?;
     }
     Ok(id)
-}
-
-/// Rewrites a stored lead's columns (search line and keys are the caller's).
-pub(super) fn update_lead_columns(conn: &Connection, lead: &Lead) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE leads SET name = ?2, emails = ?3, phones = ?4, total_spend = ?5, visits = ?6,
-             last_order_at = ?7, tags = ?8, metadata = ?9, created_at = ?10, updated_at = ?11
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        lead.id,
-        lead.name,
-        json(&lead.emails),
-        json(&lead.phones),
-        lead.total_spend,
-        lead.visits,
-        lead.last_order_at.as_ref().map(to_ms),
-        json(&lead.tags),
-        json(&lead.metadata),
-        to_ms(&lead.created_at),
-        to_ms(&lead.updated_at),
-    ])?;
-    Ok(())
 }
 
 /// Rewrites a stored lead's row and search line (keys are the caller's).
@@ -127,24 +60,8 @@ pub(super) fn update_lead(conn: &Connection, old: &Lead, lead: &Lead) -> rusqlit
     Ok(())
 }
 
-pub(super) fn load_lead(conn: &Connection, id: LeadId) -> rusqlite::Result<Option<Lead>> {
-    conn.prepare_cached(&format!("SELECT {LEAD_COLUMNS} FROM leads l WHERE l.id = ?1"))?
-        .query_row([id], lead_from_row)
-        .optional()
-}
-
 pub(super) fn lookup_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<LeadId>> {
     keys::owner(conn, key)
-}
-
-/// Records that leads changed, so an import running in another process reloads its filter.
-pub(super) fn bump_leads_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'leads_version' RETURNING value")?
-        .query_row([], |r| r.get(0))
-}
-
-pub(super) fn leads_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT value FROM meta WHERE key = 'leads_version'")?.query_row([], |r| r.get(0))
 }
 
 /// Describes which stored leads own the keys of `lead`, other than `except`.
@@ -158,19 +75,6 @@ fn owners_of(conn: &Connection, keys: &[String], except: Option<LeadId>) -> rusq
         }
     }
     Ok(owners)
-}
-
-/// "email ada@x.com belongs to lead 12, phone +44… to lead 40".
-pub(super) fn describe_owners(owners: &[(String, LeadId)]) -> String {
-    owners
-        .iter()
-        .map(|(key, id)| {
-            let (kind, value) = key.split_once(':').unwrap_or(("key", key));
-            let kind = if kind == "e" { "email" } else { "phone" };
-            format!("{kind} {value} belongs to lead {id}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The WHERE clause for a filter; `ids` are the search matches when a search was given.

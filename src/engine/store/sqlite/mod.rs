@@ -12,6 +12,7 @@ mod import;
 mod keys;
 mod leads;
 mod migrations;
+mod rows;
 mod search;
 mod segments;
 

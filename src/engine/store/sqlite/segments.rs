@@ -10,7 +10,7 @@
 //! The `Store` methods themselves are in `leads.rs` (one `impl Store` per type); they call the
 //! helpers here.
 
-use super::leads::{LEAD_COLUMNS, lead_from_row, to_ms};
+use super::rows::{LEAD_COLUMNS, from_ms, lead_from_row, to_ms};
 use super::{SqliteStore, db_err};
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadId};
@@ -26,10 +26,6 @@ const SEGMENT_COLUMNS: &str = "id, name, owner_user_id, rule_ast, created_at, up
 
 /// Rules counted by one statement in `count_matching_each` (one pass over the leads each).
 const COUNTS_PER_QUERY: usize = 50;
-
-fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
 
 fn segment_from_row(row: &Row) -> rusqlite::Result<Segment> {
     let ast: String = row.get(3)?;

@@ -18,8 +18,13 @@
 //! bumps `meta.leads_version`, and a moved version rebuilds the filter before we go on. A dry
 //! run is one transaction, rolled back at the end.
 
+mod checkpoint;
+mod filter;
+mod sql;
+mod writes;
+
 use super::keys::{self, key_hash};
-use super::leads::{bump_leads_version, describe_owners, json, leads_version, load_lead, to_ms, update_lead_columns};
+use super::rows::{bump_leads_version, describe_owners, json, leads_version, load_lead, to_ms, update_lead_columns};
 use super::search;
 use super::{connect, db_err};
 use crate::engine::error::{Error, Result};
@@ -27,11 +32,14 @@ use crate::engine::field_rules;
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
 use crate::engine::store::{ImportPlan, ImportSession, PreparedRow, RowOutcome, RowPreparer};
 use async_trait::async_trait;
+use checkpoint::Checkpointer;
 use chrono::Utc;
+use filter::{KeyFilter, PreHashed};
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, params};
+use sql::ROWS_PER_INSERT;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,54 +50,6 @@ const SEGMENT_KEYS: usize = 400_000;
 const SEGMENT_TIME: Duration = Duration::from_secs(3);
 /// Page cache of the import connection.
 const CACHE_PRAGMA: &str = "PRAGMA cache_size = -16384";
-
-/// A Bloom filter over key hashes (k = 6, ~12 bits a key, capped at 32 MiB; past the cap it
-/// answers "maybe" more often, which costs lookups, never correctness).
-struct KeyFilter {
-    bits: Vec<u64>,
-    mask: u64,
-}
-
-impl KeyFilter {
-    fn with_capacity(keys: u64) -> KeyFilter {
-        let bits = keys.saturating_mul(12).clamp(1 << 16, 1 << 28).next_power_of_two();
-        KeyFilter { bits: vec![0; (bits / 64) as usize], mask: bits - 1 }
-    }
-
-    fn positions(&self, hash: i64) -> [u64; 6] {
-        let h1 = hash as u64;
-        let h2 = h1.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        std::array::from_fn(|i| h1.wrapping_add((i as u64).wrapping_mul(h2)) & self.mask)
-    }
-
-    fn insert(&mut self, hash: i64) {
-        for p in self.positions(hash) {
-            self.bits[(p / 64) as usize] |= 1 << (p % 64);
-        }
-    }
-
-    fn may_contain(&self, hash: i64) -> bool {
-        self.positions(hash).iter().all(|p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
-    }
-}
-
-/// A `Hasher` for map keys that are already hashes.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_i64(&mut self, n: i64) {
-        self.0 = n as u64;
-    }
-}
 
 /// What the preparer computes for a row: its keys with their hashes, and the column values
 /// of a new lead (emails, phones, tags, metadata as JSON; the search text).
@@ -131,36 +91,6 @@ struct State {
     checkpointer: Option<Checkpointer>,
 }
 
-/// Copies committed WAL pages into the database on its own thread and connection, so the
-/// writer thread never stalls on a checkpoint (a passive checkpoint runs beside a writer).
-struct Checkpointer {
-    wake: std::sync::mpsc::SyncSender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Checkpointer {
-    fn start(path: &std::path::Path) -> Option<Checkpointer> {
-        let conn = connect(path).ok()?;
-        let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::spawn(move || {
-            while rx.recv().is_ok() {
-                let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
-            }
-            let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
-        });
-        Some(Checkpointer { wake, thread })
-    }
-
-    fn nudge(&self) {
-        let _ = self.wake.try_send(());
-    }
-
-    fn stop(self) {
-        drop(self.wake);
-        let _ = self.thread.join();
-    }
-}
-
 /// Most leads whose pre-import state is remembered (24 bytes each); past it, rows that undo
 /// each other are still applied correctly but `updated_at` moves.
 const MAX_ORIGINALS: usize = 500_000;
@@ -182,37 +112,6 @@ struct NewRow {
     last_order_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
-}
-
-/// Rows per multi-row INSERT: fewer statement executions, far less per-row overhead.
-const ROWS_PER_INSERT: usize = 64;
-
-/// Splits `items` into chunks of `max`, then of falling powers of two, so a flush of any size
-/// uses a handful of distinct (cached) statements rather than one per size.
-fn power_of_two_chunks<T>(mut items: &[T], max: usize) -> Vec<&[T]> {
-    let mut chunks = Vec::new();
-    let mut size = max;
-    while !items.is_empty() {
-        while size > items.len() {
-            size /= 2;
-        }
-        let (head, rest) = items.split_at(size);
-        chunks.push(head);
-        items = rest;
-    }
-    chunks
-}
-
-fn insert_leads_sql(rows: usize) -> String {
-    let one = "(?,?,?,?,?,?,?,?,?,?,?)";
-    format!(
-        "INSERT INTO leads (id, name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at) VALUES {}",
-        vec![one; rows].join(",")
-    )
-}
-
-fn insert_keys_sql(rows: usize) -> String {
-    format!("INSERT INTO lead_keys (h, lead_id) VALUES {}", vec!["(?,?)"; rows].join(","))
 }
 
 #[derive(Default)]
@@ -458,144 +357,6 @@ impl State {
         Ok(RowOutcome::Updated(id))
     }
 
-    fn insert_new(&mut self, d: LeadDraft, ready: Ready, now: chrono::DateTime<Utc>) -> rusqlite::Result<LeadId> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let [emails, phones, tags, metadata, text] = ready.columns;
-        self.put_search(id, &text)?;
-        self.pending.push(NewRow {
-            id,
-            name: d.name.unwrap_or_default(),
-            json: [emails, phones, tags, metadata],
-            total_spend: d.total_spend.unwrap_or(0.0),
-            visits: d.visits.unwrap_or(0),
-            last_order_at: d.last_order_at.as_ref().map(to_ms),
-            created_at: to_ms(&d.created_at.unwrap_or(now)),
-            updated_at: to_ms(&now),
-        });
-        if self.pending.len() >= ROWS_PER_INSERT {
-            self.flush_pending()?;
-        }
-        Ok(id)
-    }
-
-    /// Writes buffered new leads. Must run before anything reads `leads`.
-    fn flush_pending(&mut self) -> rusqlite::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let rows = std::mem::take(&mut self.pending);
-        for chunk in power_of_two_chunks(&rows, ROWS_PER_INSERT) {
-            let mut stmt = self.conn.prepare_cached(&insert_leads_sql(chunk.len()))?;
-            let mut i = 0;
-            let mut bind = |stmt: &mut rusqlite::Statement, v: &dyn rusqlite::ToSql| {
-                i += 1;
-                stmt.raw_bind_parameter(i, v)
-            };
-            for r in chunk {
-                bind(&mut stmt, &r.id)?;
-                bind(&mut stmt, &r.name)?;
-                bind(&mut stmt, &r.json[0])?;
-                bind(&mut stmt, &r.json[1])?;
-                bind(&mut stmt, &r.total_spend)?;
-                bind(&mut stmt, &r.visits)?;
-                bind(&mut stmt, &r.last_order_at)?;
-                bind(&mut stmt, &r.json[2])?;
-                bind(&mut stmt, &r.json[3])?;
-                bind(&mut stmt, &r.created_at)?;
-                bind(&mut stmt, &r.updated_at)?;
-            }
-            stmt.raw_execute()?;
-        }
-        self.pending = rows;
-        self.pending.clear();
-        Ok(())
-    }
-
-    fn write_keys(&self, keys: &[(i64, LeadId)]) -> rusqlite::Result<()> {
-        for chunk in power_of_two_chunks(keys, ROWS_PER_INSERT * 4) {
-            let mut stmt = self.conn.prepare_cached(&insert_keys_sql(chunk.len()))?;
-            for (i, (hash, id)) in chunk.iter().enumerate() {
-                stmt.raw_bind_parameter(2 * i + 1, hash)?;
-                stmt.raw_bind_parameter(2 * i + 2, id)?;
-            }
-            stmt.raw_execute()?;
-        }
-        Ok(())
-    }
-
-    /// Writes a lead's search record through the open group.
-    fn put_search(&mut self, id: LeadId, text: &str) -> rusqlite::Result<()> {
-        let grp = search::group_of(id);
-        if self.group.grp != Some(grp) {
-            if self.group.grp.is_some_and(|open| grp < open) {
-                // An update to an older lead: edit its group in place, keep appending here.
-                return search::set_record(&self.conn, id, Some(text));
-            }
-            self.close_group()?;
-            let body = search::load_group(&self.conn, grp)?;
-            self.group = OpenGroup { grp: Some(grp), last_id: search::last_id(&body).unwrap_or(0), body };
-        }
-        if id > self.group.last_id {
-            search::push_record(&mut self.group.body, id, text);
-            self.group.last_id = id;
-        } else {
-            self.group.body = search::with_record(&self.group.body, id, Some(text));
-        }
-        Ok(())
-    }
-
-    fn close_group(&mut self) -> rusqlite::Result<()> {
-        let group = std::mem::take(&mut self.group);
-        match group.grp {
-            Some(grp) => search::store_group(&self.conn, grp, &group.body),
-            None => Ok(()),
-        }
-    }
-
-    fn rewrite(&mut self, old: &Lead, lead: &Lead) -> rusqlite::Result<()> {
-        update_lead_columns(&self.conn, lead)?;
-        self.put_search(lead.id, &search::search_text(lead))?;
-        let (old_keys, new_keys) = (old.identity_keys(), lead.identity_keys());
-        for key in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-            self.remove_key(key, lead.id)?;
-        }
-        for key in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-            self.add_key(key, key_hash(key), lead.id)?;
-        }
-        Ok(())
-    }
-
-    /// Notes the state of a pre-existing lead before this import first updates it.
-    fn remember_original(&mut self, old: &Lead) {
-        if self.first_new_id.is_some_and(|first| old.id >= first) {
-            return;
-        }
-        if let Some(entry) = self.originals.get_mut(&old.id) {
-            entry.2 += 1;
-        } else if self.originals.len() < MAX_ORIGINALS {
-            self.originals.insert(old.id, (content_hash(old), to_ms(&old.updated_at), 1));
-        }
-    }
-
-    /// Leads updated more than once and now back to their pre-import content get their
-    /// `updated_at` back: the import changed nothing about them.
-    fn restore_undone(&mut self) -> rusqlite::Result<()> {
-        let candidates: Vec<(LeadId, u64, i64, u32)> =
-            self.originals.iter().filter(|(_, v)| v.2 >= 2).map(|(id, v)| (*id, v.0, v.1, v.2)).collect();
-        for (id, hash, updated_at, rows) in candidates {
-            let Some(lead) = load_lead(&self.conn, id)? else { continue };
-            if content_hash(&lead) == hash {
-                self.conn
-                    .prepare_cached("UPDATE leads SET updated_at = ?2 WHERE id = ?1")?
-                    .execute(params![id, updated_at])?;
-                self.net_unchanged += u64::from(rows);
-                self.originals.remove(&id);
-            }
-        }
-        Ok(())
-    }
-
     fn finish(&mut self) -> Result<u64> {
         if self.plan.dry_run {
             self.flush_pending().map_err(db_err(&self.store))?;
@@ -660,28 +421,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_fall_by_powers_of_two() {
-        let items: Vec<u32> = (0..75).collect();
-        let sizes: Vec<usize> = power_of_two_chunks(&items, 64).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, [64, 8, 2, 1]);
-        assert!(power_of_two_chunks::<u32>(&[], 64).is_empty());
-    }
-
-    #[test]
     fn conflicts_name_each_lead_once() {
         let owners = |ids: &[LeadId]| ids.iter().map(|id| (format!("e:{id}@x.com"), *id)).collect::<Vec<_>>();
         assert_eq!(lead_list(&owners(&[3, 7])), "leads 3 and 7");
         assert_eq!(lead_list(&owners(&[3, 7, 3, 9])), "leads 3, 7 and 9");
-    }
-
-    #[test]
-    fn filter_has_no_false_negatives() {
-        let mut f = KeyFilter::with_capacity(10_000);
-        for i in 0..10_000 {
-            f.insert(key_hash(&format!("e:user{i}@example.com")));
-        }
-        assert!((0..10_000).all(|i| f.may_contain(key_hash(&format!("e:user{i}@example.com")))));
-        let false_hits = (0..10_000).filter(|i| f.may_contain(key_hash(&format!("p:+44{i}")))).count();
-        assert!(false_hits < 100, "{false_hits} false positives in 10000");
     }
 }

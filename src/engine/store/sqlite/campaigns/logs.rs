@@ -1,0 +1,128 @@
+//! Communication logs: inserting a chunk's logs once, claiming one for a sender, moving one
+//! forward, and listing the latest.
+
+use super::super::rows::from_ms;
+use super::rows::{now_ms, write_tx};
+use crate::engine::campaign::{CampaignId, CommunicationLog, NewLog, SendStatus};
+use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::time::Duration;
+
+/// Applies one forward-only update; true when the log changed.
+pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
+    let current: Option<String> = conn
+        .prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?
+        .query_row([&u.send_id], |r| r.get(0))
+        .optional()?;
+    let Some(current) = current.as_deref().and_then(SendStatus::parse) else { return Ok(false) };
+    if !current.can_become(u.status) {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "UPDATE communication_logs SET status = ?2, lease_until = NULL,
+             provider_message_id = coalesce(?3, provider_message_id),
+             error_message = coalesce(?4, error_message), updated_at = ?5
+         WHERE send_id = ?1",
+    )?
+    .execute(params![u.send_id, u.status.as_str(), u.provider_message_id, u.error, now])?;
+    Ok(true)
+}
+
+pub(super) fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i64) -> rusqlite::Result<Claim> {
+    let row: Option<(String, i64, Option<i64>, i64, String)> = conn
+        .prepare_cached(
+            "SELECT status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
+        )?
+        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()?;
+    let Some((status, attempt, lease_until, lead_id, channel)) = row else { return Ok(Claim::Missing) };
+    let status = SendStatus::parse(&status).unwrap_or(SendStatus::Failed);
+    let recovered = match status {
+        SendStatus::Pending => false,
+        SendStatus::Sending => match lease_until {
+            Some(until) if until > now => {
+                return Ok(Claim::Busy { retry_in: Duration::from_millis((until - now) as u64 + 1) });
+            }
+            _ => true,
+        },
+        settled => return Ok(Claim::Settled(settled)),
+    };
+    let opted_out: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM lead_opt_outs WHERE lead_id = ?1)")?
+        .query_row([lead_id], |r| r.get(0))?;
+    if opted_out && !recovered {
+        conn.prepare_cached(
+            "UPDATE communication_logs SET status = 'skipped', error_message = 'opted out', updated_at = ?2
+             WHERE send_id = ?1",
+        )?
+        .execute(params![send_id, now])?;
+        return Ok(Claim::OptedOut);
+    }
+    // A recovered claim keeps its attempt: the same try is being finished, not a new one.
+    let attempt = if recovered { attempt.max(1) } else { attempt + 1 };
+    conn.prepare_cached(
+        "UPDATE communication_logs SET status = 'sending', attempt = ?2, lease_until = ?3, updated_at = ?4
+         WHERE send_id = ?1",
+    )?
+    .execute(params![send_id, attempt, now + lease_ms, now])?;
+    Ok(Claim::Claimed { attempt: attempt as u32, recovered, channel })
+}
+
+/// Inserts the logs that do not exist yet and returns the send ids of those now pending.
+pub(super) fn insert(
+    conn: &mut Connection,
+    campaign: CampaignId,
+    channel: &str,
+    logs: &[NewLog],
+) -> rusqlite::Result<Vec<String>> {
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let mut pending = Vec::new();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO communication_logs (send_id, campaign_id, lead_id, status, attempt, channel,
+                 error_message, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?7) ON CONFLICT (send_id) DO NOTHING",
+        )?;
+        let mut status = tx.prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?;
+        for log in logs {
+            let initial = if log.skip_reason.is_some() { "skipped" } else { "pending" };
+            insert.execute(params![log.send_id, campaign, log.lead_id, initial, channel, log.skip_reason, now])?;
+            let now_status: String = status.query_row([&log.send_id], |r| r.get(0))?;
+            if now_status == "pending" {
+                pending.push(log.send_id.clone());
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(pending)
+}
+
+/// The latest logs `q` selects, newest change first.
+pub(super) fn list(conn: &Connection, q: &LogQuery) -> rusqlite::Result<Vec<CommunicationLog>> {
+    let status = q.status.map(|s| s.as_str().to_string());
+    let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT send_id, campaign_id, lead_id, status, attempt, channel, provider_message_id,
+                error_message, created_at, updated_at
+         FROM communication_logs
+         WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR lead_id = ?2)
+           AND (?3 IS NULL OR status = ?3)
+         ORDER BY updated_at DESC, send_id LIMIT ?4",
+    )?;
+    stmt.query_map(params![q.campaign, q.lead, status, limit], |r| {
+        Ok(CommunicationLog {
+            send_id: r.get(0)?,
+            campaign_id: r.get(1)?,
+            lead_id: r.get(2)?,
+            status: SendStatus::parse(&r.get::<_, String>(3)?).unwrap_or(SendStatus::Failed),
+            attempt: r.get::<_, i64>(4)? as u32,
+            channel: r.get(5)?,
+            provider_message_id: r.get(6)?,
+            error_message: r.get(7)?,
+            created_at: from_ms(r.get(8)?),
+            updated_at: from_ms(r.get(9)?),
+        })
+    })?
+    .collect()
+}

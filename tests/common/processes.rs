@@ -1,0 +1,68 @@
+//! Child processes of the pipeline tests: `crm sim` on a free port and `crm worker …`, each
+//! killed when dropped so a failing test leaves nothing running.
+
+use super::Crm;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn sigkill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// Starts `crm sim --listen 127.0.0.1:0 --delivered-after-ms D --read-after-ms R ARGS`;
+/// returns it and its base URL.
+pub fn start_sim_with(crm: &Crm, delivered_after_ms: u64, read_after_ms: u64, args: &[&str]) -> (Proc, String) {
+    let (d, r) = (delivered_after_ms.to_string(), read_after_ms.to_string());
+    let mut child = crm
+        .std_bare()
+        .args(["sim", "--listen", "127.0.0.1:0", "--json", "--delivered-after-ms", &d, "--read-after-ms", &r])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start crm sim");
+    let stdout = child.stdout.take().expect("sim stdout");
+    let mut url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read sim stdout");
+        if let Some(rest) = line.trim().strip_prefix("\"url\": \"") {
+            url = Some(rest.trim_end_matches(['"', ',']).to_string());
+            break;
+        }
+    }
+    (Proc(child), url.expect("the simulator printed its URL"))
+}
+
+/// Starts `crm --store … -v worker ARGS` with its logs in the sandbox file `log`.
+pub fn start_worker(crm: &Crm, args: &[&str], log: &str) -> Proc {
+    let log = std::fs::File::create(crm.path(log)).expect("worker log");
+    let child = crm
+        .std_bare()
+        .arg("--store")
+        .arg(crm.store())
+        .arg("-v")
+        .arg("worker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start crm worker");
+    Proc(child)
+}
