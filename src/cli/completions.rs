@@ -2,7 +2,7 @@
 //! commands, so they never drift from `--help`.
 
 use super::Cli;
-use crate::engine::error::exit;
+use crate::cli::exit;
 use clap::CommandFactory;
 use clap_complete::Shell;
 

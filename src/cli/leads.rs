@@ -7,10 +7,11 @@ pub use show::leads_table;
 
 use super::output::Out;
 use super::{Context, say};
+use crate::cli::exit;
 use crate::engine::app::App;
 use crate::engine::app::lead_edit::{LeadChange, NewLeadFields};
 use crate::engine::app::leads::ExportTarget;
-use crate::engine::error::{Error, exit};
+use crate::engine::error::Error;
 use crate::engine::export::csv_io_error;
 use crate::engine::import::headers::HeaderOverride;
 use crate::engine::lead::ConflictPolicy;

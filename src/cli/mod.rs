@@ -7,6 +7,7 @@ pub mod completions;
 pub mod config;
 pub mod demo;
 pub mod dlq;
+pub mod exit;
 pub mod leads;
 pub mod optout;
 pub mod output;
@@ -26,7 +27,6 @@ pub(crate) use say;
 use crate::engine::Error;
 use crate::engine::app::App;
 use crate::engine::config::{Config, FlagConfig};
-use crate::engine::error::exit;
 use crate::engine::store::Access;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -225,7 +225,7 @@ fn report_error(err: &anyhow::Error) -> u8 {
         Some(hint) => say!("error: {err:#} ({hint})"),
         None => say!("error: {err:#}"),
     }
-    err.chain().find_map(|c| c.downcast_ref::<Error>().map(Error::exit_code)).unwrap_or(exit::BACKEND)
+    err.chain().find_map(|c| c.downcast_ref::<Error>().map(exit::code_of)).unwrap_or(exit::BACKEND)
 }
 
 /// What to try next, in this front end's own syntax (the engine's messages carry none).

@@ -3,8 +3,8 @@
 
 use super::Context;
 use super::output::{Column, Out, Table};
+use crate::cli::exit;
 use crate::engine::app::App;
-use crate::engine::error::exit;
 use crate::engine::lead::format_time;
 use crate::engine::store::Access;
 use clap::Subcommand;

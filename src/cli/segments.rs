@@ -7,11 +7,12 @@
 use super::leads::leads_table;
 use super::output::{Column, Out, Table};
 use super::{Context, say};
+use crate::cli::exit;
 use crate::engine::app::App;
 use crate::engine::app::leads::ExportTarget;
 use crate::engine::app::segments::SegmentChange;
 use crate::engine::audience::Preview;
-use crate::engine::error::{Error, exit};
+use crate::engine::error::Error;
 use crate::engine::lead::format_time;
 use crate::engine::segment::{Rule, Segment};
 use crate::engine::store::{Access, QueryPlan};

@@ -2,7 +2,8 @@
 
 use super::output::Out;
 use super::{Context, say};
-use crate::engine::error::{Error, exit};
+use crate::cli::exit;
+use crate::engine::error::Error;
 use crate::engine::sim::{SimConfig, serve};
 use anyhow::Context as _;
 use std::net::SocketAddr;

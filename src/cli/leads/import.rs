@@ -5,8 +5,9 @@
 use super::super::output::Out;
 use super::super::{Context, say};
 use super::ImportArgs;
+use crate::cli::exit;
 use crate::engine::app::leads::open_import;
-use crate::engine::error::{Error, exit};
+use crate::engine::error::Error;
 use crate::engine::import::{ImportOptions, ImportReport, ImportSource, Progress};
 use crate::engine::store::Access;
 use anyhow::Context as _;
