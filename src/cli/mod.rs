@@ -12,6 +12,8 @@ pub mod leads;
 pub mod optout;
 pub mod output;
 pub mod segments;
+#[cfg(feature = "api")]
+pub mod serve;
 pub mod sim;
 pub mod worker;
 
@@ -96,6 +98,13 @@ pub enum Command {
     /// Show the effective configuration and where each value comes from
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Serve the HTTP API (leads, segments, campaigns, webhooks) on the same engine
+    #[cfg(feature = "api")]
+    Serve(serve::ServeCmd),
+    /// Tokens for the HTTP API
+    #[cfg(feature = "api")]
+    #[command(subcommand)]
+    Auth(serve::AuthCmd),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
     #[command(after_help = "Examples:\n  crm completions bash > ~/.local/share/bash-completion/completions/crm\n  \
         crm completions zsh > ~/.zfunc/_crm\n  crm completions fish > ~/.config/fish/completions/crm.fish")]
@@ -163,6 +172,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Worker(cmd) = &cli.command {
         flags.worker = cmd.flags();
     }
+    #[cfg(feature = "api")]
+    if let Command::Serve(cmd) = &cli.command {
+        flags.api_listen = cmd.listen.clone();
+    }
     match &cli.command {
         Command::Completions(cmd) => return cmd.run(),
         Command::Man => return completions::man(),
@@ -180,6 +193,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(cmd) => cmd.run(&ctx).await,
         Command::Sim(cmd) => cmd.run(&ctx).await,
         Command::Config(cmd) => cmd.run(&ctx).await,
+        #[cfg(feature = "api")]
+        Command::Serve(cmd) => cmd.run(&ctx).await,
+        #[cfg(feature = "api")]
+        Command::Auth(cmd) => cmd.run(&ctx),
         Command::Completions(_) | Command::Man => Ok(exit::OK),
     }
 }

@@ -25,6 +25,8 @@ pub struct FlagConfig {
     pub bus: Option<String>,
     pub config_file: Option<PathBuf>,
     pub worker: WorkerFlags,
+    /// `crm serve --listen`.
+    pub api_listen: Option<String>,
 }
 
 /// The worker settings a command line can give.
@@ -92,6 +94,20 @@ pub struct WorkerSettings {
     pub webhook_listen: Setting<Option<String>>,
 }
 
+/// How `crm serve` listens and authenticates (the `[api]` section, `CRM_API_*`, serve flags).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiSettings {
+    pub listen: Setting<String>,
+    /// The HS256 secret of the API's tokens; never shown.
+    #[serde(skip)]
+    pub jwt_secret: Setting<Option<String>>,
+    /// Origins a browser may call the API from (CORS).
+    pub cors_origins: Setting<Vec<String>>,
+}
+
+/// Where `crm serve` listens when nothing else is configured.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// Store URL: a path, `sqlite:PATH`, or `mongodb://…`.
@@ -101,6 +117,7 @@ pub struct Config {
     /// Region for phone numbers written without a country code.
     pub default_region: Setting<Option<String>>,
     pub worker: WorkerSettings,
+    pub api: ApiSettings,
     /// Channel accounts by name, as the config file declares them (plus the built-in `sim`).
     /// Not serialized as is: it holds credentials ([`Config::to_redacted_json`] shows them).
     #[serde(skip)]
@@ -163,6 +180,11 @@ impl Config {
             bus: Setting::default("embedded".into()),
             default_region: Setting::default(None),
             worker: WorkerSettings::defaults(),
+            api: ApiSettings {
+                listen: Setting::default(DEFAULT_API_LISTEN.to_string()),
+                jwt_secret: Setting::default(None),
+                cors_origins: Setting::default(Vec::new()),
+            },
             channels: BTreeMap::new(),
             config_file: None,
         };
@@ -188,6 +210,10 @@ impl Config {
         self.store.set(file.store, f);
         self.bus.set(file.bus, f);
         self.default_region.set(file.default_region.map(Some), f);
+        let a = file.api.unwrap_or_default();
+        self.api.listen.set(a.listen, f);
+        self.api.jwt_secret.set(a.jwt_secret.map(Some), f);
+        self.api.cors_origins.set(a.cors_origins, f);
         let w = file.worker.unwrap_or_default();
         self.worker.rate_per_minute.set(w.rate_per_minute, f);
         self.worker.concurrency.set(w.concurrency, f);
@@ -215,6 +241,10 @@ impl Config {
         self.store.set(env_value(env, "CRM_STORE", "a store URL")?, e);
         self.bus.set(env_value(env, "CRM_BUS", "a bus URL")?, e);
         self.default_region.set(env_value::<String>(env, "CRM_DEFAULT_REGION", "a region")?.map(Some), e);
+        self.api.listen.set(env_value(env, "CRM_API_LISTEN", "HOST:PORT")?, e);
+        self.api.jwt_secret.set(env_value::<String>(env, "CRM_JWT_SECRET", "a secret")?.map(Some), e);
+        let origins = env_value::<String>(env, "CRM_CORS_ORIGINS", "origins separated by commas")?;
+        self.api.cors_origins.set(origins.map(|o| o.split(',').map(|s| s.trim().to_string()).collect()), e);
         let w = &mut self.worker;
         w.rate_per_minute.set(env_value(env, "CRM_RATE_PER_MINUTE", n)?, e);
         w.concurrency.set(env_value(env, "CRM_CONCURRENCY", n)?, e);
@@ -231,6 +261,7 @@ impl Config {
 
     fn apply_flags(&mut self, flags: &FlagConfig) {
         let g = Source::Flag;
+        self.api.listen.set(flags.api_listen.clone(), g);
         self.store.set(flags.store.clone(), g);
         self.bus.set(flags.bus.clone(), g);
         let (w, f) = (&mut self.worker, &flags.worker);
@@ -305,6 +336,13 @@ impl Config {
             ("worker.lease_ms".into(), w.lease_ms.value.to_string(), w.lease_ms.source),
             ("worker.callback_url".into(), opt(&w.callback_url.value.as_deref().map(redact)), w.callback_url.source),
             ("worker.webhook_listen".into(), opt(&w.webhook_listen.value), w.webhook_listen.source),
+            ("api.listen".into(), self.api.listen.value.clone(), self.api.listen.source),
+            (
+                "api.jwt_secret".into(),
+                if self.api.jwt_secret.value.is_some() { "***".into() } else { "(none)".into() },
+                self.api.jwt_secret.source,
+            ),
+            ("api.cors_origins".into(), self.api.cors_origins.value.join(","), self.api.cors_origins.source),
         ];
         for (name, section) in &self.channels {
             let source = if name == "sim" && section.builtin { w.sim_url.source } else { Source::File };
@@ -322,6 +360,8 @@ impl Config {
         if let Some(url) = &self.worker.callback_url.value {
             value["worker"]["callback_url"]["value"] = redact(url).into();
         }
+        let secret = if self.api.jwt_secret.value.is_some() { "***" } else { "" };
+        value["api"]["jwt_secret"] = serde_json::json!({ "value": (!secret.is_empty()).then_some(secret), "source": self.api.jwt_secret.source });
         let channels: serde_json::Map<String, serde_json::Value> =
             self.channels.iter().map(|(name, section)| (name.clone(), section.redacted_json())).collect();
         value["channels"] = channels.into();

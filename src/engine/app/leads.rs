@@ -187,3 +187,84 @@ impl App {
         }
     }
 }
+
+/// What a bulk add of typed-in leads did: counts, and the leads refused with why.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct BulkReport {
+    pub accepted: u64,
+    pub inserted: u64,
+    /// Stored leads changed by a row.
+    pub modified: u64,
+    /// Rows that matched a stored lead (changed or not).
+    pub matched: u64,
+    pub rejected: u64,
+    pub errors: Vec<BulkError>,
+}
+
+/// One refused lead of a bulk add: its position in the request and the reason.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BulkError {
+    pub index: usize,
+    /// The field at fault, empty when the whole lead is.
+    pub field: String,
+    pub message: String,
+}
+
+impl App {
+    /// Adds leads typed in by a program (the API's bulk endpoint) with the import's rules:
+    /// the same validation, dedup by any email or phone (within the batch and against the store)
+    /// and merge policy. A lead that fails is reported with its index; the others are kept.
+    pub async fn add_leads_bulk(
+        &self,
+        leads: Vec<super::lead_edit::NewLeadFields>,
+        policy: crate::engine::lead::ConflictPolicy,
+    ) -> Result<BulkReport> {
+        use crate::engine::store::{ImportPlan, RowOutcome};
+        let region = self.config().region()?;
+        let mut report = BulkReport::default();
+        let mut drafts = Vec::new();
+        let mut indexes = Vec::new();
+        for (index, fields) in leads.into_iter().enumerate() {
+            match fields.into_draft(region) {
+                Ok(draft) => {
+                    drafts.push(draft);
+                    indexes.push(index);
+                }
+                Err(e) => {
+                    report.rejected += 1;
+                    let (field, message) = match e {
+                        Error::Invalid { field, reason } => (field, reason),
+                        other => (String::new(), other.to_string()),
+                    };
+                    report.errors.push(BulkError { index, field, message });
+                }
+            }
+        }
+        let plan = ImportPlan { policy, dry_run: false, expected_rows: Some(drafts.len() as u64) };
+        let mut session = self.leads_store().begin_import(plan).await?;
+        let preparer = session.preparer();
+        let rows = drafts.into_iter().map(|d| preparer(d)).collect();
+        let outcomes = session.apply(rows).await?;
+        let undone = session.finish().await?;
+        for (index, outcome) in indexes.into_iter().zip(outcomes) {
+            match outcome {
+                RowOutcome::Inserted(_) => report.inserted += 1,
+                RowOutcome::Updated(_) => {
+                    report.modified += 1;
+                    report.matched += 1;
+                }
+                RowOutcome::Skipped(_) => report.matched += 1,
+                RowOutcome::Conflict(reason) => {
+                    report.rejected += 1;
+                    report.errors.push(BulkError { index, field: String::new(), message: reason });
+                    continue;
+                }
+            }
+            report.accepted += 1;
+        }
+        report.modified -= undone.min(report.modified);
+        report.errors.sort_by_key(|e| e.index);
+        info!(accepted = report.accepted, inserted = report.inserted, rejected = report.rejected, "Bulk add finished.");
+        Ok(report)
+    }
+}

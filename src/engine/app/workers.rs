@@ -99,6 +99,13 @@ impl App {
         Ok(())
     }
 
+    /// The receipts webhooks, to mount in another server (`crm serve`): the same routes and
+    /// implementation the status worker serves.
+    pub async fn webhook_router(&self) -> Result<axum::Router> {
+        let channels = self.channels().await?.clone();
+        Ok(crate::engine::pipeline::webhook::receipts_router(self.opened_store().campaigns.clone(), channels))
+    }
+
     /// Workers by last heartbeat, newest first, stale ones marked; workers gone for longer
     /// than [`FORGET_AFTER`] only with `all`.
     pub async fn list_workers(&self, all: bool) -> Result<Vec<WorkerInfo>> {

@@ -14,8 +14,17 @@ pub(super) struct FileConfig {
     pub bus: Option<String>,
     pub default_region: Option<String>,
     pub worker: Option<WorkerSection>,
+    pub api: Option<ApiSection>,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApiSection {
+    pub listen: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub cors_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,7 +151,8 @@ impl ChannelSection {
 
 const VALID_KEYS: &str = "store, bus, default_region, [worker] (rate_per_minute, concurrency, max_attempts, \
     backoff_base_ms, backoff_cap_ms, breaker_cooldown_ms, lease_ms, callback_url, webhook_listen), \
-    [channels.NAME] (kind, url, rate_per_minute, concurrency, credentials)";
+    [api] (listen, jwt_secret, cors_origins), [channels.NAME] (kind, url, rate_per_minute, concurrency, \
+    credentials)";
 
 pub(super) fn read(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
