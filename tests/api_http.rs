@@ -1,0 +1,333 @@
+//! `crm serve` over real HTTP: the real binary on a free port over a sandbox store, driven with
+//! reqwest. Each endpoint's happy path and its refusals: authentication, validation with field
+//! paths, injection-shaped values, unknown ids, body limits and media types.
+
+mod common;
+
+use common::processes::Proc;
+use common::{Crm, describe};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+const SECRET: &str = "test-secret-0123456789";
+
+/// A running `crm serve` and a client with a valid token.
+struct Api {
+    _server: Proc,
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+fn serve(crm: &Crm, extra: &[&str]) -> (Proc, String) {
+    let mut child = crm
+        .std_bare()
+        .env("CRM_JWT_SECRET", SECRET)
+        .arg("--store")
+        .arg(crm.store())
+        .args(["--json", "serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start crm serve");
+    let stdout = child.stdout.take().expect("serve stdout");
+    let line = BufReader::new(stdout).lines().next().expect("serve printed a line").expect("read line");
+    let listen: Value = serde_json::from_str(&line).expect("serve prints {\"listen\": …}");
+    let addr = listen["listen"].as_str().expect("listen address").to_string();
+    (Proc(child), format!("http://{addr}"))
+}
+
+impl Api {
+    fn start(crm: &Crm) -> Api {
+        let (server, base) = serve(crm, &[]);
+        let out = crm.bare().env("CRM_JWT_SECRET", SECRET).args(["auth", "token", "--user", "tester"]).output();
+        let out = out.expect("run crm auth token");
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Api { _server: server, base, token, client: reqwest::Client::new() }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+}
+
+/// A store with three leads (ids 1–3).
+fn three_leads() -> Crm {
+    let crm = Crm::new();
+    let csv = "Name,Email,Phone,Total Spent,Visits,Tags\n\
+               Ada Lovelace,ada@example.com,+447911123456,500,3,vip\n\
+               Grace Hopper,grace@navy.example,+12125551234,1500.25,9,vip\n\
+               Alan Turing,alan@example.com,+447472178805,50,1,\n";
+    crm.import(&crm.write("in.csv", csv), &[], 0);
+    crm
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_api_route_needs_a_valid_token() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let url = format!("{}/api/v1/leads", api.base);
+    let bare = api.client.get(&url).send().await.expect("request");
+    assert_eq!(bare.status().as_u16(), 401);
+    let body: Value = bare.json().await.expect("json");
+    assert_eq!((body["success"].clone(), error_code(&body)), (json!(false), "unauthorized"));
+    for bad in ["nonsense", "a.b.c", &format!("{}x", api.token)] {
+        let res = api.client.get(&url).bearer_auth(bad).send().await.expect("request");
+        assert_eq!(res.status().as_u16(), 401, "{bad}");
+    }
+    // A token signed with another secret, and an expired one, are refused too.
+    let other =
+        crm.bare().env("CRM_JWT_SECRET", "another-secret-0123456").args(["auth", "token", "--user", "x"]).output();
+    let other = String::from_utf8_lossy(&other.expect("run").stdout).trim().to_string();
+    let res = api.client.get(&url).bearer_auth(&other).send().await.expect("request");
+    assert_eq!(res.status().as_u16(), 401);
+    let (ok, body) = api.get("/api/v1/leads").await;
+    assert_eq!(ok, 200, "{body}");
+    // /health needs no token.
+    let health: Value =
+        api.client.get(format!("{}/health", api.base)).send().await.expect("req").json().await.expect("json");
+    assert_eq!(health["services"]["database"], "connected");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_secret() {
+    let crm = three_leads();
+    let out = crm.cmd().args(["serve", "--listen", "127.0.0.1:0"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CRM_JWT_SECRET"), "{}", describe(&out));
+}
+
+#[tokio::test]
+async fn leads_list_pages_searches_sorts_and_validates() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let (code, body) = api.get("/api/v1/leads?limit=2&page=1&sort_by=total_spend&sort_order=desc").await;
+    assert_eq!(code, 200, "{body}");
+    let names: Vec<&str> =
+        body["data"]["items"].as_array().expect("items").iter().map(|l| l["name"].as_str().unwrap_or("")).collect();
+    assert_eq!(names, ["Grace Hopper", "Ada Lovelace"]);
+    assert_eq!(body["data"]["pagination"], json!({ "page": 1, "limit": 2, "total": 3, "pages": 2 }));
+    let (_, body) = api.get("/api/v1/leads?search=lovelace").await;
+    assert_eq!(body["data"]["pagination"]["total"], 1);
+    let (_, body) = api.get("/api/v1/leads?min_spend=100&max_spend=1000").await;
+    assert_eq!(body["data"]["items"][0]["name"], "Ada Lovelace");
+    for (query, field) in
+        [("limit=0", "limit"), ("limit=101", "limit"), ("sort_by=email", "sort_by"), ("sort_order=up", "sort_order")]
+    {
+        let (code, body) = api.get(&format!("/api/v1/leads?{query}")).await;
+        assert_eq!((code, error_code(&body)), (400, "validation_error"), "{query}: {body}");
+        assert_eq!(body["error"]["details"]["field"], field, "{query}");
+    }
+    let (code, body) = api.get("/api/v1/leads?limit=abc").await;
+    assert_eq!(code, 400, "{body}");
+}
+
+#[tokio::test]
+async fn one_lead_is_read_changed_and_deleted() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let (code, body) = api.get("/api/v1/leads/1").await;
+    assert_eq!((code, body["data"]["name"].as_str()), (200, Some("Ada Lovelace")));
+    let (code, body) =
+        api.put("/api/v1/leads/1", json!({ "total_spend": 750.5, "metadata": { "city": "London" } })).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (body["data"]["total_spend"].clone(), body["data"]["metadata"]["city"].clone()),
+        (json!(750.5), json!("London"))
+    );
+    let (code, body) = api.put("/api/v1/leads/1", json!({ "emails": ["grace@navy.example"] })).await;
+    assert_eq!((code, error_code(&body)), (409, "conflict"), "another lead's email: {body}");
+    let (code, body) = api.call(reqwest::Method::DELETE, "/api/v1/leads/3", None).await;
+    assert_eq!((code, body["data"]["deleted"].clone()), (200, json!(3)));
+    for path in ["/api/v1/leads/3", "/api/v1/leads/99"] {
+        let (code, body) = api.get(path).await;
+        assert_eq!((code, error_code(&body)), (404, "not_found"), "{path}");
+    }
+    let (code, body) = api.get("/api/v1/leads/abc").await;
+    assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("id")));
+    let (code, body) = api.post("/api/v1/leads", json!({ "name": "Kay", "email": "kay@example.com" })).await;
+    assert_eq!((code, body["data"]["id"].clone()), (201, json!(4)), "{body}");
+}
+
+#[tokio::test]
+async fn bulk_add_applies_the_import_rules_and_reports_each_refusal() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let leads = json!({ "leads": [
+        { "name": "Ada L.", "email": "ADA@example.com", "tags": ["speaker"] },
+        { "name": "Bad", "email": "not-an-email" },
+        { "name": "Kay", "emails": ["kay@example.com"], "phones": ["+447911000111"] },
+        { "name": "Kay again", "email": "kay@example.com" },
+        { "name": "Nobody" },
+    ]});
+    let (code, body) = api.post("/api/v1/leads/bulk", leads).await;
+    assert_eq!(code, 200, "{body}");
+    let d = &body["data"];
+    assert_eq!(
+        (d["accepted"].clone(), d["inserted"].clone(), d["matched"].clone(), d["rejected"].clone()),
+        (json!(3), json!(1), json!(2), json!(2)),
+        "{body}"
+    );
+    let bad: Vec<(u64, &str)> = d["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap_or(99), e["field"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(bad, [(1, "email"), (4, "")]);
+    assert_eq!(crm.count(), 4, "Ada merged, Kay inserted once");
+    assert_eq!(crm.show("ada@example.com")["tags"], json!(["vip", "speaker"]));
+}
+
+#[tokio::test]
+async fn values_shaped_like_operators_are_refused_not_passed_on() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let (code, body) = api.post("/api/v1/leads/bulk", json!({ "leads": [{ "email": { "$gt": "" } }] })).await;
+    assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("leads[0].email")), "{body}");
+    let (code, body) = api.post("/api/v1/leads", json!({ "name": "x", "email": "x@example.com", "$where": "1" })).await;
+    assert_eq!((code, error_code(&body)), (400, "validation_error"), "{body}");
+    let (code, _) = api.put("/api/v1/leads/1", json!({ "total_spend": { "$inc": 1 } })).await;
+    assert_eq!(code, 400);
+    let (code, body) = api.get("/api/v1/leads?search[$ne]=x").await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(crm.show("1")["total_spend"], json!(500.0), "nothing changed");
+}
+
+#[tokio::test]
+async fn bodies_must_be_json_and_fit_the_limit() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let url = format!("{}/api/v1/leads", api.base);
+    let res = api.client.post(&url).bearer_auth(&api.token).body("name=x").send().await.expect("request");
+    assert_eq!(res.status().as_u16(), 415);
+    let res = api
+        .client
+        .post(&url)
+        .bearer_auth(&api.token)
+        .header("content-type", "application/json")
+        .body("{\"name\":")
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.expect("json");
+    assert_eq!((status, error_code(&body)), (400, "malformed_json"));
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(17 << 20));
+    let res = api
+        .client
+        .post(&url)
+        .bearer_auth(&api.token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 413);
+}
+
+#[tokio::test]
+async fn segments_are_created_previewed_listed_changed_and_deleted() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let (code, body) = api
+        .post("/api/v1/segments", json!({ "name": "vips", "owner_user_id": "u1", "rule": "tags contains \"vip\"" }))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["data"]["rule_ast"].is_object(), "{body}");
+    let ast = json!({ "op": "AND", "children": [{ "type": "condition", "field": "total_spend", "operator": ">", "value": 100 }] });
+    let (code, body) = api.post("/api/v1/segments", json!({ "name": "spenders", "rule_ast": ast })).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = api.post("/api/v1/segments/preview", json!({ "rule": "total_spend > 100", "sample": 1 })).await;
+    assert_eq!(
+        (code, body["data"]["count"].clone(), body["data"]["sample"].as_array().map(Vec::len)),
+        (200, json!(2), Some(1))
+    );
+    let (code, body) = api.post("/api/v1/segments/preview", json!({ "rule": "total_spend >" })).await;
+    assert_eq!((code, error_code(&body)), (422, "invalid_rule"), "{body}");
+    let (_, body) = api.get("/api/v1/segments").await;
+    let counts: Vec<(String, u64)> = body["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or("").to_string(), s["count"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(counts, [("vips".to_string(), 2), ("spenders".to_string(), 2)]);
+    let (code, body) = api.put("/api/v1/segments/1", json!({ "name": "top" })).await;
+    assert_eq!((code, body["data"]["name"].clone()), (200, json!("top")));
+    let (code, body) = api.post("/api/v1/segments", json!({ "name": "TOP", "rule": "visits > 1" })).await;
+    assert_eq!((code, error_code(&body)), (409, "conflict"), "{body}");
+    let (code, _) = api.call(reqwest::Method::DELETE, "/api/v1/segments/2", None).await;
+    assert_eq!(code, 200);
+    let (code, _) = api.get("/api/v1/segments/2").await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn a_campaign_runs_through_the_api_to_completion() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let (_, seg) = api.post("/api/v1/segments", json!({ "name": "all", "rule": "visits >= 0" })).await;
+    let segment_id = seg["data"]["id"].clone();
+    let (code, body) = api
+        .post("/api/v1/campaigns", json!({ "name": "promo", "segment_id": segment_id, "message_template": "" }))
+        .await;
+    assert_eq!((code, error_code(&body)), (400, "validation_error"), "an empty template: {body}");
+    let (code, body) = api
+        .post(
+            "/api/v1/campaigns",
+            json!({ "name": "promo", "segment_id": segment_id, "message_template": "Hi {{first_name|there}}" }),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["data"]["id"].as_i64().expect("id");
+    let (code, body) = api.put(&format!("/api/v1/campaigns/{id}/status"), json!({ "status": "explode" })).await;
+    assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("status")));
+    let (_sim, sim_url) = common::processes::start_sim_with(&crm, 20, 40, &[]);
+    let _worker = common::processes::start_worker(
+        &crm,
+        &["all", "--sim-url", &sim_url, "--rate-per-minute", "0", "--webhook-listen", "127.0.0.1:0"],
+        "worker.log",
+    );
+    let (code, body) = api.post(&format!("/api/v1/campaigns/{id}/run"), json!({})).await;
+    assert_eq!((code, body["totalLeads"].clone(), body["success"].clone()), (200, json!(3), json!(true)), "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, body) = api.get(&format!("/api/v1/campaigns/{id}")).await;
+        if body["data"]["status"] == "COMPLETED" {
+            assert_eq!(body["data"]["stats"]["sent"], 3, "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the campaign did not complete: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (code, body) = api.get(&format!("/api/v1/campaigns/{id}/logs?limit=10")).await;
+    assert_eq!((code, body["data"].as_array().map(Vec::len)), (200, Some(3)));
+    let (code, body) = api.post(&format!("/api/v1/campaigns/{id}/run"), json!({})).await;
+    assert_eq!((code, error_code(&body)), (409, "conflict"), "a completed campaign cannot run again: {body}");
+}
