@@ -331,3 +331,26 @@ async fn a_campaign_runs_through_the_api_to_completion() {
     let (code, body) = api.post(&format!("/api/v1/campaigns/{id}/run"), json!({})).await;
     assert_eq!((code, error_code(&body)), (409, "conflict"), "a completed campaign cannot run again: {body}");
 }
+
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let crm = three_leads();
+    let api = Api::start(&crm);
+    let doc: Value =
+        api.client.get(format!("{}/openapi.json", api.base)).send().await.expect("request").json().await.expect("json");
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 12, "{}", paths.len());
+    for (path, ops) in paths {
+        for method in ops.as_object().expect("operations").keys() {
+            let concrete = path.replace("{id}", "1");
+            let method: reqwest::Method = method.to_uppercase().parse().expect("method");
+            let body = matches!(method, reqwest::Method::POST | reqwest::Method::PUT).then(|| json!({}));
+            let (code, body) = api.call(method.clone(), &concrete, body).await;
+            let fallback = body["error"]["message"] == "no such route";
+            assert!(!fallback && code != 405 && code < 500, "{method} {concrete}: {code} {body}");
+        }
+    }
+    let (code, body) = api.get("/api/v1/nowhere").await;
+    assert_eq!((code, body["error"]["message"].clone()), (404, json!("no such route")));
+}

@@ -10,6 +10,7 @@ mod campaigns;
 pub mod error;
 mod extract;
 mod leads;
+pub mod openapi;
 mod segments;
 
 use crate::engine::app::App;
@@ -97,6 +98,7 @@ pub async fn router(app: Arc<App>, auth: Auth, cors_origins: &[String]) -> crate
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
     let api = Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .nest("/api/v1", v1)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
