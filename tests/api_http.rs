@@ -351,6 +351,8 @@ async fn every_documented_operation_is_served() {
             assert!(!fallback && code != 405 && code < 500, "{method} {concrete}: {code} {body}");
         }
     }
+    let res = api.client.get(format!("{}/health", api.base)).header("x-request-id", "abc-123").send().await;
+    assert_eq!(res.expect("request").headers()["x-request-id"], "abc-123", "request ids are echoed");
     let (code, body) = api.get("/api/v1/nowhere").await;
     assert_eq!((code, body["error"]["message"].clone()), (404, json!("no such route")));
 }

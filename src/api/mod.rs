@@ -104,7 +104,7 @@ pub async fn router(app: Arc<App>, auth: Auth, cors_origins: &[String]) -> crate
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors(cors_origins))
         .with_state(shared);
-    Ok(api.merge(webhooks))
+    Ok(api.merge(webhooks).layer(middleware::from_fn(request_log)))
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
@@ -113,6 +113,29 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// Gives every request an id (`x-request-id`, the caller's when it sends one) and logs it with
+/// the method, path, status and time taken.
+async fn request_log(req: Request, next: Next) -> Response {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("req-{}", NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(request = %id, %method, %path, status, ms = format!("{ms:.1}"), "Request served.");
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 async fn not_found() -> ApiError {
