@@ -2,7 +2,7 @@
 
 use super::{Context, say};
 use crate::api::{self, Auth};
-use crate::engine::app::{App, shutdown_signal};
+use crate::engine::app::shutdown_signal;
 use crate::engine::error::Error;
 use crate::engine::store::Access;
 use std::sync::Arc;
@@ -100,7 +100,9 @@ impl ServeCmd {
         let addr = ctx.config.api.listen.value.parse().map_err(|_| {
             Error::Usage(format!("listen address '{}': expected HOST:PORT", ctx.config.api.listen.value))
         })?;
-        let app = Arc::new(App::open(ctx.config.clone(), Access::Existing).await?);
+        // A server is where a new team's leads first arrive (POST /api/v1/leads/bulk): it may
+        // create the store, and says so.
+        let app = Arc::new(ctx.app(Access::CreateIfMissing).await?);
         let (trigger, shutdown) = shutdown_signal();
         super::worker::stop_on_signals(trigger);
         let json = ctx.global.json;
