@@ -142,6 +142,11 @@ impl ChannelRegistry {
         self.fallbacks.get(name).map(String::as_str)
     }
 
+    /// Every (account, fallback) pair.
+    pub fn fallbacks(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.fallbacks.iter()
+    }
+
     /// Sets (or, with None, removes) an account's fallback: for tests and channels built elsewhere.
     pub fn set_fallback(&mut self, name: &str, fallback: Option<&str>) {
         match fallback {
