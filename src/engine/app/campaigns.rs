@@ -38,7 +38,15 @@ impl App {
         created_by: Option<String>,
         preview_lead: Option<i64>,
     ) -> Result<CreatedCampaign> {
-        let max_length = self.channels().await?.require(channel)?.channel.max_length();
+        let channels = self.channels().await?;
+        // An account this build cannot send through may still be named when its fallback can.
+        let max_length = match channels.require(channel) {
+            Ok(account) => account.channel.max_length(),
+            Err(e) => match channels.fallback_for(channel).and_then(|f| channels.get(f)) {
+                Some(fallback) => fallback.channel.max_length(),
+                None => return Err(e),
+            },
+        };
         let segment = self.find_segment(segment).await?;
         let parsed = Template::parse(&template).map_err(|e| Error::Usage(format!("template: {e}")))?;
         let preview = match preview_lead {
