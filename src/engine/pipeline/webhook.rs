@@ -155,16 +155,16 @@ fn empty_twiml() -> Response {
 }
 
 /// Parses the form and checks its signature against the account it names (`AccountSid`);
-/// `Err` is the answer to give (403: no effect).
+/// `Err` says why it is refused (answered 403, with no effect).
 fn check_signature(
     hooks: &InboundHooks,
     headers: &HeaderMap,
     uri: &Uri,
     body: &[u8],
-) -> std::result::Result<SignedPost, Response> {
-    let refuse = |why: &str| {
+) -> std::result::Result<SignedPost, &'static str> {
+    let refuse = |why: &'static str| {
         tracing::warn!(path = %uri.path(), why, "Refused a Twilio webhook.");
-        Err(plain(StatusCode::FORBIDDEN, why))
+        Err(why)
     };
     let Some(given) = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()) else {
         return refuse("missing X-Twilio-Signature");
@@ -197,7 +197,7 @@ fn check_signature(
 async fn twilio_status(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
     let post = match check_signature(&hooks, &headers, &uri, &body) {
         Ok(post) => post,
-        Err(answer) => return answer,
+        Err(why) => return plain(StatusCode::FORBIDDEN, why),
     };
     let (Some(sid), Some(status)) =
         (post.get("MessageSid").or(post.get("SmsSid")), post.get("MessageStatus").or(post.get("SmsStatus")))
@@ -228,7 +228,7 @@ async fn twilio_status(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMa
 async fn twilio_inbound(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
     let post = match check_signature(&hooks, &headers, &uri, &body) {
         Ok(post) => post,
-        Err(answer) => return answer,
+        Err(why) => return plain(StatusCode::FORBIDDEN, why),
     };
     let Some(from) = post.get("From") else { return plain(StatusCode::BAD_REQUEST, "needs From") };
     let text = post.get("Body").unwrap_or_default();

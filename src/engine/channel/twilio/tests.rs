@@ -14,11 +14,14 @@ struct Seen {
     form: Vec<(String, String)>,
 }
 
+/// A status, a body and a Retry-After to answer with.
+type Answer = Option<(u16, String, Option<String>)>;
+
 #[derive(Clone, Default)]
 struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// The status and body to answer with (201 + a message resource when None).
-    answer: Arc<Mutex<Option<(u16, String, Option<String>)>>>,
+    answer: Arc<Mutex<Answer>>,
 }
 
 async fn handle(
