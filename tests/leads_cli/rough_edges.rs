@@ -25,7 +25,7 @@ fn optout_list_is_a_table_with_a_header_and_json_objects() {
     assert_eq!(empty.status.code(), Some(0), "{}", describe(&empty));
     let header: Vec<String> =
         stdout(&empty).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-    assert_eq!(header, ["LEAD NAME PHONE OPTED OUT AT"], "{}", describe(&empty));
+    assert_eq!(header, ["LEAD NAME PHONE OPTED OUT AT SOURCE"], "{}", describe(&empty));
     assert_eq!(crm.json(&["optout", "list"], 0), serde_json::json!([]));
 
     // By id, by email, by phone (as stored and written nationally is not assumed here).

@@ -179,8 +179,8 @@ fn shown_setting(key: &str, value: &toml::Value) -> String {
 
 const VALID_KEYS: &str = "store, bus, default_region, [worker] (rate_per_minute, concurrency, max_attempts, \
     backoff_base_ms, backoff_cap_ms, breaker_cooldown_ms, lease_ms, callback_url, webhook_listen), \
-    [channels.NAME] (kind, url, rate_per_minute, concurrency, fallback, breaker_failures, credentials: \
-    account_sid, auth_token, from, api_base for twilio), [webhook] (public_url, stop_words)";
+    [webhook] (public_url, stop_words), [channels.NAME] (kind, url, rate_per_minute, concurrency, fallback, \
+    breaker_failures; twilio: account_sid, auth_token, from, api_base; other credentials)";
 
 pub(super) fn read(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
