@@ -246,6 +246,10 @@ fn with_the_primary_down_a_campaign_completes_through_the_twilio_fallback() {
     assert!(logs.iter().all(|l| l["channel"] == "twilio" && l["status"] == "sent"), "the logs say who sent: {logs:?}");
     let table = common::stdout(&crm.run(&["campaigns", "logs", &id.to_string()]));
     assert!(table.contains("twilio"), "{table}");
+    let shown = crm.json(&["campaigns", "show", &id.to_string()], 0);
+    assert_eq!(shown["sent_by_channel"], serde_json::json!({ "twilio": 12 }), "{shown}");
+    let text = common::stdout(&crm.run(&["campaigns", "show", &id.to_string()]));
+    assert!(text.contains("Sent via:  twilio 12"), "{text}");
     let shown = common::stdout(&crm.run(&["config", "show"]));
     assert!(shown.contains("fallback=twilio"), "{shown}");
 }

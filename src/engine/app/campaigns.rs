@@ -136,6 +136,11 @@ impl App {
         Ok((campaign, logs))
     }
 
+    /// How many of the campaign's messages each channel account sent (failover shows here).
+    pub async fn sent_by_channel(&self, id: CampaignId) -> Result<Vec<(String, u64)>> {
+        self.campaign_store().sent_by_channel(id).await
+    }
+
     /// A lead's messages across campaigns, newest first.
     pub async fn lead_logs(&self, lead: i64, limit: usize) -> Result<Vec<CommunicationLog>> {
         let query = LogQuery { campaign: None, lead: Some(lead), status: None, limit };

@@ -161,4 +161,7 @@ pub trait CampaignStore: Send + Sync {
     async fn add_reply(&self, reply: &Reply) -> Result<bool>;
     /// A lead's replies, newest first, at most `limit`.
     async fn list_replies(&self, lead: LeadId, limit: usize) -> Result<Vec<Reply>>;
+    /// How many of a campaign's messages each account sent (logs sent, delivered or read, by
+    /// the account the log names), by account name.
+    async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>>;
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 const LEASE: Duration = Duration::from_secs(30);
 
 /// `log_by_provider_id` finds the log a send recorded the vendor's id on (None for ids never
-/// recorded); `set_log_channel` moves only a `sending` log to another account.
+/// recorded); `set_log_channel` moves only a `sending` log to another account, and
+/// `sent_by_channel` counts sent logs by the account they name.
 pub async fn logs_by_provider_id_and_failover_channel(f: &dyn StoreFixture) {
     let (_, store) = f.open().await;
     let c = new_campaign(store.as_ref(), "Inbound", 1).await.id;
@@ -39,6 +40,14 @@ pub async fn logs_by_provider_id_and_failover_channel(f: &dyn StoreFixture) {
     assert_eq!(store.log_by_provider_id("sm1").await.unwrap(), None, "ids are compared exactly");
     let (_, other_handle) = f.open().await;
     assert_eq!(other_handle.log_by_provider_id("SM1").await.unwrap(), Some(found));
+    let by = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Vec<_>>();
+    assert_eq!(store.sent_by_channel(c).await.unwrap(), by(&[("sim", 1), ("twilio", 1)]));
+    let delivered = LogUpdate { status: SendStatus::Delivered, provider_message_id: None, ..sent(&ids[0], "x") };
+    store.apply_log_updates(&[delivered]).await.unwrap();
+    let failed = LogUpdate { status: SendStatus::Failed, provider_message_id: None, ..sent(&ids[1], "x") };
+    store.apply_log_updates(&[failed]).await.unwrap();
+    assert_eq!(store.sent_by_channel(c).await.unwrap(), by(&[("twilio", 1)]), "delivered counts, failed does not");
+    assert!(store.sent_by_channel(c + 1000).await.unwrap().is_empty());
 }
 
 /// `opt_out_via` records the source of the first opt-out; plain `opt_out` records none; both

@@ -518,6 +518,11 @@ impl CampaignStore for SqliteStore {
         let store = self.describe_path();
         self.call(move |conn| inbound::replies(conn, lead, limit).map_err(db_err(&store))).await
     }
+
+    async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>> {
+        let store = self.describe_path();
+        self.call(move |conn| inbound::sent_by_channel(conn, campaign).map_err(db_err(&store))).await
+    }
 }
 
 #[cfg(test)]

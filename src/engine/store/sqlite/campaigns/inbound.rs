@@ -3,6 +3,7 @@
 
 use super::super::rows::{from_ms, to_ms};
 use super::rows::now_ms;
+use crate::engine::campaign::CampaignId;
 use crate::engine::lead::LeadId;
 use crate::engine::store::campaigns::{OptOutRecord, Reply};
 use rusqlite::{Connection, params};
@@ -61,4 +62,12 @@ pub(super) fn replies(conn: &Connection, lead: LeadId, limit: usize) -> rusqlite
         })
     })?
     .collect()
+}
+
+pub(super) fn sent_by_channel(conn: &Connection, campaign: CampaignId) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, count(*) FROM communication_logs
+         WHERE campaign_id = ?1 AND status IN ('sent', 'delivered', 'read') GROUP BY channel ORDER BY channel",
+    )?;
+    stmt.query_map([campaign], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect()
 }
