@@ -332,7 +332,7 @@ async fn send_one(
     mut shutdown: Shutdown,
 ) -> Outcome {
     let fallback = shared.fallbacks.get(account).filter(|f| shared.accounts.contains_key(f.as_str()));
-    let Some(primary) = shared.accounts.get(account) else {
+    let Some(account) = shared.accounts.get(account) else {
         if let (Some(fallback), false) = (fallback, recovered) {
             tracing::info!(send_id = %job.send_id, account, %fallback, "Account not in this worker; failing over.");
             return via_fallback(shared, fallback, job, attempt, shutdown).await;
@@ -340,7 +340,6 @@ async fn send_one(
         tracing::warn!(send_id = %job.send_id, account, "No such channel account in this worker; holding the message.");
         return Outcome::Release { after: UNKNOWN_ACCOUNT_RECHECK };
     };
-    let account = primary;
     if recovered {
         match account.channel.lookup(&job.send_id).await {
             Ok(Some(pid)) => {
