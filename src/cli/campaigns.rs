@@ -110,7 +110,11 @@ impl CampaignsCmd {
         match self {
             CampaignsCmd::Create(args) => create(ctx, &app, args, &mut out).await?,
             CampaignsCmd::List => list(ctx, &app, &mut out).await?,
-            CampaignsCmd::Show { campaign } => show(ctx, &app.find_campaign(&campaign).await?, &mut out)?,
+            CampaignsCmd::Show { campaign } => {
+                let c = app.find_campaign(&campaign).await?;
+                let by_channel = app.sent_by_channel(c.id).await?;
+                show(ctx, &c, &by_channel, &mut out)?
+            }
             CampaignsCmd::Status { campaign, watch } => status(ctx, &app, &campaign, watch, &mut out).await?,
             CampaignsCmd::Run { campaign } => {
                 let (c, audience) = app.run_campaign(&campaign).await?;
@@ -232,9 +236,13 @@ async fn list(ctx: &Context, app: &App, out: &mut Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(ctx: &Context, c: &Campaign, out: &mut Out) -> anyhow::Result<()> {
+fn show(ctx: &Context, c: &Campaign, by_channel: &[(String, u64)], out: &mut Out) -> anyhow::Result<()> {
     if ctx.global.json {
-        out.json(c)?;
+        let mut shown = serde_json::to_value(c)?;
+        let counts: serde_json::Map<String, serde_json::Value> =
+            by_channel.iter().map(|(name, n)| (name.clone(), (*n).into())).collect();
+        shown["sent_by_channel"] = counts.into();
+        out.json(&shown)?;
         return Ok(());
     }
     out.line(format!("Campaign {}: {}", c.id, c.name))?;
@@ -248,6 +256,10 @@ fn show(ctx: &Context, c: &Campaign, out: &mut Out) -> anyhow::Result<()> {
     ))?;
     out.line(format!("Template:  {}", c.message_template))?;
     out.line(stats_line(c))?;
+    if !by_channel.is_empty() {
+        let each: Vec<String> = by_channel.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        out.line(format!("Sent via:  {}", each.join(", ")))?;
+    }
     Ok(())
 }
 

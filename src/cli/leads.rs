@@ -277,10 +277,14 @@ impl LeadsCmd {
             }
             LeadsCmd::Show { lead } => {
                 let lead = app.resolve_lead(&lead).await?;
+                let replies = app.lead_replies(lead.id, show::REPLIES_SHOWN).await?;
                 if ctx.global.json {
-                    out.json(&lead)?
+                    let mut shown = serde_json::to_value(&lead)?;
+                    shown["replies"] = serde_json::to_value(&replies)?;
+                    out.json(&shown)?
                 } else {
-                    show::print_lead(&mut out, &lead)?
+                    show::print_lead(&mut out, &lead)?;
+                    show::print_replies(&mut out, &replies)?
                 }
                 exit::OK
             }

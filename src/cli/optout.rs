@@ -47,6 +47,7 @@ impl OptoutCmd {
                         col("NAME", true, false),
                         col("PHONE", false, false),
                         col("OPTED OUT AT", false, false),
+                        col("SOURCE", true, false),
                     ]);
                     for o in &all {
                         table.push(vec![
@@ -54,6 +55,7 @@ impl OptoutCmd {
                             o.name.clone().unwrap_or_else(|| "(deleted)".into()),
                             o.phone.clone().unwrap_or_default(),
                             format_time(&o.opted_out_at),
+                            o.source.clone().unwrap_or_default(),
                         ]);
                     }
                     out.table(&table)?;

@@ -107,6 +107,27 @@ pub struct ApiSettings {
 
 /// Where `crm serve` listens when nothing else is configured.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+/// What signed vendor webhooks and replies need (the `[webhook]` section, `CRM_WEBHOOK_*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookSettings {
+    /// The public base URL vendors post to (`https://crm.example.com`): Twilio signs the full
+    /// URL it calls, so this must be what Twilio was given. None: the request's Host is used.
+    pub public_url: Setting<Option<String>>,
+    /// A reply that is one of these (case-insensitive, trimmed) opts its lead out.
+    pub stop_words: Setting<Vec<String>>,
+}
+
+/// The stop words when none are configured: Twilio's own, and Portuguese and Spanish ones.
+pub const DEFAULT_STOP_WORDS: &[&str] =
+    &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "PARAR", "CANCELAR", "SAIR", "BAJA"];
+
+/// The `[channels.twilio]` settings the `CRM_TWILIO_*` variables set.
+const TWILIO_ENV: &[(&str, &str)] = &[
+    ("CRM_TWILIO_ACCOUNT_SID", "account_sid"),
+    ("CRM_TWILIO_AUTH_TOKEN", "auth_token"),
+    ("CRM_TWILIO_FROM", "from"),
+    ("CRM_TWILIO_API_BASE", "api_base"),
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -118,6 +139,7 @@ pub struct Config {
     pub default_region: Setting<Option<String>>,
     pub worker: WorkerSettings,
     pub api: ApiSettings,
+    pub webhook: WebhookSettings,
     /// Channel accounts by name, as the config file declares them (plus the built-in `sim`).
     /// Not serialized as is: it holds credentials ([`Config::to_redacted_json`] shows them).
     #[serde(skip)]
@@ -185,6 +207,10 @@ impl Config {
                 jwt_secret: Setting::default(None),
                 cors_origins: Setting::default(Vec::new()),
             },
+            webhook: WebhookSettings {
+                public_url: Setting::default(None),
+                stop_words: Setting::default(DEFAULT_STOP_WORDS.iter().map(|w| w.to_string()).collect()),
+            },
             channels: BTreeMap::new(),
             config_file: None,
         };
@@ -224,6 +250,9 @@ impl Config {
         self.worker.lease_ms.set(w.lease_ms, f);
         self.worker.callback_url.set(w.callback_url.map(Some), f);
         self.worker.webhook_listen.set(w.webhook_listen.map(Some), f);
+        let hook = file.webhook.unwrap_or_default();
+        self.webhook.public_url.set(hook.public_url.map(Some), f);
+        self.webhook.stop_words.set(hook.stop_words, f);
         for (name, section) in file.channels {
             let section =
                 section.checked(&name).map_err(|e| Error::Usage(format!("config file {}: {e}", path.display())))?;
@@ -256,6 +285,18 @@ impl Config {
         w.sim_url.set(env_value(env, "CRM_SIM_URL", "a URL")?, e);
         w.callback_url.set(env_value::<String>(env, "CRM_CALLBACK_URL", "a URL")?.map(Some), e);
         w.webhook_listen.set(env_value::<String>(env, "CRM_WEBHOOK_LISTEN", "HOST:PORT")?.map(Some), e);
+        let hook = &mut self.webhook;
+        hook.public_url.set(env_value::<String>(env, "CRM_WEBHOOK_PUBLIC_URL", "a URL")?.map(Some), e);
+        let words = env_value::<String>(env, "CRM_STOP_WORDS", "words separated by commas")?;
+        hook.stop_words
+            .set(words.map(|w| w.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty()).collect()), e);
+        // The `twilio` account's credentials may come from the environment alone.
+        for (var, key) in TWILIO_ENV {
+            if let Some(value) = env_value::<String>(env, var, "a value")? {
+                let section = self.channels.entry("twilio".into()).or_insert_with(ChannelSection::env_twilio);
+                section.settings.insert(key.to_string(), toml::Value::String(value));
+            }
+        }
         Ok(())
     }
 
@@ -292,6 +333,14 @@ impl Config {
                     self.worker.webhook_listen.source
                 ))
             })?;
+        }
+        if let Some(url) = &self.webhook.public_url.value {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::Usage(format!(
+                    "webhook public_url '{url}' ({}): expected http(s)://HOST[:PORT]",
+                    self.webhook.public_url.source
+                )));
+            }
         }
         if self.worker.concurrency.value == 0 {
             return Err(Error::Usage(format!("concurrency ({}) must be at least 1", self.worker.concurrency.source)));
@@ -343,6 +392,12 @@ impl Config {
                 self.api.jwt_secret.source,
             ),
             ("api.cors_origins".into(), self.api.cors_origins.value.join(","), self.api.cors_origins.source),
+            (
+                "webhook.public_url".into(),
+                opt(&self.webhook.public_url.value.as_deref().map(redact)),
+                self.webhook.public_url.source,
+            ),
+            ("webhook.stop_words".into(), self.webhook.stop_words.value.join(","), self.webhook.stop_words.source),
         ];
         for (name, section) in &self.channels {
             let source = if name == "sim" && section.builtin { w.sim_url.source } else { Source::File };
@@ -362,6 +417,9 @@ impl Config {
         }
         let secret = if self.api.jwt_secret.value.is_some() { "***" } else { "" };
         value["api"]["jwt_secret"] = serde_json::json!({ "value": (!secret.is_empty()).then_some(secret), "source": self.api.jwt_secret.source });
+        if let Some(url) = &self.webhook.public_url.value {
+            value["webhook"]["public_url"]["value"] = redact(url).into();
+        }
         let channels: serde_json::Map<String, serde_json::Value> =
             self.channels.iter().map(|(name, section)| (name.clone(), section.redacted_json())).collect();
         value["channels"] = channels.into();

@@ -17,6 +17,22 @@ fn setting(value: &str, source: &str) -> Value {
 }
 
 /// The `worker` settings and `channels` when nothing sets them.
+/// `[webhook]` with nothing configured: no public URL, the default stop words.
+fn default_webhook() -> Value {
+    let words =
+        ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "PARAR", "CANCELAR", "SAIR", "BAJA"];
+    json!({ "public_url": { "value": null, "source": "default" }, "stop_words": { "value": words, "source": "default" } })
+}
+
+/// `[api]` with nothing configured (the secret is never shown, only whether one is set).
+fn default_api() -> Value {
+    json!({
+        "listen": setting("127.0.0.1:8080", "default"),
+        "jwt_secret": { "value": null, "source": "default" },
+        "cors_origins": { "value": [], "source": "default" },
+    })
+}
+
 fn default_worker_and_channels() -> (Value, Value) {
     let n = |v: u64| json!({ "value": v, "source": "default" });
     let none = json!({ "value": null, "source": "default" });
@@ -42,6 +58,8 @@ fn defaults_when_nothing_is_configured() {
         "bus": setting("embedded", "default"),
         "default_region": { "value": null, "source": "default" },
         "worker": worker,
+        "api": default_api(),
+        "webhook": default_webhook(),
         "channels": channels,
         "config_file": null,
     });
@@ -59,7 +77,9 @@ fn flag_beats_env_beats_file() {
     let (worker, channels) = default_worker_and_channels();
     let expected = json!({
         "store": setting("x.db", "file"), "bus": setting("embedded", "default"),
-        "default_region": region, "worker": worker, "channels": channels, "config_file": file_arg,
+        "default_region": region, "worker": worker, "api": default_api(), "webhook": default_webhook(),
+        "channels": channels,
+        "config_file": file_arg,
     });
     assert_eq!(config, expected);
 

@@ -25,7 +25,7 @@ fn optout_list_is_a_table_with_a_header_and_json_objects() {
     assert_eq!(empty.status.code(), Some(0), "{}", describe(&empty));
     let header: Vec<String> =
         stdout(&empty).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-    assert_eq!(header, ["LEAD NAME PHONE OPTED OUT AT"], "{}", describe(&empty));
+    assert_eq!(header, ["LEAD NAME PHONE OPTED OUT AT SOURCE"], "{}", describe(&empty));
     assert_eq!(crm.json(&["optout", "list"], 0), serde_json::json!([]));
 
     // By id, by email, by phone (as stored and written nationally is not assumed here).
@@ -44,7 +44,7 @@ fn optout_list_is_a_table_with_a_header_and_json_objects() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     let words: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(words, ["LEAD", "NAME", "PHONE", "OPTED", "OUT", "AT"], "{text}");
+    assert_eq!(words, ["LEAD", "NAME", "PHONE", "OPTED", "OUT", "AT", "SOURCE"], "{text}");
     assert!(lines[1].trim_start().starts_with("1  Ada Lovelace") && lines[1].contains("+447911123456"), "{text}");
     assert!(lines[2].contains("Grace Hopper") && lines[3].contains("Alan Turing"), "{text}");
 
@@ -54,7 +54,8 @@ fn optout_list_is_a_table_with_a_header_and_json_objects() {
     for (entry, (id, name)) in all.iter().zip([(1, "Ada Lovelace"), (2, "Grace Hopper"), (3, "Alan Turing")]) {
         let mut keys: Vec<&str> = entry.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
         keys.sort_unstable();
-        assert_eq!(keys, ["lead_id", "name", "opted_out_at", "phone"], "{entry}");
+        assert_eq!(keys, ["lead_id", "name", "opted_out_at", "phone", "source"], "{entry}");
+        assert_eq!(entry["source"], "manual", "{entry}");
         assert_eq!((entry["lead_id"].as_i64(), entry["name"].as_str()), (Some(id), Some(name)), "{entry}");
         crate::common::time(&entry["opted_out_at"]);
     }

@@ -2,6 +2,10 @@
 
 use super::super::output::{Column, Out, Table, escape_controls};
 use crate::engine::lead::{Lead, format_time};
+use crate::engine::store::campaigns::Reply;
+
+/// How many of a lead's latest replies `leads show` prints.
+pub const REPLIES_SHOWN: usize = 5;
 
 /// The table `leads list` prints (`segments preview` shows its sample the same way).
 pub fn leads_table(leads: &[Lead]) -> Table {
@@ -62,4 +66,16 @@ pub(super) fn print_lead(out: &mut Out, lead: &Lead) -> std::io::Result<()> {
     }
     out.line(format!("created_at     {}", format_time(&lead.created_at)))?;
     out.line(format!("updated_at     {}", format_time(&lead.updated_at)))
+}
+
+/// The lead's latest replies, newest first (nothing when it has none).
+pub(super) fn print_replies(out: &mut Out, replies: &[Reply]) -> std::io::Result<()> {
+    if replies.is_empty() {
+        return Ok(());
+    }
+    out.line(format!("replies        (latest {}, newest first)", replies.len()))?;
+    for r in replies {
+        out.line(format!("  {}  {}  {}", format_time(&r.received_at), r.channel, escape_controls(&r.body)))?;
+    }
+    Ok(())
 }

@@ -38,7 +38,15 @@ impl App {
         created_by: Option<String>,
         preview_lead: Option<i64>,
     ) -> Result<CreatedCampaign> {
-        let max_length = self.channels().await?.require(channel)?.channel.max_length();
+        let channels = self.channels().await?;
+        // An account this build cannot send through may still be named when its fallback can.
+        let max_length = match channels.require(channel) {
+            Ok(account) => account.channel.max_length(),
+            Err(e) => match channels.fallback_for(channel).and_then(|f| channels.get(f)) {
+                Some(fallback) => fallback.channel.max_length(),
+                None => return Err(e),
+            },
+        };
         let segment = self.find_segment(segment).await?;
         let parsed = Template::parse(&template).map_err(|e| Error::Usage(format!("template: {e}")))?;
         let preview = match preview_lead {
@@ -126,6 +134,11 @@ impl App {
         let query = LogQuery { campaign: Some(campaign.id), lead: None, status, limit };
         let logs = self.campaign_store().list_logs(&query).await?;
         Ok((campaign, logs))
+    }
+
+    /// How many of the campaign's messages each channel account sent (failover shows here).
+    pub async fn sent_by_channel(&self, id: CampaignId) -> Result<Vec<(String, u64)>> {
+        self.campaign_store().sent_by_channel(id).await
     }
 
     /// A lead's messages across campaigns, newest first.

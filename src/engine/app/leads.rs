@@ -14,6 +14,7 @@ use crate::engine::import::{self, ImportOptions, ImportReport, ImportSource, Ope
 use crate::engine::lead::{Lead, LeadDraft, LeadId, email_key, phone_key};
 use crate::engine::normalize::normalize_email;
 use crate::engine::phone::{Region, normalize_phone};
+use crate::engine::store::campaigns::Reply;
 use crate::engine::store::{LeadFilter, LeadQuery, parse_store_url};
 use std::io::Write;
 use std::path::Path;
@@ -111,6 +112,11 @@ impl App {
         self.leads_store().delete_lead(lead.id).await?;
         info!(lead = lead.id, "Lead deleted.");
         Ok(lead)
+    }
+
+    /// The lead's latest replies (messages it sent back), newest first.
+    pub async fn lead_replies(&self, id: LeadId, limit: usize) -> Result<Vec<Reply>> {
+        self.campaign_store().list_replies(id, limit).await
     }
 
     pub async fn get_lead(&self, id: LeadId) -> Result<Option<Lead>> {

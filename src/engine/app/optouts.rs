@@ -24,13 +24,19 @@ pub struct OptOut {
     pub name: Option<String>,
     pub phone: Option<String>,
     pub opted_out_at: DateTime<Utc>,
+    /// Where the opt-out came from: `manual` (the CLI, the API), `reply via twilio` (a stop
+    /// word), or None for opt-outs recorded before sources were kept.
+    pub source: Option<String>,
 }
+
+/// The source recorded for opt-outs an operator makes.
+pub const MANUAL: &str = "manual";
 
 impl App {
     /// Opts out the lead `reference` names (id, email or phone).
     pub async fn opt_out(&self, reference: &str) -> Result<OptChange> {
         let lead = self.resolve_lead(reference).await?;
-        let changed = self.campaign_store().opt_out(lead.id).await?;
+        let changed = self.campaign_store().opt_out_via(lead.id, MANUAL).await?;
         info!(lead = lead.id, changed, "Opt-out recorded.");
         Ok(OptChange { lead, opted_out: true, changed })
     }
@@ -44,13 +50,14 @@ impl App {
 
     pub async fn list_opt_outs(&self) -> Result<Vec<OptOut>> {
         let mut all = Vec::new();
-        for (lead_id, opted_out_at) in self.campaign_store().list_opt_outs().await? {
-            let lead = self.get_lead(lead_id).await?;
+        for record in self.campaign_store().list_opt_out_records().await? {
+            let lead = self.get_lead(record.lead_id).await?;
             all.push(OptOut {
-                lead_id,
+                lead_id: record.lead_id,
                 name: lead.as_ref().map(|l| l.name.clone()),
                 phone: lead.and_then(|l| l.phones.first().cloned()),
-                opted_out_at,
+                opted_out_at: record.at,
+                source: record.source,
             });
         }
         Ok(all)

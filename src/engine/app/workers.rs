@@ -9,7 +9,7 @@ use crate::engine::error::{Error, Result};
 use crate::engine::pipeline::aggregator::run_aggregator;
 use crate::engine::pipeline::expander::run_expander;
 use crate::engine::pipeline::sender::{SenderConfig, run_sender};
-use crate::engine::pipeline::webhook::serve_receipts;
+use crate::engine::pipeline::webhook::{InboundHooks, serve_webhooks, webhooks_router};
 use crate::engine::pipeline::worker::{HEARTBEAT_EVERY, Shutdown};
 use crate::engine::store::OpenedStore;
 use chrono::Utc;
@@ -66,7 +66,15 @@ impl App {
         let mut listened = None;
         if let Some(addr) = config.webhook_listen().filter(|_| plan.status) {
             let (store, _) = self.role_backends().await?;
-            let (bound, handle) = serve_receipts(store.campaigns, channels.clone(), addr, shutdown.clone()).await?;
+            let hooks = InboundHooks {
+                leads: store.leads,
+                store: store.campaigns,
+                channels: channels.clone(),
+                public_url: config.webhook.public_url.value.clone(),
+                stop_words: config.webhook.stop_words.value.clone(),
+                region: config.region()?,
+            };
+            let (bound, handle) = serve_webhooks(webhooks_router(hooks), addr, shutdown.clone()).await?;
             callback.get_or_insert(format!("http://{bound}/receipts"));
             tracing::info!(listen = %bound, "Receipts webhook listening.");
             listened = Some(bound);

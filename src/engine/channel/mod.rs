@@ -10,6 +10,7 @@
 
 pub mod registry;
 pub mod sim;
+pub mod twilio;
 
 pub use registry::{ChannelAccount, ChannelRegistry};
 

@@ -7,6 +7,7 @@
 
 use super::Channel;
 use super::sim::{SimChannel, SimChannelOptions};
+use super::twilio::{DEFAULT_API_BASE, STATUS_PATH, TwilioChannel, TwilioConfig};
 use crate::engine::config::{ChannelKind, ChannelSection, Config};
 use crate::engine::error::{Error, Result};
 use crate::engine::pipeline::limits::SenderPolicy;
@@ -38,6 +39,10 @@ pub struct ChannelRegistry {
     accounts: BTreeMap<String, ChannelAccount>,
     /// Accounts configured with a kind this build cannot send through, and why.
     unavailable: BTreeMap<String, (ChannelKind, String)>,
+    /// Each account's `fallback` account, by name (see `pipeline::sender`: failover).
+    fallbacks: BTreeMap<String, String>,
+    /// The Twilio accounts, for the webhook that checks their signatures.
+    twilio: BTreeMap<String, Arc<TwilioChannel>>,
 }
 
 /// The worker-wide policy, with an account's own overrides.
@@ -54,6 +59,15 @@ pub fn policy_for(config: &Config, section: Option<&ChannelSection>) -> Result<S
         breaker_cooldown: Duration::from_millis(w.breaker_cooldown_ms.value),
         ..SenderPolicy::default()
     };
+    let breaker_failures = section.and_then(|s| s.settings.get("breaker_failures")).and_then(|v| v.as_integer());
+    let policy = match breaker_failures {
+        Some(n) => SenderPolicy {
+            breaker_failures: u32::try_from(n)
+                .map_err(|_| Error::Usage(format!("breaker_failures = {n}: expected a whole number")))?,
+            ..policy
+        },
+        None => policy,
+    };
     policy.validate().map_err(|e| Error::Usage(format!("sender policy: {e}")))?;
     Ok(policy)
 }
@@ -64,6 +78,14 @@ impl ChannelRegistry {
         let mut registry = ChannelRegistry::default();
         for (name, section) in &config.channels {
             let policy = policy_for(config, Some(section))?;
+            if let Some(fallback) = section.fallback() {
+                if fallback == name || !config.channels.contains_key(fallback) {
+                    return Err(Error::Usage(format!(
+                        "[channels.{name}] fallback = \"{fallback}\" must name another configured account"
+                    )));
+                }
+                registry.fallbacks.insert(name.clone(), fallback.to_string());
+            }
             match section.kind() {
                 ChannelKind::Sim => {
                     let url =
@@ -79,7 +101,29 @@ impl ChannelRegistry {
                         policy,
                     });
                 }
-                kind @ (ChannelKind::Whatsapp | ChannelKind::Twilio) => {
+                ChannelKind::Twilio => {
+                    let status_callback = config
+                        .webhook
+                        .public_url
+                        .value
+                        .as_deref()
+                        .map(|base| format!("{}{STATUS_PATH}", base.trim_end_matches('/')));
+                    let twilio = TwilioConfig {
+                        name: name.clone(),
+                        account_sid: section.setting("account_sid").unwrap_or_default().to_string(),
+                        auth_token: section.setting("auth_token").unwrap_or_default().to_string(),
+                        from: section.setting("from").unwrap_or_default().to_string(),
+                        api_base: section.setting("api_base").unwrap_or(DEFAULT_API_BASE).to_string(),
+                        status_callback,
+                    };
+                    let channel = Arc::new(
+                        TwilioChannel::new(twilio)
+                            .map_err(|e| Error::Usage(format!("[channels.{name}] (twilio): {e}")))?,
+                    );
+                    registry.twilio.insert(name.clone(), channel.clone());
+                    registry.insert(ChannelAccount { name: name.clone(), kind: ChannelKind::Twilio, channel, policy });
+                }
+                kind @ ChannelKind::Whatsapp => {
                     registry.unavailable.insert(name.clone(), (kind, "not available in this build yet".into()));
                 }
             }
@@ -91,6 +135,29 @@ impl ChannelRegistry {
     pub fn insert(&mut self, account: ChannelAccount) {
         self.unavailable.remove(&account.name);
         self.accounts.insert(account.name.clone(), account);
+    }
+
+    /// The account that sends `name`'s messages while `name` cannot, if one is configured.
+    pub fn fallback_for(&self, name: &str) -> Option<&str> {
+        self.fallbacks.get(name).map(String::as_str)
+    }
+
+    /// Every (account, fallback) pair.
+    pub fn fallbacks(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.fallbacks.iter()
+    }
+
+    /// Sets (or, with None, removes) an account's fallback: for tests and channels built elsewhere.
+    pub fn set_fallback(&mut self, name: &str, fallback: Option<&str>) {
+        match fallback {
+            Some(f) => self.fallbacks.insert(name.to_string(), f.to_string()),
+            None => self.fallbacks.remove(name),
+        };
+    }
+
+    /// The Twilio accounts by name (their webhooks are signed with each one's auth token).
+    pub fn twilio_accounts(&self) -> impl Iterator<Item = (&String, &Arc<TwilioChannel>)> {
+        self.twilio.iter()
     }
 
     pub fn get(&self, name: &str) -> Option<&ChannelAccount> {
@@ -157,7 +224,7 @@ mod tests {
     fn every_configured_account_is_built_with_its_own_policy() {
         let c = config(
             "[worker]\nrate_per_minute = 60\n[channels.eu]\nkind = \"sim\"\nurl = \"http://127.0.0.1:9\"\n\
-             concurrency = 2\nrate_per_minute = 0\n[channels.backup]\nkind = \"twilio\"\nauth_token = \"t\"\n",
+             concurrency = 2\nrate_per_minute = 0\n[channels.backup]\nkind = \"whatsapp\"\nauth_token = \"t\"\n",
         );
         let registry = ChannelRegistry::from_config(&c).expect("builds");
         let sim = registry.require("sim").expect("the built-in sim account");
@@ -165,7 +232,7 @@ mod tests {
         let eu = registry.require("eu").expect("configured");
         assert_eq!((eu.policy.rate_per_minute, eu.policy.concurrency, eu.channel.name()), (None, 2, "eu"));
         let err = registry.require("backup").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("twilio") && err.contains("not available"), "{err}");
+        assert!(err.contains("whatsapp") && err.contains("not available"), "{err}");
         let err = registry.require("nope").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("configured: eu, sim"), "{err}");
         let states: Vec<(String, String)> = registry.describe().into_iter().map(|a| (a.name, a.state)).collect();

@@ -17,6 +17,17 @@ pub(super) struct FileConfig {
     pub api: Option<ApiSection>,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelSection>,
+    pub webhook: Option<WebhookSection>,
+}
+
+/// `[webhook]`: what vendors that sign their posts (Twilio) and send replies need.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebhookSection {
+    /// The public base URL vendors call (`https://crm.example.com`), which signatures cover.
+    pub public_url: Option<String>,
+    /// Replies that opt a lead out (case-insensitive, trimmed).
+    pub stop_words: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,6 +102,11 @@ impl ChannelSection {
         }
     }
 
+    /// The `twilio` account the `CRM_TWILIO_*` variables create when the file has none.
+    pub(super) fn env_twilio() -> ChannelSection {
+        ChannelSection { kind: Some(ChannelKind::Twilio), builtin: false, ..ChannelSection::builtin_sim() }
+    }
+
     /// The account's kind (explicit, or its name).
     pub fn kind(&self) -> ChannelKind {
         self.kind.unwrap_or(ChannelKind::Sim)
@@ -130,15 +146,25 @@ impl ChannelSection {
         if let Some(c) = self.concurrency {
             parts.push(format!("concurrency={c}"));
         }
-        for key in self.settings.keys() {
-            parts.push(format!("{key}=***"));
+        for (key, value) in &self.settings {
+            parts.push(format!("{key}={}", shown_setting(key, value)));
         }
         parts.join(" ")
     }
 
+    /// A setting's text value (credentials such as `auth_token` included), if it is a string.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).and_then(|v| v.as_str()).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// The account that sends this account's messages while it cannot (`fallback = "twilio"`).
+    pub fn fallback(&self) -> Option<&str> {
+        self.setting("fallback")
+    }
+
     pub(super) fn redacted_json(&self) -> serde_json::Value {
         let settings: serde_json::Map<String, serde_json::Value> =
-            self.settings.keys().map(|k| (k.clone(), "***".into())).collect();
+            self.settings.iter().map(|(k, v)| (k.clone(), shown_setting(k, v).into())).collect();
         serde_json::json!({
             "kind": self.kind().as_str(),
             "url": self.url.as_deref().map(super::redact),
@@ -149,10 +175,21 @@ impl ChannelSection {
     }
 }
 
+/// Settings that are not credentials, shown as they are; every other one is shown as `***`.
+const PLAIN_SETTINGS: &[&str] = &["fallback", "api_base", "breaker_failures"];
+
+fn shown_setting(key: &str, value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) if PLAIN_SETTINGS.contains(&key) => super::redact(s),
+        toml::Value::Integer(n) if PLAIN_SETTINGS.contains(&key) => n.to_string(),
+        _ => "***".into(),
+    }
+}
+
 const VALID_KEYS: &str = "store, bus, default_region, [worker] (rate_per_minute, concurrency, max_attempts, \
     backoff_base_ms, backoff_cap_ms, breaker_cooldown_ms, lease_ms, callback_url, webhook_listen), \
-    [api] (listen, jwt_secret, cors_origins), [channels.NAME] (kind, url, rate_per_minute, concurrency, \
-    credentials)";
+    [api] (listen, jwt_secret, cors_origins), [webhook] (public_url, stop_words), [channels.NAME] (kind, url, rate_per_minute, concurrency, fallback, \
+    breaker_failures; twilio: account_sid, auth_token, from, api_base; other credentials)";
 
 pub(super) fn read(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)

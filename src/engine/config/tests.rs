@@ -83,3 +83,63 @@ fn secrets_are_redacted() {
     assert!(!shown.contains("hunter2") && !shown.contains("AC1"), "{shown}");
     assert!(shown.contains("auth_token=***"), "{shown}");
 }
+
+#[test]
+fn webhook_settings_and_twilio_credentials_layer_and_stay_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[webhook]\npublic_url = \"https://crm.example.com\"\nstop_words = [\"stop\", \"baixa\"]\n\
+         [channels.wa]\nkind = \"whatsapp\"\nfallback = \"twilio\"\nbreaker_failures = 2\n",
+    )
+    .expect("write");
+    let flags = FlagConfig { config_file: Some(file.clone()), ..Default::default() };
+    let c = Config::load(&flags, &env_of(&[])).expect("loads");
+    assert_eq!(c.webhook.public_url, Setting { value: Some("https://crm.example.com".into()), source: Source::File });
+    assert_eq!(c.webhook.stop_words.value, ["stop", "baixa"]);
+    assert!(!c.channels.contains_key("twilio"), "no twilio account unless configured");
+    let shown = format!("{:?}", c.rows());
+    assert!(shown.contains("fallback=twilio") && shown.contains("breaker_failures=2"), "{shown}");
+    assert!(shown.contains("webhook.public_url") && shown.contains("webhook.stop_words"), "{shown}");
+
+    let env = env_of(&[
+        ("CRM_WEBHOOK_PUBLIC_URL", "https://env.example.com"),
+        ("CRM_STOP_WORDS", "STOP, Parar ,,"),
+        ("CRM_TWILIO_ACCOUNT_SID", "AC-secret-sid"),
+        ("CRM_TWILIO_AUTH_TOKEN", "hunter2"),
+        ("CRM_TWILIO_FROM", "whatsapp:+14155238886"),
+        ("CRM_TWILIO_API_BASE", "http://127.0.0.1:9"),
+    ]);
+    let c = Config::load(&flags, &env).expect("loads");
+    assert_eq!(c.webhook.public_url.source, Source::Env);
+    assert_eq!(c.webhook.stop_words.value, ["STOP", "Parar"]);
+    let twilio = c.channels.get("twilio").expect("the variables create the twilio account");
+    assert_eq!(twilio.kind(), ChannelKind::Twilio);
+    assert_eq!(
+        (twilio.setting("auth_token"), twilio.setting("api_base")),
+        (Some("hunter2"), Some("http://127.0.0.1:9"))
+    );
+    let shown = format!("{:?} {}", c.rows(), c.to_redacted_json());
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("AC-secret-sid") && !shown.contains("+14155238886"),
+        "{shown}"
+    );
+    assert!(shown.contains("api_base=http://127.0.0.1:9"), "{shown}");
+    let registry = crate::engine::channel::ChannelRegistry::from_config(&c).expect("builds");
+    assert_eq!(registry.require("twilio").map(|a| a.channel.max_length()).ok(), Some(1_600));
+    assert_eq!(registry.fallback_for("wa"), Some("twilio"));
+    assert_eq!(registry.twilio_accounts().count(), 1);
+
+    std::fs::write(&file, "[webhook]\npublic_url = \"crm.example.com\"\n").expect("write");
+    let err = Config::load(&flags, &env_of(&[])).unwrap_err().to_string();
+    assert!(err.contains("public_url"), "{err}");
+    std::fs::write(&file, "[channels.wa]\nkind = \"whatsapp\"\nfallback = \"nowhere\"\n").expect("write");
+    let c = Config::load(&flags, &env_of(&[])).expect("loads");
+    let err = crate::engine::channel::ChannelRegistry::from_config(&c).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("fallback"), "{err}");
+    std::fs::write(&file, "[channels.twilio]\nauth_token = \"t\"\n").expect("write");
+    let c = Config::load(&flags, &env_of(&[])).expect("loads");
+    let err = crate::engine::channel::ChannelRegistry::from_config(&c).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("account_sid") && !err.contains("\"t\""), "{err}");
+}

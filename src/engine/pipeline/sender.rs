@@ -11,6 +11,13 @@
 //!   and our record) is resolved with [`Channel::lookup`]: found → sent, not found → sent now
 //!   (still under the same idempotency key); a channel without lookup → UNCERTAIN, never resent.
 //!
+//! Failover: an account configured with `fallback = "OTHER"` hands a message to that account
+//! (its channel and its limits) while its own breaker is open, or when this worker does not
+//! have the account itself (not configured, or not available in this build). The log's
+//! `channel` is switched to the fallback right before the fallback's call (inside its gate), so
+//! the log says which account sent it, and a crash mid-send is recovered through the account
+//! that really had the message (Twilio: UNCERTAIN).
+//!
 //! Pause: every message re-checks its campaign's status (cached ≤ 0.5 s) right before the call,
 //! so PAUSED stops sends within a second; the log is released and the job retried a second
 //! later, so resume continues where it stopped. Cancel releases the log and drops the job.
@@ -114,6 +121,8 @@ enum Outcome {
 struct Shared {
     store: Arc<dyn CampaignStore>,
     accounts: HashMap<String, Account>,
+    /// Each account's fallback account (failover), by name.
+    fallbacks: HashMap<String, String>,
     statuses: StatusCache,
     pace: Pace,
 }
@@ -131,8 +140,19 @@ impl Shared {
                 (a.name.clone(), account)
             })
             .collect();
-        Shared { statuses: StatusCache::new(store.clone()), store, accounts, pace: Pace::of(channels, config) }
+        let fallbacks = shared_fallbacks(channels);
+        Shared {
+            statuses: StatusCache::new(store.clone()),
+            store,
+            accounts,
+            fallbacks,
+            pace: Pace::of(channels, config),
+        }
     }
+}
+
+fn shared_fallbacks(channels: &ChannelRegistry) -> HashMap<String, String> {
+    channels.fallbacks().map(|(account, fallback)| (account.clone(), fallback.clone())).collect()
 }
 
 /// Runs a sender for every account in `channels` until `shutdown`; in-flight sends finish (or
@@ -311,7 +331,12 @@ async fn send_one(
     recovered: bool,
     mut shutdown: Shutdown,
 ) -> Outcome {
+    let fallback = shared.fallbacks.get(account).filter(|f| shared.accounts.contains_key(f.as_str()));
     let Some(account) = shared.accounts.get(account) else {
+        if let (Some(fallback), false) = (fallback, recovered) {
+            tracing::info!(send_id = %job.send_id, account, %fallback, "Account not in this worker; failing over.");
+            return via_fallback(shared, fallback, job, attempt, shutdown).await;
+        }
         tracing::warn!(send_id = %job.send_id, account, "No such channel account in this worker; holding the message.");
         return Outcome::Release { after: UNKNOWN_ACCOUNT_RECHECK };
     };
@@ -326,32 +351,78 @@ async fn send_one(
             Err(e) => return Outcome::Retry { after: Duration::from_secs(1), error: e.to_string() },
         }
     }
-    let msg = OutboundMessage {
-        send_id: job.send_id.clone(),
-        to: job.to.clone(),
-        body: job.message.clone(),
-        callback_url: account.callback_url.clone(),
-    };
+    let msg = message_for(job, account);
     // Asked once the breaker and the rate limit let the send through: a pause while it waited
     // for its slot still stops it.
-    let gate = async {
-        match shared.statuses.get(job.campaign_id).await {
-            Ok(Some(CampaignStatus::Running | CampaignStatus::Completed)) => Gate::Go,
-            Ok(Some(CampaignStatus::Paused | CampaignStatus::Draft)) | Err(_) => Gate::Hold(PAUSE_RECHECK),
-            Ok(Some(CampaignStatus::Cancelled) | None) => Gate::Drop,
-        }
-    };
+    let gate = campaign_gate(shared, job);
     let err = match account.limits.send(account.channel.as_ref(), &msg, &mut shutdown, gate).await {
         Ok(outcome) => return Outcome::Sent(outcome.provider_message_id),
         Err(LimitError::Held(after)) => return Outcome::Release { after },
         Err(LimitError::Dropped) => return Outcome::Drop,
-        Err(LimitError::CircuitOpen(open)) => return Outcome::Release { after: open.retry_in },
+        Err(LimitError::CircuitOpen(open)) => {
+            return match fallback {
+                Some(fallback) => {
+                    tracing::debug!(send_id = %job.send_id, %fallback, "Breaker open; failing over.");
+                    match via_fallback(shared, fallback, job, attempt, shutdown).await {
+                        // The fallback's breaker is open too: wait for the first to close.
+                        Outcome::Release { after } => Outcome::Release { after: after.min(open.retry_in) },
+                        outcome => outcome,
+                    }
+                }
+                None => Outcome::Release { after: open.retry_in },
+            };
+        }
         Err(LimitError::Channel(err)) => err,
     };
+    retry_or_fail(account, attempt, &err)
+}
+
+fn retry_or_fail(account: &Account, attempt: u32, err: &ChannelError) -> Outcome {
     let mut rng = SmallRng::from_rng(&mut rand::rng());
-    match account.limits.retry().delay_after(attempt, &err, &mut rng) {
+    match account.limits.retry().delay_after(attempt, err, &mut rng) {
         Some(after) => Outcome::Retry { after, error: err.to_string() },
         None => Outcome::Failed(err.to_string()),
+    }
+}
+
+fn message_for(job: &SendJob, account: &Account) -> OutboundMessage {
+    OutboundMessage {
+        send_id: job.send_id.clone(),
+        to: job.to.clone(),
+        body: job.message.clone(),
+        callback_url: account.callback_url.clone(),
+    }
+}
+
+/// Whether the campaign still wants the message sent, right before the call.
+async fn campaign_gate(shared: &Shared, job: &SendJob) -> Gate {
+    match shared.statuses.get(job.campaign_id).await {
+        Ok(Some(CampaignStatus::Running | CampaignStatus::Completed)) => Gate::Go,
+        Ok(Some(CampaignStatus::Paused | CampaignStatus::Draft)) | Err(_) => Gate::Hold(PAUSE_RECHECK),
+        Ok(Some(CampaignStatus::Cancelled) | None) => Gate::Drop,
+    }
+}
+
+/// Sends through the fallback account `name` with its own limits; the log's channel becomes
+/// `name` right before the call (nothing is sent unless that is recorded).
+async fn via_fallback(shared: &Shared, name: &str, job: &SendJob, attempt: u32, mut shutdown: Shutdown) -> Outcome {
+    let Some(account) = shared.accounts.get(name) else { return Outcome::Release { after: UNKNOWN_ACCOUNT_RECHECK } };
+    let msg = message_for(job, account);
+    let gate = async {
+        match campaign_gate(shared, job).await {
+            Gate::Go => match shared.store.set_log_channel(&job.send_id, name).await {
+                Ok(true) => Gate::Go,
+                Ok(false) | Err(_) => Gate::Hold(PAUSE_RECHECK),
+            },
+            other => other,
+        }
+    };
+    match account.limits.send(account.channel.as_ref(), &msg, &mut shutdown, gate).await {
+        Ok(outcome) => Outcome::Sent(outcome.provider_message_id),
+        Err(LimitError::Held(after)) => Outcome::Release { after },
+        Err(LimitError::Dropped) => Outcome::Drop,
+        Err(LimitError::CircuitOpen(open)) => Outcome::Release { after: open.retry_in },
+        Err(LimitError::Channel(err)) => retry_or_fail(account, attempt, &err),
     }
 }
 
@@ -386,6 +457,7 @@ mod tests {
     use crate::engine::config::ChannelKind;
     use crate::engine::pipeline::limits::SenderPolicy;
     use crate::engine::pipeline::worker::shutdown_signal;
+    use crate::engine::store::campaigns::LogQuery;
     use crate::engine::store::sqlite::SqliteStore;
     use async_trait::async_trait;
     use std::sync::Mutex;
@@ -472,5 +544,84 @@ mod tests {
         let outcome = send_one(&shared, "eu", &job(c, 4), 1, false, shutdown.clone()).await;
         assert!(matches!(outcome, Outcome::Release { .. }), "an account this worker lacks is held: {outcome:?}");
         assert_eq!(channel.0.lock().expect("lock").len(), 3, "and nothing is sent through another account");
+    }
+
+    /// Refuses every send as a vendor that is down would.
+    struct Down;
+
+    #[async_trait]
+    impl Channel for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+        fn max_length(&self) -> usize {
+            1000
+        }
+        async fn send(&self, _msg: &OutboundMessage) -> std::result::Result<SendOutcome, ChannelError> {
+            Err(ChannelError::Transient("cannot connect".into()))
+        }
+        async fn lookup(&self, _key: &str) -> std::result::Result<Option<String>, ChannelError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_fails_over_to_the_fallback_and_the_log_says_so() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn CampaignStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("crm.db")).await.expect("open store"));
+        let new = NewCampaign {
+            name: "c".into(),
+            segment_id: 1,
+            message_template: "Hi".into(),
+            channel: "sim".into(),
+            created_by: None,
+        };
+        let c = store.create_campaign(new).await.expect("create").id;
+        let logs: Vec<NewLog> =
+            (1..=4).map(|l| NewLog { send_id: send_id(c, l), lead_id: l, skip_reason: None }).collect();
+        store.insert_logs(c, "sim", &logs[..3]).await.expect("insert");
+        store.insert_logs(c, "wa", &logs[3..]).await.expect("insert");
+        store.start_campaign(c, 4).await.expect("start");
+        let ids: Vec<String> = logs.iter().map(|l| l.send_id.clone()).collect();
+        store.claim_logs(&ids, Duration::from_secs(30)).await.expect("claim");
+        let fallback = Arc::new(Recorder::default());
+        let policy = SenderPolicy { rate_per_minute: None, breaker_failures: 1, ..SenderPolicy::default() };
+        let mut registry = ChannelRegistry::default();
+        registry.insert(ChannelAccount {
+            name: "sim".into(),
+            kind: ChannelKind::Sim,
+            channel: Arc::new(Down),
+            policy: policy.clone(),
+        });
+        let twilio =
+            ChannelAccount { name: "twilio".into(), kind: ChannelKind::Twilio, channel: fallback.clone(), policy };
+        registry.insert(twilio);
+        let (_trigger, shutdown) = shutdown_signal();
+        // Without a fallback, an open breaker holds the message.
+        let alone = Shared::new(store.clone(), &registry, &SenderConfig::default());
+        let outcome = send_one(&alone, "sim", &job(c, 1), 1, false, shutdown.clone()).await;
+        assert!(matches!(outcome, Outcome::Retry { .. }), "the first failure is retried: {outcome:?}");
+        let outcome = send_one(&alone, "sim", &job(c, 1), 2, false, shutdown.clone()).await;
+        assert!(matches!(outcome, Outcome::Release { .. }), "then the breaker is open: {outcome:?}");
+
+        registry.set_fallback("sim", Some("twilio"));
+        registry.set_fallback("wa", Some("twilio"));
+        let shared = Shared::new(store.clone(), &registry, &SenderConfig::default());
+        let outcome = send_one(&shared, "sim", &job(c, 1), 1, false, shutdown.clone()).await;
+        assert!(matches!(outcome, Outcome::Retry { .. }), "a closed breaker: the primary is tried: {outcome:?}");
+        assert!(fallback.0.lock().expect("lock").is_empty());
+        let outcome = send_one(&shared, "sim", &job(c, 2), 1, false, shutdown.clone()).await;
+        assert!(matches!(&outcome, Outcome::Sent(pid) if pid == &format!("m-{}", ids[1])), "{outcome:?}");
+        // An account this worker lacks (not available in this build) fails over too.
+        let outcome = send_one(&shared, "wa", &job(c, 4), 1, false, shutdown.clone()).await;
+        assert!(matches!(outcome, Outcome::Sent(_)), "{outcome:?}");
+        assert_eq!(fallback.0.lock().expect("lock").len(), 2);
+        let query = LogQuery { campaign: Some(c), limit: 10, ..LogQuery::default() };
+        let mut channels: Vec<(i64, String)> =
+            store.list_logs(&query).await.expect("logs").into_iter().map(|l| (l.lead_id, l.channel)).collect();
+        channels.sort();
+        let expected = [(1, "sim"), (2, "twilio"), (3, "sim"), (4, "twilio")].map(|(l, c)| (l, c.to_string()));
+        assert_eq!(channels, expected, "the log names the account that sent it");
     }
 }

@@ -9,16 +9,30 @@
 //! lookup and a second write for the same effect. The router is one implementation that the
 //! status worker serves and `crm serve` can mount.
 //!
+//! Twilio posts form-encoded, signed requests instead (see [`twilio_router`]):
+//! `POST /webhooks/twilio/status` (delivery statuses, naming the log by Twilio's message sid)
+//! and `POST /webhooks/twilio/inbound` (replies: a stop word opts the lead out, anything else
+//! is kept in the lead's history). Both are refused with 403, and change nothing, unless
+//! `X-Twilio-Signature` is the account's HMAC of the URL Twilio called (the configured
+//! `webhook.public_url` + the path, or the request's Host + the path when none is configured)
+//! and the parameters.
+//!
 //! [`Channel::parse_receipts`]: crate::engine::channel::Channel::parse_receipts
 
 use super::worker::Shutdown;
 use crate::engine::channel::ChannelRegistry;
+use crate::engine::channel::twilio::{INBOUND_PATH, STATUS_PATH, TwilioChannel, bare_number, map_status};
 use crate::engine::error::{Error, Result};
+use crate::engine::lead::phone_key;
+use crate::engine::phone::{Region, normalize_phone};
+use crate::engine::store::Store;
 use crate::engine::store::campaigns::CampaignStore;
+use crate::engine::store::campaigns::{LogUpdate, Reply};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,11 +97,192 @@ async fn receive(hook: &Hook, account: &str, body: &[u8]) -> Answer {
     }
 }
 
+/// What the Twilio webhooks act on and with.
+#[derive(Clone)]
+pub struct InboundHooks {
+    /// Replies are matched to leads by phone.
+    pub leads: Arc<dyn Store>,
+    pub store: Arc<dyn CampaignStore>,
+    pub channels: ChannelRegistry,
+    /// The base URL Twilio calls (`webhook.public_url`); None: the request's Host.
+    pub public_url: Option<String>,
+    /// A reply that is one of these (trimmed, ignoring case) opts its lead out.
+    pub stop_words: Vec<String>,
+    /// For phone numbers without a country code (Twilio sends E.164, so rarely used).
+    pub region: Option<Region>,
+}
+
+impl InboundHooks {
+    fn is_stop_word(&self, text: &str) -> bool {
+        let text = text.trim().trim_end_matches(['.', '!']).trim().to_lowercase();
+        !text.is_empty() && self.stop_words.iter().any(|w| w.trim().to_lowercase() == text)
+    }
+}
+
+/// `POST /webhooks/twilio/status` and `POST /webhooks/twilio/inbound`.
+pub fn twilio_router(hooks: InboundHooks) -> axum::Router {
+    axum::Router::new()
+        .route(STATUS_PATH, post(twilio_status))
+        .route(INBOUND_PATH, post(twilio_inbound))
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .with_state(Arc::new(hooks))
+}
+
+/// The receipts router and the Twilio webhooks, as the status worker serves them.
+pub fn webhooks_router(hooks: InboundHooks) -> axum::Router {
+    receipts_router(hooks.store.clone(), hooks.channels.clone()).merge(twilio_router(hooks))
+}
+
+/// A checked Twilio post: its parameters and the account that signed it.
+struct SignedPost {
+    params: Vec<(String, String)>,
+    account: Arc<TwilioChannel>,
+}
+
+impl SignedPost {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    (status, text.to_string()).into_response()
+}
+
+/// Twilio's "nothing to answer" (TwiML), so a reply is not answered with a message.
+fn empty_twiml() -> Response {
+    (StatusCode::OK, [("content-type", "text/xml")], "<Response></Response>").into_response()
+}
+
+/// Parses the form and checks its signature against the account it names (`AccountSid`);
+/// `Err` says why it is refused (answered 403, with no effect).
+fn check_signature(
+    hooks: &InboundHooks,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+) -> std::result::Result<SignedPost, &'static str> {
+    let refuse = |why: &'static str| {
+        tracing::warn!(path = %uri.path(), why, "Refused a Twilio webhook.");
+        Err(why)
+    };
+    let Some(given) = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()) else {
+        return refuse("missing X-Twilio-Signature");
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let sid = params.iter().find(|(n, _)| n == "AccountSid").map(|(_, v)| v.as_str());
+    let accounts: Vec<&Arc<TwilioChannel>> = hooks.channels.twilio_accounts().map(|(_, c)| c).collect();
+    let account = match sid {
+        Some(sid) => accounts.iter().find(|c| c.config().account_sid == sid),
+        None if accounts.len() == 1 => accounts.first(),
+        None => None,
+    };
+    let Some(account) = account.map(|a| (*a).clone()) else {
+        return refuse("no Twilio account configured for this AccountSid");
+    };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let url = match &hooks.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => {
+            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            format!("http://{host}{path}")
+        }
+    };
+    if !account.verify(&url, &params, given) {
+        return refuse("invalid X-Twilio-Signature");
+    }
+    Ok(SignedPost { params, account })
+}
+
+async fn twilio_status(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+    let post = match check_signature(&hooks, &headers, &uri, &body) {
+        Ok(post) => post,
+        Err(why) => return plain(StatusCode::FORBIDDEN, why),
+    };
+    let (Some(sid), Some(status)) =
+        (post.get("MessageSid").or(post.get("SmsSid")), post.get("MessageStatus").or(post.get("SmsStatus")))
+    else {
+        return plain(StatusCode::BAD_REQUEST, "needs MessageSid and MessageStatus");
+    };
+    let Some((status, error)) = map_status(status, post.get("ErrorCode")) else {
+        return plain(StatusCode::OK, "ignored");
+    };
+    let applied = async {
+        let Some(log) = hooks.store.log_by_provider_id(sid).await? else { return Ok(None) };
+        let update = LogUpdate { send_id: log.send_id, status, provider_message_id: None, error };
+        hooks.store.apply_log_updates(&[update]).await.map(Some)
+    };
+    match applied.await {
+        Ok(Some(n)) => plain(StatusCode::OK, &format!("applied {n}")),
+        Ok(None) => {
+            tracing::info!(sid, account = post.account.config().name, "A Twilio status names no log; ignored.");
+            plain(StatusCode::OK, "no such message")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot apply a Twilio status; Twilio will retry.");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; try again")
+        }
+    }
+}
+
+async fn twilio_inbound(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+    let post = match check_signature(&hooks, &headers, &uri, &body) {
+        Ok(post) => post,
+        Err(why) => return plain(StatusCode::FORBIDDEN, why),
+    };
+    let Some(from) = post.get("From") else { return plain(StatusCode::BAD_REQUEST, "needs From") };
+    let text = post.get("Body").unwrap_or_default();
+    let account = post.account.config().name.clone();
+    let Ok(phone) = normalize_phone(bare_number(from), hooks.region) else {
+        tracing::info!(account, "A reply from an unreadable number; ignored.");
+        return empty_twiml();
+    };
+    let handled = async {
+        let Some(lead) = hooks.leads.find_lead_by_key(&phone_key(&phone)).await? else { return Ok(None) };
+        if hooks.is_stop_word(text) {
+            let changed = hooks.store.opt_out_via(lead.id, &format!("reply via {account}")).await?;
+            tracing::info!(lead = lead.id, account, changed, "A stop word opted a lead out.");
+        } else {
+            let reply = Reply {
+                lead_id: lead.id,
+                channel: account.clone(),
+                body: text.to_string(),
+                received_at: chrono::Utc::now(),
+                provider_message_id: post.get("MessageSid").or(post.get("SmsSid")).map(str::to_string),
+            };
+            let stored = hooks.store.add_reply(&reply).await?;
+            tracing::info!(lead = lead.id, account, stored, "A reply was kept in the lead's history.");
+        }
+        Ok::<_, Error>(Some(lead.id))
+    };
+    match handled.await {
+        Ok(Some(_)) => empty_twiml(),
+        Ok(None) => {
+            tracing::info!(account, "A reply from a number no lead has; ignored.");
+            empty_twiml()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot record a reply; Twilio will retry.");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; try again")
+        }
+    }
+}
+
 /// Serves the receipts webhook on `addr` until shutdown; returns the bound address and the
 /// server's task.
 pub async fn serve_receipts(
     store: Arc<dyn CampaignStore>,
     channels: ChannelRegistry,
+    addr: SocketAddr,
+    shutdown: Shutdown,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_webhooks(receipts_router(store, channels), addr, shutdown).await
+}
+
+/// Serves `router` (receipts, and the Twilio webhooks: [`webhooks_router`]) on `addr` until
+/// shutdown; returns the bound address and the server's task.
+pub async fn serve_webhooks(
+    router: axum::Router,
     addr: SocketAddr,
     mut shutdown: Shutdown,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
@@ -97,9 +292,7 @@ pub async fn serve_receipts(
     let bound = listener.local_addr().map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
     let mut stop = shutdown.clone();
     let server = tokio::spawn(async move {
-        let served = axum::serve(listener, receipts_router(store, channels))
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await;
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move { stop.wait().await }).await;
         if let Err(e) = served {
             tracing::warn!(error = %e, "The receipts webhook stopped.");
         }
@@ -116,3 +309,6 @@ pub async fn serve_receipts(
     tracing::info!(%bound, "Listening for receipts.");
     Ok((bound, handle))
 }
+
+#[cfg(test)]
+mod tests;

@@ -61,6 +61,27 @@ pub struct AudienceLead {
     pub opted_out: bool,
 }
 
+/// A message a lead sent back (an inbound reply that was not a stop word).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Reply {
+    pub lead_id: LeadId,
+    /// The channel account it arrived on.
+    pub channel: String,
+    pub body: String,
+    pub received_at: DateTime<Utc>,
+    /// The vendor's id for the message; a reply is stored once per id.
+    pub provider_message_id: Option<String>,
+}
+
+/// An opted-out lead, with where the opt-out came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OptOutRecord {
+    pub lead_id: LeadId,
+    pub at: DateTime<Utc>,
+    /// `manual`, `reply via twilio`, …; None for opt-outs recorded before sources were kept.
+    pub source: Option<String>,
+}
+
 #[async_trait]
 pub trait CampaignStore: Send + Sync {
     fn describe(&self) -> String;
@@ -121,4 +142,26 @@ pub trait CampaignStore: Send + Sync {
     async fn opt_out(&self, lead: LeadId) -> Result<bool>;
     async fn opt_in(&self, lead: LeadId) -> Result<bool>;
     async fn list_opt_outs(&self) -> Result<Vec<(LeadId, DateTime<Utc>)>>;
+
+    // Inbound traffic and failover (Twilio): status callbacks name the vendor's id, replies and
+    // stop words arrive from leads, and a message may leave through a fallback account.
+
+    /// The log whose vendor message id is `provider_message_id`, if any.
+    async fn log_by_provider_id(&self, provider_message_id: &str) -> Result<Option<CommunicationLog>>;
+    /// Records that a `sending` log is going out through another channel account (failover);
+    /// false when the log is not `sending` (nothing changed).
+    async fn set_log_channel(&self, send_id: &str, channel: &str) -> Result<bool>;
+    /// [`CampaignStore::opt_out`] recording where the opt-out came from; false when the lead
+    /// was already opted out (the first source is kept).
+    async fn opt_out_via(&self, lead: LeadId, source: &str) -> Result<bool>;
+    /// Every opt-out with its source, by lead.
+    async fn list_opt_out_records(&self) -> Result<Vec<OptOutRecord>>;
+    /// Keeps a reply in the lead's history; false when a reply with the same vendor message id
+    /// is already stored (a retried webhook).
+    async fn add_reply(&self, reply: &Reply) -> Result<bool>;
+    /// A lead's replies, newest first, at most `limit`.
+    async fn list_replies(&self, lead: LeadId, limit: usize) -> Result<Vec<Reply>>;
+    /// How many of a campaign's messages each account sent (logs sent, delivered or read, by
+    /// the account the log names), by account name.
+    async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>>;
 }

@@ -15,11 +15,13 @@
 //!   heartbeats.
 //! - `pipeline`: communication logs (insert, claim, release, forward-only updates), dead
 //!   letters, and one campaign told end to end.
+//! - `inbound`: logs by vendor message id, failover's channel, opt-out sources, replies.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod campaigns;
 pub mod import;
+pub mod inbound;
 pub mod leads;
 pub mod pipeline;
 pub mod segments;
@@ -189,6 +191,11 @@ macro_rules! store_conformance_tests {
                 dead_letters_and_replay,
                 logs_are_listed_newest_first,
                 campaign_story,
+            ];
+            inbound: [
+                logs_by_provider_id_and_failover_channel,
+                opt_outs_record_their_source,
+                replies_are_kept_once_newest_first,
             ];
         );
     };

@@ -14,13 +14,14 @@ use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
 use crate::engine::segment::Rule;
 use crate::engine::segment::sql::to_sql_from;
-use crate::engine::store::campaigns::{AudienceLead, CampaignStore, Claim, LogQuery, LogUpdate};
+use crate::engine::store::campaigns::{AudienceLead, CampaignStore, Claim, LogQuery, LogUpdate, OptOutRecord, Reply};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod inbound;
 mod logs;
 mod rows;
 
@@ -486,6 +487,41 @@ impl CampaignStore for SqliteStore {
             run().map_err(db_err(&store))
         })
         .await
+    }
+
+    async fn log_by_provider_id(&self, provider_message_id: &str) -> Result<Option<CommunicationLog>> {
+        let (store, id) = (self.describe_path(), provider_message_id.to_string());
+        self.call(move |conn| logs::by_provider_id(conn, &id).map_err(db_err(&store))).await
+    }
+
+    async fn set_log_channel(&self, send_id: &str, channel: &str) -> Result<bool> {
+        let (store, send_id, channel) = (self.describe_path(), send_id.to_string(), channel.to_string());
+        self.call(move |conn| inbound::set_channel(conn, &send_id, &channel).map_err(db_err(&store))).await
+    }
+
+    async fn opt_out_via(&self, lead: LeadId, source: &str) -> Result<bool> {
+        let (store, source) = (self.describe_path(), source.to_string());
+        self.call(move |conn| inbound::opt_out(conn, lead, Some(&source)).map_err(db_err(&store))).await
+    }
+
+    async fn list_opt_out_records(&self) -> Result<Vec<OptOutRecord>> {
+        let store = self.describe_path();
+        self.call(move |conn| inbound::opt_out_records(conn).map_err(db_err(&store))).await
+    }
+
+    async fn add_reply(&self, reply: &Reply) -> Result<bool> {
+        let (store, reply) = (self.describe_path(), reply.clone());
+        self.call(move |conn| inbound::add_reply(conn, &reply).map_err(db_err(&store))).await
+    }
+
+    async fn list_replies(&self, lead: LeadId, limit: usize) -> Result<Vec<Reply>> {
+        let store = self.describe_path();
+        self.call(move |conn| inbound::replies(conn, lead, limit).map_err(db_err(&store))).await
+    }
+
+    async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>> {
+        let store = self.describe_path();
+        self.call(move |conn| inbound::sent_by_channel(conn, campaign).map_err(db_err(&store))).await
     }
 }
 

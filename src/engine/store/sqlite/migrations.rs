@@ -115,6 +115,21 @@ const STEPS: &[&str] = &[
          lead_id INTEGER PRIMARY KEY,
          at      INTEGER NOT NULL
      );",
+    // 4: Twilio and inbound messages. Status callbacks name a log by the vendor's message id
+    //    (an index for it); an opt-out records where it came from (`source`: NULL for opt-outs
+    //    recorded before there was one); replies a lead sent back are its history, unique per
+    //    vendor message id so a vendor's retried webhook is stored once.
+    "CREATE INDEX communication_logs_provider ON communication_logs (provider_message_id);
+     ALTER TABLE lead_opt_outs ADD COLUMN source TEXT;
+     CREATE TABLE lead_replies (
+         id                  INTEGER PRIMARY KEY,
+         lead_id             INTEGER NOT NULL,
+         channel             TEXT    NOT NULL,
+         body                TEXT    NOT NULL,
+         received_at         INTEGER NOT NULL,
+         provider_message_id TEXT    UNIQUE
+     );
+     CREATE INDEX lead_replies_lead ON lead_replies (lead_id, received_at);",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;

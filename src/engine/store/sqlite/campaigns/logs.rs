@@ -102,27 +102,42 @@ pub(super) fn insert(
 pub(super) fn list(conn: &Connection, q: &LogQuery) -> rusqlite::Result<Vec<CommunicationLog>> {
     let status = q.status.map(|s| s.as_str().to_string());
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(
-        "SELECT send_id, campaign_id, lead_id, status, attempt, channel, provider_message_id,
-                error_message, created_at, updated_at
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {LOG_COLUMNS}
          FROM communication_logs
          WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR lead_id = ?2)
            AND (?3 IS NULL OR status = ?3)
-         ORDER BY updated_at DESC, send_id LIMIT ?4",
-    )?;
-    stmt.query_map(params![q.campaign, q.lead, status, limit], |r| {
-        Ok(CommunicationLog {
-            send_id: r.get(0)?,
-            campaign_id: r.get(1)?,
-            lead_id: r.get(2)?,
-            status: SendStatus::parse(&r.get::<_, String>(3)?).unwrap_or(SendStatus::Failed),
-            attempt: r.get::<_, i64>(4)? as u32,
-            channel: r.get(5)?,
-            provider_message_id: r.get(6)?,
-            error_message: r.get(7)?,
-            created_at: from_ms(r.get(8)?),
-            updated_at: from_ms(r.get(9)?),
-        })
-    })?
-    .collect()
+         ORDER BY updated_at DESC, send_id LIMIT ?4"
+    ))?;
+    stmt.query_map(params![q.campaign, q.lead, status, limit], log_from_row)?.collect()
+}
+
+const LOG_COLUMNS: &str = "send_id, campaign_id, lead_id, status, attempt, channel, provider_message_id,
+    error_message, created_at, updated_at";
+
+fn log_from_row(r: &rusqlite::Row) -> rusqlite::Result<CommunicationLog> {
+    Ok(CommunicationLog {
+        send_id: r.get(0)?,
+        campaign_id: r.get(1)?,
+        lead_id: r.get(2)?,
+        status: SendStatus::parse(&r.get::<_, String>(3)?).unwrap_or(SendStatus::Failed),
+        attempt: r.get::<_, i64>(4)? as u32,
+        channel: r.get(5)?,
+        provider_message_id: r.get(6)?,
+        error_message: r.get(7)?,
+        created_at: from_ms(r.get(8)?),
+        updated_at: from_ms(r.get(9)?),
+    })
+}
+
+/// The log with this vendor message id (the `communication_logs_provider` index).
+pub(super) fn by_provider_id(
+    conn: &Connection,
+    provider_message_id: &str,
+) -> rusqlite::Result<Option<CommunicationLog>> {
+    conn.prepare_cached(&format!(
+        "SELECT {LOG_COLUMNS} FROM communication_logs WHERE provider_message_id = ?1 ORDER BY send_id LIMIT 1"
+    ))?
+    .query_row([provider_message_id], log_from_row)
+    .optional()
 }
