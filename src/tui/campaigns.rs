@@ -19,6 +19,8 @@ pub struct Campaigns {
     logs: Option<(CampaignId, Result<Vec<CommunicationLog>, String>)>,
     table: TableState,
     page: i64,
+    /// Shown at least once: until then nothing is selected (the dashboard shows running ones).
+    shown: bool,
 }
 
 impl Campaigns {
@@ -111,6 +113,7 @@ impl Component for Campaigns {
     }
 
     fn on_show(&mut self, shared: &Shared, queue: &mut Queue) {
+        self.shown = true;
         if self.index(shared).is_none() {
             self.select(step(None, 0, Self::list(shared).len()), shared, queue);
         } else if let Some(id) = self.selected {
@@ -126,7 +129,7 @@ impl Component for Campaigns {
             Reply::Campaign { id, .. } if Some(*id) == self.selected => {
                 queue.request(Request::CampaignLogs { id: *id });
             }
-            Reply::Snapshot { result: Ok(_), .. } if self.index(shared).is_none() => {
+            Reply::Snapshot { result: Ok(_), .. } if self.shown && self.index(shared).is_none() => {
                 // The first snapshot, or the selected campaign went away.
                 self.select(step(None, 0, Self::list(shared).len()), shared, queue);
             }

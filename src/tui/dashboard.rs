@@ -106,14 +106,14 @@ impl Dashboard {
         let header =
             Line::styled(format!("{:<14}{:>7}{:>7}{:>7}  history", "topic", "ready", "flight", "delay"), t.dim());
         frame.render_widget(Paragraph::new(header), Rect { height: 1.min(inner.height), ..inner });
-        let spark_x = inner.x + 37;
+        let spark_x = inner.x + 35;
         for (i, q) in snapshot.queues.iter().enumerate() {
             let y = inner.y + 1 + i as u16;
             if y >= inner.y + inner.height {
                 break;
             }
             let d = &q.depth;
-            let text = format!("{:<14}{:>7}{:>7}{:>7}", fit(short_topic(q.topic), 13), d.ready, d.in_flight, d.delayed);
+            let text = format!("{:<14}{:>7}{:>7}{:>7}", fit(short_topic(q.topic), 14), d.ready, d.in_flight, d.delayed);
             frame.render_widget(Paragraph::new(text), Rect { y, height: 1, ..inner });
             if spark_x + 2 < inner.x + inner.width {
                 let width = inner.x + inner.width - spark_x - 1;
@@ -131,17 +131,30 @@ impl Dashboard {
             0 => format!("Workers ({})", snapshot.workers.len()),
             n => format!("Workers ({}, {n} stale)", snapshot.workers.len()),
         };
-        let mut lines =
-            vec![Line::styled(format!("{:<11}{:<10}{:>7} {:>6} {:>7}", "kind", "id", "pid", "seen", "rate"), t.dim())];
+        let wide = area.width >= 50;
+        let row = |mark: &str, kind: &str, id: &str, pid: String, seen: String, rate: String| {
+            if wide {
+                format!("{mark}{:<11}{:<14}{:>7} {:>6} {:>7}", fit(kind, 10), fit(id, 13), pid, seen, rate)
+            } else {
+                format!("{mark}{:<8}{:<6}{:>6} {:>5}{:>5}", fit(kind, 7), fit(id, 5), pid, seen, rate)
+            }
+        };
+        let header = row(" ", "kind", "id", "pid".into(), "seen".into(), "rate".into());
+        let mut lines = vec![Line::styled(header, t.dim())];
         if snapshot.workers.is_empty() {
             lines.push(Line::styled("none running (crm worker all)", t.dim()));
         }
         for w in &snapshot.workers {
             let h = &w.heartbeat;
             let seen = short_duration((shared.now - h.last_seen).num_seconds());
-            let text = format!("{:<11}{:<10}{:>7} {:>6} {:>7.1}", fit(&h.kind, 10), fit(&h.id, 9), h.pid, seen, h.rate);
+            let mark = if w.stale { "!" } else { " " };
+            let text = row(mark, &h.kind, &h.id, h.pid.to_string(), seen, format!("{:.1}", h.rate));
             if w.stale {
-                lines.push(Line::from(vec![Span::styled(text, t.dim()), Span::styled(" STALE", t.warn())]));
+                let mut spans = vec![Span::styled(text, t.warn())];
+                if wide {
+                    spans.push(Span::styled(" STALE", t.warn()));
+                }
+                lines.push(Line::from(spans));
             } else {
                 lines.push(Line::raw(text));
             }
@@ -195,12 +208,13 @@ impl Component for Dashboard {
         let top = wanted_top.min(area.height.saturating_sub(10) / 2).max(Counters::HEIGHT + 2);
         let [top_area, mid_area, events_area] =
             Layout::vertical([Constraint::Length(top), Constraint::Length(7), Constraint::Min(3)]).areas(area);
-        let side = if area.width >= 110 { 40 } else { 28 };
+        let side = if area.width >= 110 { 40 } else { 26 };
         let [camp, chan] = Layout::horizontal([Constraint::Min(40), Constraint::Length(side)]).areas(top_area);
         self.campaigns(frame, camp, shared, snapshot);
         self.channels(frame, chan, shared, snapshot);
+        let split = if area.width >= 110 { 50 } else { 57 };
         let [queues, workers] =
-            Layout::horizontal([Constraint::Percentage(52), Constraint::Percentage(48)]).areas(mid_area);
+            Layout::horizontal([Constraint::Percentage(split), Constraint::Percentage(100 - split)]).areas(mid_area);
         self.queues(frame, queues, shared, snapshot);
         self.workers(frame, workers, shared, snapshot);
         self.events(frame, events_area, shared, snapshot);

@@ -298,26 +298,33 @@ impl Ui {
         let t = self.shared.theme;
         let s = &self.shared;
         let mut spans = Vec::new();
+        // A warning first, then the newest toast, then how fresh the data is.
         match (&s.snapshot, &s.error, s.age()) {
-            (None, None, _) => spans.push(Span::styled("connecting…", t.dim())),
-            (None, Some(e), _) => spans.push(Span::styled(format!("⚠ backend unreachable: {e}"), t.warn())),
+            (None, Some(e), _) => spans.push(Span::styled(format!("⚠ backend unreachable: {e}  "), t.warn())),
             (Some(_), Some(e), age) => spans.push(Span::styled(
-                format!("⚠ STALE, data from {} ago: {e}", short_duration(age.unwrap_or(0))),
+                format!("⚠ STALE, data from {} ago: {e}  ", short_duration(age.unwrap_or(0))),
                 t.warn(),
             )),
             (Some(_), None, Some(age)) if s.stale() => {
-                spans.push(Span::styled(format!("⚠ STALE, data from {} ago", short_duration(age)), t.warn()))
+                spans.push(Span::styled(format!("⚠ STALE, data from {} ago  ", short_duration(age)), t.warn()))
             }
-            (Some(snap), None, age) => {
-                spans.push(Span::styled(
-                    format!("{} · updated {} ago", snap.store, short_duration(age.unwrap_or(0))),
-                    t.dim(),
-                ));
-            }
+            _ => {}
         }
         if let Some((text, error)) = &self.toast {
-            spans.push(Span::raw("  "));
-            spans.push(Span::styled(text.clone(), if *error { t.warn() } else { t.accent() }));
+            spans.push(Span::styled(format!("{text}  "), if *error { t.warn() } else { t.accent() }));
+        }
+        match (&s.snapshot, s.stale(), s.age()) {
+            (None, false, _) => spans.push(Span::styled("connecting…", t.dim())),
+            (Some(snap), false, age) => {
+                let age = short_duration(age.unwrap_or(0));
+                let text = if self.toast.is_some() {
+                    format!("updated {age} ago")
+                } else {
+                    format!("{} · updated {age} ago", snap.store)
+                };
+                spans.push(Span::styled(text, t.dim()));
+            }
+            _ => {}
         }
         frame.render_widget(Paragraph::new(Line::from(spans)), area);
     }
@@ -327,7 +334,7 @@ impl Ui {
         let section = |lines: &mut Vec<Line<'static>>, title: &str, keys: KeyHelp| {
             lines.push(Line::styled(title.to_string(), t.title()));
             for (k, what) in keys {
-                lines.push(Line::from(vec![Span::styled(format!(" {k:<14}"), t.key()), Span::raw(*what)]));
+                lines.push(Line::from(vec![Span::styled(format!(" {k:<14} "), t.key()), Span::raw(*what)]));
             }
         };
         let (mut left, mut right) = (Vec::new(), Vec::new());

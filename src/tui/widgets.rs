@@ -159,20 +159,18 @@ impl Widget for Counters<'_> {
                 num("pending", s.pending, Style::new()),
                 num("sent", s.sent, t.ok()),
                 num("delivered", s.delivered, t.ok()),
-                num("read", s.read, t.ok()),
             ]
             .concat(),
         ));
-        let mut bad = [
-            num("failed", s.failed, warn_if(s.failed)),
-            num("uncertain", s.uncertain, warn_if(s.uncertain)),
-            num("skipped", s.skipped, Style::new()),
-        ]
-        .concat();
-        if s.cancelled > 0 {
-            bad.extend(num("cancelled", s.cancelled, t.dim()));
-        }
-        lines.push(Line::from(bad));
+        lines.push(Line::from(
+            [
+                num("read", s.read, t.ok()),
+                num("failed", s.failed, warn_if(s.failed)),
+                num("uncertain", s.uncertain, warn_if(s.uncertain)),
+                num("skipped", s.skipped, Style::new()),
+            ]
+            .concat(),
+        ));
         let rate = match self.rate {
             Some(r) => format!("{r:.1}/s"),
             None => "–".into(),
@@ -182,12 +180,17 @@ impl Widget for Counters<'_> {
             Some(secs) => short_duration(secs),
             None => "–".into(),
         };
-        lines.push(Line::from(vec![
+        let mut last = vec![
             Span::styled("rate ", t.dim()),
             Span::raw(rate),
             Span::styled("  ETA ", t.dim()),
             Span::raw(eta),
-        ]));
+            Span::raw("  "),
+        ];
+        if s.cancelled > 0 {
+            last.extend(num("cancelled", s.cancelled, t.dim()));
+        }
+        lines.push(Line::from(last));
         // Title, gauge, then the rest.
         let mut y = area.y;
         let bottom = area.y + area.height;
