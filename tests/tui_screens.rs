@@ -158,7 +158,7 @@ fn dashboard_with_a_running_campaign_80x24() {
     let mut ui = running();
     let text = screen(&mut ui, 80, 24);
     assert!(text.contains("#1 spring-sale  RUNNING"), "{text}");
-    assert!(text.contains("40%  403/1000"), "{text}");
+    assert!(text.contains(" 40%  403/1000"), "{text}");
     assert!(text.contains("rate 10.0/s  ETA 1m00s"), "{text}");
     assert!(text.contains("WhatsApp: not configured"), "{text}");
     insta::assert_snapshot!("dashboard_running_80x24", text);
@@ -419,7 +419,7 @@ fn counters_with_an_empty_audience_show_zero_percent() {
     let mut buf = Buffer::empty(area);
     Counters { campaign: &c, rate: None, theme: Theme::plain() }.render(area, &mut buf);
     let text = buffer_text(&buf);
-    assert!(text.contains("0%  0/0"), "{text}");
+    assert!(text.contains("  0%  0/0"), "{text}");
     assert!(text.contains("ETA done"), "{text}");
     // Counts larger than the audience (a race between counts) stay within 100%.
     let odd = CampaignStats { audience: 10, sent: 12, ..CampaignStats::default() };

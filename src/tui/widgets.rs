@@ -200,12 +200,13 @@ impl Widget for Counters<'_> {
             y += 1;
         }
         if y < bottom {
-            Gauge::default()
-                .gauge_style(t.gauge())
-                .use_unicode(true)
-                .ratio(ratio)
-                .label(format!("{:.0}%  {done}/{total}", ratio * 100.0))
-                .render(Rect { y, height: 1, ..area }, buf);
+            // The bar, then the numbers beside it (a label inside would hide part of the bar).
+            let label = format!(" {:>3.0}%  {done}/{total}", ratio * 100.0);
+            let label_width = (label.chars().count() as u16).min(area.width);
+            let bar = Rect { y, height: 1, width: area.width - label_width, ..area };
+            Gauge::default().gauge_style(t.gauge()).use_unicode(true).ratio(ratio).label("").render(bar, buf);
+            let text = Rect { x: bar.x + bar.width, y, width: label_width, height: 1 };
+            Paragraph::new(label).render(text, buf);
             y += 1;
         }
         for line in lines {
