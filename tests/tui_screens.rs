@@ -447,3 +447,93 @@ fn sparkline_shows_failed_polls_as_gaps() {
     }
     assert_eq!(history.len(), 10);
 }
+
+#[test]
+fn mouse_wheel_scrolls_the_campaign_list() {
+    use crossterm::event::{Event, MouseEvent, MouseEventKind};
+    let mut ui = running();
+    press(&mut ui, "2");
+    ui.take_requests();
+    let wheel = |kind| Event::Mouse(MouseEvent { kind, column: 5, row: 5, modifiers: KeyModifiers::NONE });
+    assert!(ui.on_event(wheel(MouseEventKind::ScrollDown)));
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 2 }]);
+    assert!(ui.on_event(wheel(MouseEventKind::ScrollUp)));
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
+    // A resize redraws; a plain mouse move does not.
+    assert!(ui.on_event(Event::Resize(100, 30)));
+    assert!(!ui.on_event(wheel(MouseEventKind::Moved)));
+}
+
+#[test]
+fn a_whatsapp_account_replaces_not_configured() {
+    let mut s = snapshot(t0(), 400);
+    s.channels.push(AccountInfo {
+        name: "wa-main".into(),
+        kind: "whatsapp",
+        state: "not available in this build".into(),
+        max_length: Some(4096),
+    });
+    let mut ui = ui_with(vec![s], t0());
+    let text = screen(&mut ui, 120, 40);
+    assert!(!text.contains("not configured"), "{text}");
+    assert!(text.contains("wa-main: not available in this build"), "{text}");
+}
+
+#[test]
+fn no_color_draws_without_colours() {
+    use ratatui::style::Color;
+    let mut ui = running();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("a test terminal");
+    terminal.draw(|f| ui.draw(f)).expect("draw");
+    let buffer = terminal.backend().buffer();
+    assert!(buffer.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+
+    let mut coloured = Ui::new(Theme { color: true }, t0());
+    coloured.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 400)) });
+    terminal.draw(|f| coloured.draw(f)).expect("draw");
+    let buffer = terminal.backend().buffer();
+    assert!(buffer.content().iter().any(|c| c.fg != Color::Reset));
+    // No background colours, so light and dark terminals both read.
+    assert!(buffer.content().iter().all(|c| c.bg == Color::Reset));
+}
+
+fn lead(id: i64, name: &str) -> crm::engine::lead::Lead {
+    crm::engine::lead::Lead {
+        id,
+        name: name.into(),
+        emails: vec![format!("{}@example.com", name.to_lowercase())],
+        phones: vec!["+447911123456".into()],
+        total_spend: 120.5,
+        visits: 3,
+        last_order_at: None,
+        tags: vec!["vip".into()],
+        metadata: [("city".to_string(), "Leeds".to_string())].into_iter().collect(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+#[test]
+fn a_lead_opens_with_its_message_history() {
+    let mut ui = running();
+    press(&mut ui, "3");
+    let requests = ui.take_requests();
+    let Some(Request::Leads { seq, .. }) = requests.first() else { panic!("{requests:?}") };
+    ui.apply(Reply::Leads { seq: *seq, offset: 0, result: Ok((vec![lead(17, "Ada"), lead(18, "Bo")], 2)) });
+    let list = screen(&mut ui, 80, 24);
+    assert!(list.contains("Leads 1/2"), "{list}");
+    ui.on_key(key(KeyCode::Down));
+    ui.on_key(key(KeyCode::Enter));
+    assert_eq!(ui.take_requests(), vec![Request::LeadLogs { id: 18 }]);
+    assert!(screen(&mut ui, 80, 24).contains("loading…"));
+    ui.apply(Reply::LeadLogs {
+        id: 18,
+        result: Ok(vec![event(18, SendStatus::Failed, 2, Some("number not on WhatsApp"))]),
+    });
+    let detail = screen(&mut ui, 80, 24);
+    for needle in ["Lead #18", "bo@example.com", "city", "Leeds", "campaign #1", "failed", "number not on WhatsApp"] {
+        assert!(detail.contains(needle), "{needle}:\n{detail}");
+    }
+    ui.on_key(key(KeyCode::Esc));
+    assert!(screen(&mut ui, 80, 24).contains("Leads 2/2"));
+}
