@@ -537,3 +537,17 @@ fn a_lead_opens_with_its_message_history() {
     ui.on_key(key(KeyCode::Esc));
     assert!(screen(&mut ui, 80, 24).contains("Leads 2/2"));
 }
+
+#[test]
+fn each_poll_refreshes_the_visible_campaigns_messages_only() {
+    let mut ui = running();
+    ui.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 410)) });
+    assert!(ui.take_requests().is_empty(), "the dashboard asks for nothing besides the snapshot");
+    press(&mut ui, "2");
+    ui.take_requests();
+    ui.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 420)) });
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
+    // A failed poll asks for nothing more.
+    ui.apply(Reply::Snapshot { at: t0(), result: Err("down".into()) });
+    assert!(ui.take_requests().is_empty());
+}

@@ -50,6 +50,15 @@ impl Drop for Tmux {
     }
 }
 
+#[test]
+fn tui_without_a_terminal_is_a_usage_error() {
+    let crm = Crm::new();
+    crm.json(&["segments", "create", "all", "--rule", "visits >= 0"], 0);
+    let out = crm.cmd().arg("tui").output().expect("run crm tui");
+    assert_eq!(out.status.code(), Some(2), "{}", common::describe(&out));
+    assert!(common::stderr(&out).contains("needs a terminal"), "{}", common::describe(&out));
+}
+
 fn tmux_available() -> bool {
     Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
 }

@@ -137,6 +137,12 @@ impl Component for Campaigns {
         }
     }
 
+    fn on_poll(&mut self, _shared: &Shared, queue: &mut Queue) {
+        if let Some(id) = self.selected {
+            queue.request(Request::CampaignLogs { id });
+        }
+    }
+
     fn on_scroll(&mut self, lines: i32, shared: &Shared, queue: &mut Queue) {
         let next = step(self.index(shared), i64::from(lines), Self::list(shared).len());
         self.select(next, shared, queue);

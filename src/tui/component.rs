@@ -56,6 +56,9 @@ pub trait Component {
     /// A result from the runtime (every component sees every reply and takes its own).
     fn on_reply(&mut self, _reply: &Reply, _shared: &Shared, _queue: &mut Queue) {}
 
+    /// A fresh snapshot arrived while this screen is visible (refresh what it shows besides).
+    fn on_poll(&mut self, _shared: &Shared, _queue: &mut Queue) {}
+
     /// The screen became visible.
     fn on_show(&mut self, _shared: &Shared, _queue: &mut Queue) {}
 

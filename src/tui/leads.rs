@@ -208,6 +208,13 @@ impl Component for Leads {
         }
     }
 
+    fn on_poll(&mut self, _shared: &Shared, queue: &mut Queue) {
+        // An open lead's messages follow the campaign; the list stays put while browsing.
+        if let Some((lead, _)) = &self.detail {
+            queue.request(Request::LeadLogs { id: lead.id });
+        }
+    }
+
     fn on_scroll(&mut self, lines: i32, _shared: &Shared, queue: &mut Queue) {
         if self.detail.is_none() {
             self.move_by(i64::from(lines), queue);

@@ -115,14 +115,7 @@ impl Ui {
 
     pub fn show(&mut self, tab: Tab) {
         self.tab = tab;
-        let (shared, queue) = (&self.shared, &mut self.queue);
-        match tab {
-            Tab::Dashboard => self.dashboard.on_show(shared, queue),
-            Tab::Campaigns => self.campaigns.on_show(shared, queue),
-            Tab::Leads => self.leads.on_show(shared, queue),
-            Tab::Segments => self.segments.on_show(shared, queue),
-        }
-        self.drain();
+        self.with_component(tab, |c, shared, queue| c.on_show(shared, queue));
     }
 
     /// A terminal event; returns whether the screen needs drawing.
@@ -250,6 +243,10 @@ impl Ui {
         self.leads.on_reply(&reply, shared, queue);
         self.segments.on_reply(&reply, shared, queue);
         self.drain();
+        if let Reply::Snapshot { result: Ok(_), .. } = reply {
+            let tab = self.tab;
+            self.with_component(tab, |c, shared, queue| c.on_poll(shared, queue));
+        }
     }
 
     /// A render tick: the clock moves on and debounced work goes out. Returns whether to redraw
