@@ -181,3 +181,39 @@ pub fn fit(text: &str, width: usize) -> String {
     s.push('…');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn input_edits_by_character_not_byte() {
+        let mut input = Input::with("café");
+        assert_eq!(input.cursor, 4);
+        assert!(input.edit(key(KeyCode::Backspace)));
+        assert_eq!(input.text, "caf");
+        input.edit(key(KeyCode::Left));
+        assert!(input.edit(key(KeyCode::Char('é'))));
+        assert_eq!(input.text, "caéf");
+        input.edit(key(KeyCode::Home));
+        assert!(!input.edit(key(KeyCode::Backspace)), "nothing before the start");
+        assert!(input.edit(key(KeyCode::Delete)));
+        assert_eq!(input.text, "aéf");
+        assert!(input.edit(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+        assert_eq!((input.text.as_str(), input.cursor), ("", 0));
+    }
+
+    #[test]
+    fn selection_steps_stay_in_range() {
+        assert_eq!(step(None, 1, 0), None);
+        assert_eq!(step(None, 1, 3), Some(1));
+        assert_eq!(step(Some(2), 5, 3), Some(2));
+        assert_eq!(step(Some(2), i64::MIN / 2, 3), Some(0));
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abc", 4), "abc");
+    }
+}

@@ -225,3 +225,25 @@ pub fn sparkline(series: &[Option<u64>], width: u16, theme: Theme) -> Sparkline<
     let data: Vec<Option<u64>> = series[skip..].to_vec();
     Sparkline::default().data(&data).style(theme.accent()).absent_value_symbol("·").absent_value_style(theme.dim())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_needs_a_rate_unless_nothing_is_pending() {
+        assert_eq!(eta(0, None), Some(0));
+        assert_eq!(eta(10, None), None);
+        assert_eq!(eta(10, Some(0.0)), None);
+        assert_eq!(eta(10, Some(4.0)), Some(3));
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short_duration(-5), "0s");
+        assert_eq!(short_duration(59), "59s");
+        assert_eq!(short_duration(65), "1m05s");
+        assert_eq!(short_duration(7260), "2h01m");
+        assert_eq!(short_duration(3 * 86400), "3d");
+    }
+}
