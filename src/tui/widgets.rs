@@ -219,10 +219,20 @@ impl Widget for Counters<'_> {
     }
 }
 
-/// A depth sparkline; failed polls show as `·` gaps. Only the newest `area.width` samples fit.
+/// Fits a series into `width` bars: consecutive samples share a bar (its highest value) so the
+/// whole history shows; a bar is a gap only when every poll in it failed.
+pub fn buckets(series: &[Option<u64>], width: u16) -> Vec<Option<u64>> {
+    let width = usize::from(width.max(1));
+    if series.len() <= width {
+        return series.to_vec();
+    }
+    let size = series.len().div_ceil(width);
+    series.chunks(size).map(|chunk| chunk.iter().flatten().max().copied()).collect()
+}
+
+/// A depth sparkline over the kept history; failed polls show as `·` gaps.
 pub fn sparkline(series: &[Option<u64>], width: u16, theme: Theme) -> Sparkline<'static> {
-    let skip = series.len().saturating_sub(usize::from(width));
-    let data: Vec<Option<u64>> = series[skip..].to_vec();
+    let data = buckets(series, width);
     Sparkline::default().data(&data).style(theme.accent()).absent_value_symbol("·").absent_value_style(theme.dim())
 }
 
@@ -236,6 +246,15 @@ mod tests {
         assert_eq!(eta(10, None), None);
         assert_eq!(eta(10, Some(0.0)), None);
         assert_eq!(eta(10, Some(4.0)), Some(3));
+    }
+
+    #[test]
+    fn long_histories_share_bars_and_keep_gaps_only_where_every_poll_failed() {
+        let series = [Some(1), None, None, None, Some(5), Some(2), None];
+        assert_eq!(buckets(&series, 7), series.to_vec());
+        assert_eq!(buckets(&series, 3), vec![Some(1), Some(5), None]);
+        assert_eq!(buckets(&series, 4), vec![Some(1), None, Some(5), None]);
+        assert_eq!(buckets(&[], 4), Vec::<Option<u64>>::new());
     }
 
     #[test]
