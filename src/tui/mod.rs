@@ -59,10 +59,18 @@ impl Drop for TerminalGuard {
 /// Runs the dashboard until `q`.
 pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
     let previous = std::panic::take_hook();
+    // The loop runs on this thread (the runtime's `block_on`); requests run on worker threads.
+    let ui_thread = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
-        // Restore first, so the panic message lands on a usable screen.
-        restore();
-        previous(info);
+        if std::thread::current().id() == ui_thread {
+            // Restore first, so the panic message lands on a usable screen.
+            restore();
+            previous(info);
+        } else {
+            // A request's task: the dashboard carries on; the message goes to the log file
+            // rather than over the screen.
+            tracing::error!(%info, "A dashboard task panicked.");
+        }
     }));
     enable_raw_mode()?;
     let guard = TerminalGuard;
@@ -71,6 +79,7 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
     terminal.clear()?;
     let result = event_loop(&mut terminal, app).await;
     drop(guard);
+    // Back to the default hook: the terminal is ours again.
     let _ = std::panic::take_hook();
     result
 }
