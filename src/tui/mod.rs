@@ -118,7 +118,13 @@ async fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, app: Arc<
             }
         }
         for request in ui.take_requests() {
-            tokio::spawn(carry_out(app.clone(), request, tx.clone()));
+            let task = tokio::spawn(carry_out(app.clone(), request, tx.clone()));
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = task.await {
+                    let _ = tx.send(Reply::Failed(format!("a request failed: {e}")));
+                }
+            });
         }
         if ui.should_quit() {
             break Ok(());

@@ -141,4 +141,6 @@ pub enum Reply {
         result: Result<Preview, String>,
     },
     SegmentSaved(Result<Segment, String>),
+    /// A request's task died (a panic); shown on the status line.
+    Failed(String),
 }

@@ -230,6 +230,7 @@ impl Ui {
                     self.shared.error = Some(e.clone());
                 }
             },
+            Reply::Failed(text) => self.toast = Some((text.clone(), true)),
             Reply::Campaign { id, action, result } => {
                 self.toast = Some(match result {
                     Ok(text) => (text.clone(), false),
