@@ -38,6 +38,12 @@ impl Tmux {
         }
     }
 
+    /// Types text literally (no key names).
+    fn type_text(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "crm", "-l", text]);
+        assert!(out.status.success(), "send-keys -l {text}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     fn keys(&self, keys: &str) {
         let out = self.run(&["send-keys", "-t", "crm", keys]);
         assert!(out.status.success(), "send-keys {keys}: {}", String::from_utf8_lossy(&out.stderr));
@@ -63,11 +69,12 @@ fn tmux_available() -> bool {
     Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn tui_in_tmux_shows_the_campaign_opens_help_and_quits_with_0() {
+/// A sandbox with two leads, segment `all` and campaign `spring-sale` running over it, and
+/// `crm tui` started on it in a private tmux server; `None` (with a notice) without tmux.
+fn start() -> Option<(Crm, Tmux)> {
     if !tmux_available() {
         println!("SKIPPED: tmux is not installed (apt-get install tmux) - the dashboard's end-to-end test did not run");
-        return;
+        return None;
     }
     let crm = Crm::new();
     let csv = crm.write("leads.csv", "name,email\nAda,ada@example.com\nBo,bo@example.com\n");
@@ -76,7 +83,9 @@ fn tui_in_tmux_shows_the_campaign_opens_help_and_quits_with_0() {
     crm.json(&["campaigns", "create", "spring-sale", "--segment", "all", "--template", "Hi {{name}}!"], 0);
     crm.json(&["campaigns", "run", "spring-sale"], 0);
 
-    let tmux = Tmux { socket: format!("crm-tui-test-{}", std::process::id()) };
+    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmux = Tmux { socket: format!("crm-tui-test-{}-{n}", std::process::id()) };
     let dir = crm.dir().display().to_string();
     // A clean environment: the sandbox's HOME and XDG dirs (the log file lands there).
     let shell = format!(
@@ -87,6 +96,12 @@ fn tui_in_tmux_shows_the_campaign_opens_help_and_quits_with_0() {
     );
     let out = tmux.run(&["new-session", "-d", "-s", "crm", "-x", "80", "-y", "24", &shell]);
     assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+    Some((crm, tmux))
+}
+
+#[test]
+fn tui_in_tmux_shows_the_campaign_opens_help_and_quits_with_0() {
+    let Some((crm, tmux)) = start() else { return };
 
     let screen = tmux.wait_for("#1 spring-sale  RUNNING");
     assert!(screen.contains("1 Dashboard"), "{screen}");
@@ -105,4 +120,38 @@ fn tui_in_tmux_shows_the_campaign_opens_help_and_quits_with_0() {
     assert!(!end.contains("Keys (Esc closes)"), "{end}");
     // Logs went to the file, not over the screen.
     assert!(crm.path("xdg/data/crm/tui.log").exists(), "no log file");
+}
+
+#[test]
+fn tui_in_tmux_cancels_after_asking_and_saves_a_segment_through_the_app() {
+    let Some((crm, tmux)) = start() else { return };
+    tmux.wait_for("#1 spring-sale  RUNNING");
+    tmux.keys("2");
+    tmux.wait_for("Campaigns (1)");
+    tmux.keys("c");
+    tmux.wait_for("will never be sent");
+    tmux.keys("y");
+    tmux.wait_for("RUNNING → CANCELLED");
+    let status = crm.json(&["campaigns", "status", "spring-sale"], 0);
+    assert_eq!(status["status"], "CANCELLED", "{status}");
+
+    tmux.keys("4");
+    tmux.wait_for("Segments (1)");
+    tmux.keys("n");
+    tmux.type_text("visits >");
+    tmux.wait_for("column 9");
+    tmux.type_text(" 0 or name contains \"a\"");
+    // Bo has neither visits nor an "a"; Ada has an "a".
+    let preview = tmux.wait_for("audience 1");
+    assert!(preview.contains("Ada ada@example.com"), "{preview}");
+    tmux.keys("Enter");
+    tmux.wait_for("Save as:");
+    tmux.type_text("from the dashboard");
+    tmux.keys("Enter");
+    tmux.wait_for("Saved segment #2 from the dashboard.");
+    tmux.wait_for("Segments (2)");
+    let segments = crm.json(&["segments", "list"], 0);
+    assert!(segments.to_string().contains("from the dashboard"), "{segments}");
+    tmux.keys("q");
+    assert!(tmux.wait_for("EXIT=").contains("EXIT=0"));
 }
