@@ -314,6 +314,7 @@ fn segment_builder_shows_a_parse_error_with_a_caret_under_the_column() {
     assert_eq!(caret_col - rule_col, column - 1, "the caret sits under column {column}:\n{text}");
     assert!(ui.take_requests().is_empty(), "a rule that does not parse is not previewed");
     insta::assert_snapshot!("segment_builder_parse_error_80x24", text);
+    insta::assert_snapshot!("segment_builder_parse_error_120x40", screen(&mut ui, 120, 40));
 }
 
 #[test]
@@ -386,6 +387,7 @@ fn help_lists_the_keys_and_q_quits() {
         assert!(text.contains(needle), "{needle}:\n{text}");
     }
     insta::assert_snapshot!("help_80x24", text);
+    insta::assert_snapshot!("help_120x40", screen(&mut ui, 120, 40));
     ui.on_key(key(KeyCode::Esc));
     assert!(!ui.help);
     ui.on_key(key(KeyCode::Tab));
