@@ -5,3 +5,5 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+#[cfg(feature = "tui")]
+pub mod tui;

@@ -15,6 +15,8 @@ pub mod segments;
 #[cfg(feature = "api")]
 pub mod serve;
 pub mod sim;
+#[cfg(feature = "tui")]
+pub mod tui;
 pub mod worker;
 
 /// Prints a line on stderr; a closed stderr is as harmless as a closed stdout.
@@ -93,6 +95,9 @@ pub enum Command {
     Optout(optout::OptoutCmd),
     /// Try everything on sample data: import, segment, campaign, simulated sending
     Demo(demo::DemoCmd),
+    /// The live operator dashboard: campaigns, queues, workers, leads, segments (q quits)
+    #[cfg(feature = "tui")]
+    Tui(tui::TuiCmd),
     /// Run a pretend messaging vendor locally (for trying campaigns without a phone)
     Sim(sim::SimCmd),
     /// Show the effective configuration and where each value comes from
@@ -146,7 +151,7 @@ pub fn main() -> u8 {
             return if e.use_stderr() { exit::USAGE } else { exit::OK };
         }
     };
-    init_tracing(&cli.global);
+    init_tracing(&cli.global, log_file(&cli.command));
     // SIGPIPE is ignored by Rust programs: a closed stdout surfaces as an error we turn into
     // exit 0, and a closed stderr is ignored by `say!`.
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -192,6 +197,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Optout(cmd) => cmd.run(&ctx).await,
         Command::Demo(cmd) => cmd.run(&ctx).await,
         Command::Sim(cmd) => cmd.run(&ctx).await,
+        #[cfg(feature = "tui")]
+        Command::Tui(cmd) => cmd.run(&ctx).await,
         Command::Config(cmd) => cmd.run(&ctx).await,
         #[cfg(feature = "api")]
         Command::Serve(cmd) => cmd.run(&ctx).await,
@@ -201,7 +208,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn init_tracing(global: &GlobalArgs) {
+/// Where logs go instead of stderr: the dashboard owns the terminal while it runs.
+fn log_file(command: &Command) -> Option<PathBuf> {
+    match command {
+        #[cfg(feature = "tui")]
+        Command::Tui(cmd) => Some(cmd.log_path()),
+        _ => None,
+    }
+}
+
+fn init_tracing(global: &GlobalArgs, log_file: Option<PathBuf>) {
     let level = match (global.quiet, global.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -211,6 +227,26 @@ fn init_tracing(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("crm={level}")));
+    if let Some(path) = log_file {
+        let opened = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(&path));
+        match opened {
+            Ok(file) => {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .log_internal_errors(false)
+                    .try_init();
+            }
+            // No log file, no logs: stderr would draw over the dashboard.
+            Err(e) => say!("warning: no log file ({}: {e}); the dashboard runs without logs", path.display()),
+        }
+        return;
+    }
     // Colour only on a terminal, and never with NO_COLOR.
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()

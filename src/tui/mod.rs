@@ -1,0 +1,205 @@
+//! `crm tui`: the live operator dashboard (ratatui + crossterm).
+//!
+//! Event → action → update → render: one tokio loop reads crossterm's `EventStream`, replies
+//! from the runtime and a render tick (~4/s). Keys go to the [`ui::Ui`], whose components push
+//! [`queue::Event`]s; requests among them become `App` calls in spawned tasks whose results
+//! come back over a channel as [`queue::Reply`] values. A poller task fetches `App::snapshot()`
+//! every second with a timeout, so a slow or failing backend shows as stale data with its age,
+//! never as a frozen screen. The screen is drawn only when something changed. The terminal is
+//! restored on quit, on error and after a panic.
+
+pub mod campaigns;
+pub mod component;
+pub mod dashboard;
+pub mod leads;
+pub mod queue;
+pub mod segments;
+pub mod theme;
+pub mod ui;
+pub mod widgets;
+
+use crate::engine::app::App;
+use crate::engine::store::{LeadFilter, LeadQuery};
+use chrono::Utc;
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, EventStream};
+use crossterm::execute;
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use futures_util::StreamExt;
+use queue::{CampaignAction, Reply, Request};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::io::Stdout;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+/// How often the poller asks for a snapshot.
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+/// A snapshot that takes longer counts as failed (the screen shows stale data meanwhile).
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Render ticks per second: at most this many redraws, and only when something changed.
+const TICK: Duration = Duration::from_millis(250);
+/// Messages shown for a campaign or a lead.
+const LOGS: usize = 50;
+
+/// Restores the terminal when dropped (quit, error, or unwinding from a panic).
+struct TerminalGuard;
+
+fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(std::io::stdout(), DisableMouseCapture, LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Runs the dashboard until `q`.
+pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
+    let previous = std::panic::take_hook();
+    // The loop runs on this thread (the runtime's `block_on`); requests run on worker threads.
+    let ui_thread = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui_thread {
+            // Restore first, so the panic message lands on a usable screen.
+            restore();
+            previous(info);
+        } else {
+            // A request's task: the dashboard carries on; the message goes to the log file
+            // rather than over the screen.
+            tracing::error!(%info, "A dashboard task panicked.");
+        }
+    }));
+    enable_raw_mode()?;
+    let guard = TerminalGuard;
+    execute!(std::io::stdout(), EnterAlternateScreen, EnableMouseCapture)?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    terminal.clear()?;
+    let result = event_loop(&mut terminal, app).await;
+    drop(guard);
+    // Back to the default hook: the terminal is ours again.
+    let _ = std::panic::take_hook();
+    result
+}
+
+async fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, app: Arc<App>) -> anyhow::Result<()> {
+    let mut ui = ui::Ui::new(theme::Theme::from_env(), Utc::now());
+    let (tx, mut rx) = unbounded_channel();
+    let poller = tokio::spawn(poll(app.clone(), tx.clone()));
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dirty = true;
+    let outcome = loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => {
+                    // Input is drawn at once; everything else waits for the tick.
+                    if ui.on_event(event) {
+                        terminal.draw(|f| ui.draw(f))?;
+                        dirty = false;
+                    }
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Ok(()),
+            },
+            Some(reply) = rx.recv() => {
+                ui.apply(reply);
+                dirty = true;
+            }
+            _ = tick.tick() => {
+                dirty |= ui.tick(Utc::now(), Instant::now());
+                if dirty {
+                    terminal.draw(|f| ui.draw(f))?;
+                    dirty = false;
+                }
+            }
+        }
+        for request in ui.take_requests() {
+            let task = tokio::spawn(carry_out(app.clone(), request, tx.clone()));
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = task.await {
+                    let _ = tx.send(Reply::Failed(format!("a request failed: {e}")));
+                }
+            });
+        }
+        if ui.should_quit() {
+            break Ok(());
+        }
+    };
+    poller.abort();
+    outcome
+}
+
+/// Fetches a snapshot every [`POLL_EVERY`]; one that fails or times out is sent as an error.
+async fn poll(app: Arc<App>, tx: UnboundedSender<Reply>) {
+    let mut every = tokio::time::interval(POLL_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let at = Utc::now();
+        let result = match tokio::time::timeout(POLL_TIMEOUT, app.snapshot()).await {
+            Ok(Ok(snapshot)) => Ok(snapshot),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer in {}s", POLL_TIMEOUT.as_secs())),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "Snapshot failed.");
+        }
+        if tx.send(Reply::Snapshot { at, result }).is_err() {
+            return;
+        }
+    }
+}
+
+/// One request as `App` calls; the reply goes back to the UI.
+async fn carry_out(app: Arc<App>, request: Request, tx: UnboundedSender<Reply>) {
+    let text = |e: crate::engine::Error| e.to_string();
+    let reply = match request {
+        Request::Campaign { id, action } => {
+            let reference = id.to_string();
+            let result = match action {
+                CampaignAction::Run => app
+                    .run_campaign(&reference)
+                    .await
+                    .map(|(c, audience)| format!("Campaign #{} {} queued: {audience} leads.", c.id, c.name)),
+                CampaignAction::Pause => app.pause_campaign(&reference).await.map(transition),
+                CampaignAction::Resume => app.resume_campaign(&reference).await.map(transition),
+                CampaignAction::Cancel => app.cancel_campaign(&reference).await.map(transition),
+            };
+            Reply::Campaign { id, action, result: result.map_err(text) }
+        }
+        Request::CampaignLogs { id } => {
+            let result = app.campaign_logs(&id.to_string(), None, LOGS).await.map(|(_, logs)| logs);
+            Reply::CampaignLogs { id, result: result.map_err(text) }
+        }
+        Request::Leads { seq, search, offset, limit } => {
+            let filter = LeadFilter { search, ..LeadFilter::default() };
+            let query = LeadQuery { filter: filter.clone(), limit: Some(limit), offset, ..LeadQuery::default() };
+            let result = async {
+                let rows = app.list_leads(&query).await?;
+                let total = app.count_leads(&filter).await?;
+                Ok::<_, crate::engine::Error>((rows, total))
+            }
+            .await;
+            Reply::Leads { seq, offset, result: result.map_err(text) }
+        }
+        Request::LeadLogs { id } => Reply::LeadLogs { id, result: app.lead_logs(id, LOGS).await.map_err(text) },
+        Request::Segments => Reply::Segments(app.list_segments().await.map_err(text)),
+        Request::Preview { seq, rule } => {
+            let result = app.preview_rule(&rule, segments::SAMPLE, false).await.map(|p| p.preview);
+            Reply::Preview { seq, result: result.map_err(text) }
+        }
+        Request::SaveSegment { name, rule } => {
+            Reply::SegmentSaved(app.create_segment(&name, rule, None).await.map_err(text))
+        }
+    };
+    let _ = tx.send(reply);
+}
+
+fn transition(t: crate::engine::app::campaigns::Transition) -> String {
+    format!("Campaign #{} {}: {} → {}.", t.campaign.id, t.campaign.name, t.from.as_str(), t.to.as_str())
+}

@@ -1,0 +1,555 @@
+//! The dashboard's screens on ratatui's `TestBackend`, driven by synthetic keys over hand-built
+//! snapshots (the `Ui` does no I/O: tests feed it the replies the poller and runtime would send,
+//! and read back the requests it makes).
+#![cfg(feature = "tui")]
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crm::engine::app::snapshot::{QueueDepth, Snapshot};
+use crm::engine::app::workers::WorkerInfo;
+use crm::engine::bus::{TopicDepth, topic};
+use crm::engine::campaign::{Campaign, CampaignStats, CampaignStatus, CommunicationLog, Heartbeat, SendStatus};
+use crm::engine::channel::registry::AccountInfo;
+use crm::tui::queue::{CampaignAction, Reply, Request};
+use crm::tui::theme::Theme;
+use crm::tui::ui::{Tab, Ui};
+use crm::tui::widgets::{Counters, History, progress, sparkline};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::widgets::Widget;
+use std::time::Instant;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).single().expect("a valid time")
+}
+
+fn stats(audience: u64, sent: u64, delivered: u64, read: u64, failed: u64) -> CampaignStats {
+    CampaignStats {
+        audience,
+        sent,
+        delivered,
+        read,
+        failed,
+        pending: audience - sent - failed,
+        ..CampaignStats::default()
+    }
+}
+
+fn campaign(id: i64, name: &str, status: CampaignStatus, stats: CampaignStats) -> Campaign {
+    Campaign {
+        id,
+        name: name.into(),
+        segment_id: 1,
+        message_template: "Hi {{name}}".into(),
+        channel: "sim".into(),
+        created_by: None,
+        status,
+        stats,
+        created_at: t0() - Duration::hours(1),
+        updated_at: t0(),
+    }
+}
+
+fn worker(kind: &str, pid: u32, seen_ago: i64, rate: f64, stale: bool) -> WorkerInfo {
+    WorkerInfo {
+        heartbeat: Heartbeat {
+            id: format!("{kind}-{pid}"),
+            kind: kind.into(),
+            pid,
+            started: t0() - Duration::minutes(10),
+            last_seen: t0() - Duration::seconds(seen_ago),
+            processed: 100,
+            rate,
+        },
+        stale,
+    }
+}
+
+fn event(lead: i64, status: SendStatus, secs: i64, error: Option<&str>) -> CommunicationLog {
+    CommunicationLog {
+        send_id: format!("1:{lead}"),
+        campaign_id: 1,
+        lead_id: lead,
+        status,
+        attempt: 1,
+        channel: "sim".into(),
+        provider_message_id: None,
+        error_message: error.map(String::from),
+        created_at: t0() - Duration::seconds(secs),
+        updated_at: t0() - Duration::seconds(secs),
+    }
+}
+
+/// A store with one running campaign (400 of 1000 sent), one draft, a worker per role.
+fn snapshot(at: DateTime<Utc>, sent: u64) -> Snapshot {
+    Snapshot {
+        taken_at: at,
+        store: "sqlite:/data/crm.db".into(),
+        campaigns: vec![
+            campaign(1, "spring-sale", CampaignStatus::Running, stats(1000, sent, sent / 2, sent / 4, 3)),
+            campaign(2, "winback", CampaignStatus::Draft, stats(0, 0, 0, 0, 0)),
+        ],
+        queues: vec![
+            QueueDepth { topic: topic::JOBS, depth: TopicDepth { ready: 0, in_flight: 1, delayed: 0 } },
+            QueueDepth { topic: topic::SEND_JOBS, depth: TopicDepth { ready: 590, in_flight: 4, delayed: 3 } },
+            QueueDepth { topic: topic::STATUS_UPDATES, depth: TopicDepth { ready: 12, in_flight: 0, delayed: 0 } },
+            QueueDepth { topic: topic::DLQ, depth: TopicDepth::default() },
+        ],
+        workers: vec![worker("sender", 4242, 1, 25.0, false), worker("aggregator", 4243, 2, 30.5, false)],
+        channels: vec![AccountInfo { name: "sim".into(), kind: "sim", state: "ready".into(), max_length: None }],
+        events: vec![
+            event(17, SendStatus::Delivered, 1, None),
+            event(18, SendStatus::Failed, 2, Some("number not on WhatsApp")),
+            event(19, SendStatus::Sent, 3, None),
+        ],
+        dead_letters: 2,
+    }
+}
+
+fn ui_with(snapshots: Vec<Snapshot>, now: DateTime<Utc>) -> Ui {
+    let mut ui = Ui::new(Theme::plain(), now);
+    for s in snapshots {
+        ui.apply(Reply::Snapshot { at: s.taken_at, result: Ok(s) });
+    }
+    ui.tick(now, Instant::now());
+    ui
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn press(ui: &mut Ui, keys: &str) {
+    for c in keys.chars() {
+        ui.on_key(key(KeyCode::Char(c)));
+    }
+}
+
+/// The screen as text, one line per row, trailing spaces cut.
+fn screen(ui: &mut Ui, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
+    terminal.draw(|f| ui.draw(f)).expect("draw");
+    buffer_text(terminal.backend().buffer())
+}
+
+fn buffer_text(buffer: &Buffer) -> String {
+    let area = buffer.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        let mut line = String::new();
+        for x in 0..area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A running campaign seen twice, 10 s apart: 100 more messages settled, so 10/s.
+fn running() -> Ui {
+    ui_with(vec![snapshot(t0() - Duration::seconds(10), 300), snapshot(t0(), 400)], t0())
+}
+
+#[test]
+fn dashboard_with_a_running_campaign_80x24() {
+    let mut ui = running();
+    let text = screen(&mut ui, 80, 24);
+    assert!(text.contains("#1 spring-sale  RUNNING"), "{text}");
+    assert!(text.contains(" 40%  403/1000"), "{text}");
+    assert!(text.contains("rate 10.0/s  ETA 1m00s"), "{text}");
+    assert!(text.contains("WhatsApp: not configured"), "{text}");
+    insta::assert_snapshot!("dashboard_running_80x24", text);
+}
+
+#[test]
+fn dashboard_with_a_running_campaign_120x40() {
+    let mut ui = running();
+    insta::assert_snapshot!("dashboard_running_120x40", screen(&mut ui, 120, 40));
+}
+
+#[test]
+fn dashboard_marks_a_stale_worker() {
+    let mut s = snapshot(t0(), 400);
+    s.workers.push(worker("expander", 99, 120, 0.0, true));
+    let mut ui = ui_with(vec![s.clone()], t0());
+    let wide = screen(&mut ui, 120, 40);
+    assert!(wide.contains("Workers (3, 1 stale)"), "{wide}");
+    assert!(wide.contains("STALE"), "{wide}");
+    assert!(wide.contains("2m00s"), "{wide}");
+    let narrow = screen(&mut ui, 80, 24);
+    assert!(narrow.contains("!expand…"), "{narrow}");
+    insta::assert_snapshot!("dashboard_stale_worker_80x24", narrow);
+}
+
+#[test]
+fn dashboard_with_an_unreachable_backend_keeps_the_data_and_warns_with_its_age() {
+    let mut ui = ui_with(vec![snapshot(t0(), 400)], t0());
+    ui.apply(Reply::Snapshot { at: t0() + Duration::seconds(1), result: Err("database is locked".into()) });
+    ui.tick(t0() + Duration::seconds(12), Instant::now());
+    let text = screen(&mut ui, 80, 24);
+    assert!(text.contains("⚠ STALE, data from 12s ago: database is locked"), "{text}");
+    // The last data stays on screen.
+    assert!(text.contains("#1 spring-sale"), "{text}");
+    insta::assert_snapshot!("dashboard_unreachable_80x24", text);
+
+    // Recovery clears the warning.
+    ui.apply(Reply::Snapshot {
+        at: t0() + Duration::seconds(13),
+        result: Ok(snapshot(t0() + Duration::seconds(13), 450)),
+    });
+    ui.tick(t0() + Duration::seconds(13), Instant::now());
+    let text = screen(&mut ui, 80, 24);
+    assert!(!text.contains("STALE"), "{text}");
+}
+
+#[test]
+fn dashboard_before_any_snapshot_says_the_backend_is_unreachable() {
+    let mut ui = Ui::new(Theme::plain(), t0());
+    ui.apply(Reply::Snapshot { at: t0(), result: Err("no answer in 3s".into()) });
+    let text = screen(&mut ui, 80, 24);
+    assert!(text.contains("No data yet: no answer in 3s"), "{text}");
+    assert!(text.contains("⚠ backend unreachable: no answer in 3s"), "{text}");
+}
+
+#[test]
+fn a_snapshot_with_no_age_update_for_long_is_stale() {
+    let mut ui = ui_with(vec![snapshot(t0(), 400)], t0());
+    ui.tick(t0() + Duration::seconds(30), Instant::now());
+    let text = screen(&mut ui, 80, 24);
+    assert!(text.contains("⚠ STALE, data from 30s ago"), "{text}");
+}
+
+#[test]
+fn campaigns_cancel_asks_first_then_sends_the_request() {
+    let mut ui = running();
+    press(&mut ui, "2");
+    assert_eq!(ui.tab, Tab::Campaigns);
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
+    ui.apply(Reply::CampaignLogs { id: 1, result: Ok(snapshot(t0(), 400).events) });
+    press(&mut ui, "c");
+    assert!(ui.confirm.is_some());
+    assert!(ui.take_requests().is_empty(), "nothing is sent before the answer");
+    let text = screen(&mut ui, 80, 24);
+    assert!(text.contains("Cancel campaign"), "{text}");
+    assert!(text.contains("403 of 1000"), "{text}");
+    insta::assert_snapshot!("campaigns_cancel_confirmation_80x24", text);
+
+    // No: nothing happens.
+    press(&mut ui, "n");
+    assert!(ui.confirm.is_none());
+    assert!(ui.take_requests().is_empty());
+    // Yes: the cancel goes out.
+    press(&mut ui, "cy");
+    assert_eq!(ui.take_requests(), vec![Request::Campaign { id: 1, action: CampaignAction::Cancel }]);
+    ui.apply(Reply::Campaign {
+        id: 1,
+        action: CampaignAction::Cancel,
+        result: Ok("Campaign #1 spring-sale: RUNNING → CANCELLED.".into()),
+    });
+    let text = screen(&mut ui, 80, 24);
+    assert!(text.contains("RUNNING → CANCELLED"), "{text}");
+}
+
+#[test]
+fn campaigns_refuse_actions_the_status_does_not_allow() {
+    let mut ui = running();
+    press(&mut ui, "2");
+    ui.take_requests();
+    // A running campaign cannot be run or resumed.
+    press(&mut ui, "r");
+    assert!(ui.take_requests().is_empty());
+    assert!(screen(&mut ui, 80, 24).contains("cannot run"));
+    // The draft below it can be run; pause applies to the running one.
+    ui.on_key(key(KeyCode::Down));
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 2 }]);
+    press(&mut ui, "r");
+    assert_eq!(ui.take_requests(), vec![Request::Campaign { id: 2, action: CampaignAction::Run }]);
+    ui.on_key(key(KeyCode::Up));
+    ui.take_requests();
+    press(&mut ui, "p");
+    assert_eq!(ui.take_requests(), vec![Request::Campaign { id: 1, action: CampaignAction::Pause }]);
+}
+
+#[test]
+fn campaigns_screen_120x40() {
+    let mut ui = running();
+    press(&mut ui, "2");
+    ui.apply(Reply::CampaignLogs { id: 1, result: Ok(snapshot(t0(), 400).events) });
+    insta::assert_snapshot!("campaigns_120x40", screen(&mut ui, 120, 40));
+}
+
+fn type_text(ui: &mut Ui, text: &str) {
+    for c in text.chars() {
+        ui.on_key(key(KeyCode::Char(c)));
+    }
+}
+
+#[test]
+fn segment_builder_shows_a_parse_error_with_a_caret_under_the_column() {
+    let mut ui = running();
+    press(&mut ui, "4");
+    assert_eq!(ui.take_requests(), vec![Request::Segments]);
+    press(&mut ui, "n");
+    // Typed keys go to the builder: `q` and digits are text here.
+    type_text(&mut ui, "total_spend >> 10");
+    assert!(!ui.should_quit());
+    let text = screen(&mut ui, 80, 24);
+    let lines: Vec<&str> = text.lines().collect();
+    let rule_row = lines.iter().position(|l| l.contains("total_spend >> 10")).expect("the rule is shown");
+    // Columns in characters (the border is one character of three bytes).
+    let col = |line: &str, what: &str| line.find(what).map(|b| line[..b].chars().count());
+    let rule_col = col(lines[rule_row], "total_spend").expect("the rule's column");
+    let caret_row = lines.iter().position(|l| l.trim() == "^").expect("a caret line");
+    let caret_col = col(lines[caret_row], "^").expect("a caret");
+    let message = lines.iter().find(|l| l.contains("line 1, column")).expect("the error");
+    let column: usize = message
+        .split("column ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .and_then(|s| s.trim().parse().ok())
+        .expect("a column number");
+    assert_eq!(caret_col - rule_col, column - 1, "the caret sits under column {column}:\n{text}");
+    assert!(ui.take_requests().is_empty(), "a rule that does not parse is not previewed");
+    insta::assert_snapshot!("segment_builder_parse_error_80x24", text);
+    insta::assert_snapshot!("segment_builder_parse_error_120x40", screen(&mut ui, 120, 40));
+}
+
+#[test]
+fn segment_builder_previews_once_typing_pauses_and_saves_under_a_name() {
+    let mut ui = running();
+    press(&mut ui, "4n");
+    ui.take_requests();
+    type_text(&mut ui, "total_spend > 100");
+    // Right after the keystroke: nothing yet (debounced).
+    ui.tick(t0(), Instant::now());
+    assert!(ui.take_requests().is_empty());
+    ui.tick(t0(), Instant::now() + std::time::Duration::from_millis(400));
+    let requests = ui.take_requests();
+    let Some(Request::Preview { seq, .. }) = requests.first() else { panic!("a preview request: {requests:?}") };
+    let seq = *seq;
+    ui.apply(Reply::Preview { seq, result: Ok(crm::engine::audience::Preview { count: 42, sample: Vec::new() }) });
+    let text = screen(&mut ui, 80, 24);
+    assert!(text.contains("✓ total_spend > 100"), "{text}");
+    assert!(text.contains("audience 42"), "{text}");
+    // An older preview arriving late is ignored.
+    ui.apply(Reply::Preview {
+        seq: seq - 1,
+        result: Ok(crm::engine::audience::Preview { count: 1, sample: Vec::new() }),
+    });
+    assert!(screen(&mut ui, 80, 24).contains("audience 42"));
+
+    ui.on_key(key(KeyCode::Enter));
+    type_text(&mut ui, "big spenders");
+    ui.on_key(key(KeyCode::Enter));
+    let requests = ui.take_requests();
+    assert!(
+        matches!(requests.as_slice(), [Request::SaveSegment { name, .. }] if name == "big spenders"),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn leads_page_through_the_store_instead_of_loading_it() {
+    let mut ui = running();
+    press(&mut ui, "3");
+    let requests = ui.take_requests();
+    assert!(
+        matches!(requests.as_slice(), [Request::Leads { offset: 0, limit: 100, search: None, .. }]),
+        "{requests:?}"
+    );
+    let Request::Leads { seq, .. } = requests[0] else { unreachable!() };
+    ui.apply(Reply::Leads { seq, offset: 0, result: Ok((Vec::new(), 250)) });
+    // The last lead is on the third page: only that page is asked for.
+    press(&mut ui, "G");
+    let requests = ui.take_requests();
+    assert!(matches!(requests.as_slice(), [Request::Leads { offset: 200, limit: 100, .. }]), "{requests:?}");
+    // `/` searches: typed text is not a command.
+    press(&mut ui, "/");
+    type_text(&mut ui, "q1");
+    ui.on_key(key(KeyCode::Enter));
+    assert!(!ui.should_quit());
+    let requests = ui.take_requests();
+    assert!(
+        matches!(requests.as_slice(), [Request::Leads { offset: 0, search: Some(s), .. }] if s == "q1"),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn help_lists_the_keys_and_q_quits() {
+    let mut ui = running();
+    press(&mut ui, "?");
+    let text = screen(&mut ui, 80, 24);
+    for needle in ["Keys (Esc closes)", "switch screens", "cancel (asks first)", "search, Enter applies", "new rule"] {
+        assert!(text.contains(needle), "{needle}:\n{text}");
+    }
+    insta::assert_snapshot!("help_80x24", text);
+    insta::assert_snapshot!("help_120x40", screen(&mut ui, 120, 40));
+    ui.on_key(key(KeyCode::Esc));
+    assert!(!ui.help);
+    ui.on_key(key(KeyCode::Tab));
+    assert_eq!(ui.tab, Tab::Campaigns);
+    press(&mut ui, "q");
+    assert!(ui.should_quit());
+}
+
+#[test]
+fn every_screen_draws_at_tiny_sizes_without_panicking() {
+    for (w, h) in [(80, 24), (120, 40), (40, 10), (20, 5), (1, 1)] {
+        let mut ui = running();
+        for tab in ["1", "2", "3", "4"] {
+            press(&mut ui, tab);
+            screen(&mut ui, w, h);
+        }
+        press(&mut ui, "n");
+        type_text(&mut ui, "visits >");
+        screen(&mut ui, w, h);
+        ui.on_key(key(KeyCode::Esc));
+        press(&mut ui, "?");
+        screen(&mut ui, w, h);
+    }
+}
+
+#[test]
+fn counters_with_an_empty_audience_show_zero_percent() {
+    let c = campaign(5, "empty", CampaignStatus::Running, CampaignStats::default());
+    assert_eq!(progress(&c.stats), (0, 0, 0.0));
+    let area = Rect::new(0, 0, 60, Counters::HEIGHT);
+    let mut buf = Buffer::empty(area);
+    Counters { campaign: &c, rate: None, theme: Theme::plain() }.render(area, &mut buf);
+    let text = buffer_text(&buf);
+    assert!(text.contains("  0%  0/0"), "{text}");
+    assert!(text.contains("ETA done"), "{text}");
+    // Counts larger than the audience (a race between counts) stay within 100%.
+    let odd = CampaignStats { audience: 10, sent: 12, ..CampaignStats::default() };
+    assert_eq!(progress(&odd).2, 1.0);
+}
+
+#[test]
+fn sparkline_shows_failed_polls_as_gaps() {
+    let mut history = History::new(10);
+    history.record(&snapshot(t0(), 400));
+    history.record_gap(t0() + Duration::seconds(1));
+    history.record(&snapshot(t0() + Duration::seconds(2), 450));
+    let series = history.topic_series(topic::SEND_JOBS);
+    assert_eq!(series, vec![Some(597), None, Some(597)]);
+    let area = Rect::new(0, 0, 3, 1);
+    let mut buf = Buffer::empty(area);
+    sparkline(&series, 3, Theme::plain()).render(area, &mut buf);
+    assert_eq!(buf[(1, 0)].symbol(), "·");
+    assert_ne!(buf[(0, 0)].symbol(), "·");
+    // The rate skips the gap: 50 more in 2 s.
+    assert_eq!(history.rate(1), Some(25.0));
+    // Only the newest samples that fit are drawn; the ring buffer keeps its capacity.
+    for i in 0..20 {
+        history.record(&snapshot(t0() + Duration::seconds(3 + i), 450));
+    }
+    assert_eq!(history.len(), 10);
+}
+
+#[test]
+fn mouse_wheel_scrolls_the_campaign_list() {
+    use crossterm::event::{Event, MouseEvent, MouseEventKind};
+    let mut ui = running();
+    press(&mut ui, "2");
+    ui.take_requests();
+    let wheel = |kind| Event::Mouse(MouseEvent { kind, column: 5, row: 5, modifiers: KeyModifiers::NONE });
+    assert!(ui.on_event(wheel(MouseEventKind::ScrollDown)));
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 2 }]);
+    assert!(ui.on_event(wheel(MouseEventKind::ScrollUp)));
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
+    // A resize redraws; a plain mouse move does not.
+    assert!(ui.on_event(Event::Resize(100, 30)));
+    assert!(!ui.on_event(wheel(MouseEventKind::Moved)));
+}
+
+#[test]
+fn a_whatsapp_account_replaces_not_configured() {
+    let mut s = snapshot(t0(), 400);
+    s.channels.push(AccountInfo {
+        name: "wa-main".into(),
+        kind: "whatsapp",
+        state: "not available in this build".into(),
+        max_length: Some(4096),
+    });
+    let mut ui = ui_with(vec![s], t0());
+    let text = screen(&mut ui, 120, 40);
+    assert!(!text.contains("not configured"), "{text}");
+    assert!(text.contains("wa-main: not available in this build"), "{text}");
+}
+
+#[test]
+fn no_color_draws_without_colours() {
+    use ratatui::style::Color;
+    let mut ui = running();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("a test terminal");
+    terminal.draw(|f| ui.draw(f)).expect("draw");
+    let buffer = terminal.backend().buffer();
+    assert!(buffer.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+
+    let mut coloured = Ui::new(Theme { color: true }, t0());
+    coloured.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 400)) });
+    terminal.draw(|f| coloured.draw(f)).expect("draw");
+    let buffer = terminal.backend().buffer();
+    assert!(buffer.content().iter().any(|c| c.fg != Color::Reset));
+    // No background colours, so light and dark terminals both read.
+    assert!(buffer.content().iter().all(|c| c.bg == Color::Reset));
+}
+
+fn lead(id: i64, name: &str) -> crm::engine::lead::Lead {
+    crm::engine::lead::Lead {
+        id,
+        name: name.into(),
+        emails: vec![format!("{}@example.com", name.to_lowercase())],
+        phones: vec!["+447911123456".into()],
+        total_spend: 120.5,
+        visits: 3,
+        last_order_at: None,
+        tags: vec!["vip".into()],
+        metadata: [("city".to_string(), "Leeds".to_string())].into_iter().collect(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+#[test]
+fn a_lead_opens_with_its_message_history() {
+    let mut ui = running();
+    press(&mut ui, "3");
+    let requests = ui.take_requests();
+    let Some(Request::Leads { seq, .. }) = requests.first() else { panic!("{requests:?}") };
+    ui.apply(Reply::Leads { seq: *seq, offset: 0, result: Ok((vec![lead(17, "Ada"), lead(18, "Bo")], 2)) });
+    let list = screen(&mut ui, 80, 24);
+    assert!(list.contains("Leads 1/2"), "{list}");
+    ui.on_key(key(KeyCode::Down));
+    ui.on_key(key(KeyCode::Enter));
+    assert_eq!(ui.take_requests(), vec![Request::LeadLogs { id: 18 }]);
+    assert!(screen(&mut ui, 80, 24).contains("loading…"));
+    ui.apply(Reply::LeadLogs {
+        id: 18,
+        result: Ok(vec![event(18, SendStatus::Failed, 2, Some("number not on WhatsApp"))]),
+    });
+    let detail = screen(&mut ui, 80, 24);
+    for needle in ["Lead #18", "bo@example.com", "city", "Leeds", "campaign #1", "failed", "number not on WhatsApp"] {
+        assert!(detail.contains(needle), "{needle}:\n{detail}");
+    }
+    ui.on_key(key(KeyCode::Esc));
+    assert!(screen(&mut ui, 80, 24).contains("Leads 2/2"));
+}
+
+#[test]
+fn each_poll_refreshes_the_visible_campaigns_messages_only() {
+    let mut ui = running();
+    ui.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 410)) });
+    assert!(ui.take_requests().is_empty(), "the dashboard asks for nothing besides the snapshot");
+    press(&mut ui, "2");
+    ui.take_requests();
+    ui.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 420)) });
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
+    // A failed poll asks for nothing more.
+    ui.apply(Reply::Snapshot { at: t0(), result: Err("down".into()) });
+    assert!(ui.take_requests().is_empty());
+}
