@@ -13,6 +13,7 @@ pub mod optout;
 pub mod output;
 pub mod segments;
 pub mod sim;
+pub mod whatsapp;
 pub mod worker;
 
 /// Prints a line on stderr; a closed stderr is as harmless as a closed stdout.
@@ -89,6 +90,9 @@ pub enum Command {
     /// Leads who asked not to be messaged
     #[command(subcommand)]
     Optout(optout::OptoutCmd),
+    /// Link a WhatsApp account (QR code), show its state, log out
+    #[command(subcommand)]
+    Whatsapp(whatsapp::WhatsappCmd),
     /// Try everything on sample data: import, segment, campaign, simulated sending
     Demo(demo::DemoCmd),
     /// Run a pretend messaging vendor locally (for trying campaigns without a phone)
@@ -177,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Worker(cmd) => cmd.run(&ctx).await,
         Command::Dlq(cmd) => cmd.run(&ctx).await,
         Command::Optout(cmd) => cmd.run(&ctx).await,
+        Command::Whatsapp(cmd) => cmd.run(&ctx).await,
         Command::Demo(cmd) => cmd.run(&ctx).await,
         Command::Sim(cmd) => cmd.run(&ctx).await,
         Command::Config(cmd) => cmd.run(&ctx).await,
@@ -192,8 +197,13 @@ fn init_tracing(global: &GlobalArgs) {
         (_, 2) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("crm={level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_LOG").unwrap_or_else(|_| {
+        // wa-rs logs through the `log` crate, which tracing-subscriber bridges (tracing-log);
+        // it is chatty, so it stays at warnings below -vv.
+        let wa = if global.verbose >= 2 { level } else { "warn" };
+        let wa = if global.quiet { "error" } else { wa };
+        tracing_subscriber::EnvFilter::new(format!("crm={level},wa_rs={wa},wa_rs_core={wa}"))
+    });
     // Colour only on a terminal, and never with NO_COLOR.
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()

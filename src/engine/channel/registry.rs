@@ -31,6 +31,12 @@ pub struct AccountInfo {
     /// `ready`, or why the account cannot send (`not available in this build`).
     pub state: String,
     pub max_length: Option<usize>,
+    /// The connection state the account last recorded in the store (WhatsApp sessions), and
+    /// when; filled in by `App::snapshot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Default)]
@@ -38,6 +44,16 @@ pub struct ChannelRegistry {
     accounts: BTreeMap<String, ChannelAccount>,
     /// Accounts configured with a kind this build cannot send through, and why.
     unavailable: BTreeMap<String, (ChannelKind, String)>,
+    /// The WhatsApp accounts' channels and session directories, for the send worker to
+    /// supervise (see `channel::whatsapp::supervisor`).
+    whatsapp: BTreeMap<String, WhatsAppAccount>,
+}
+
+/// A WhatsApp account's channel (its client, state and receipts) and session directory.
+#[derive(Clone)]
+pub struct WhatsAppAccount {
+    pub channel: Arc<super::whatsapp::WhatsAppChannel>,
+    pub session_dir: std::path::PathBuf,
 }
 
 /// The worker-wide policy, with an account's own overrides.
@@ -79,7 +95,20 @@ impl ChannelRegistry {
                         policy,
                     });
                 }
-                kind @ (ChannelKind::Whatsapp | ChannelKind::Twilio) => {
+                #[cfg(feature = "whatsapp")]
+                ChannelKind::Whatsapp => {
+                    let wa = super::whatsapp::account::account_config(config, name, section)?;
+                    let client = super::whatsapp::real::RealWaClient::new(wa.session_dir.clone(), None);
+                    registry.insert_whatsapp(name, Arc::new(client), wa);
+                }
+                #[cfg(not(feature = "whatsapp"))]
+                ChannelKind::Whatsapp => {
+                    registry.unavailable.insert(
+                        name.clone(),
+                        (ChannelKind::Whatsapp, "not available in this build (feature whatsapp)".into()),
+                    );
+                }
+                kind @ ChannelKind::Twilio => {
                     registry.unavailable.insert(name.clone(), (kind, "not available in this build yet".into()));
                 }
             }
@@ -87,9 +116,34 @@ impl ChannelRegistry {
         Ok(registry)
     }
 
+    /// Adds (or replaces) a WhatsApp account over `client` (the real one, or a fake in tests).
+    pub fn insert_whatsapp(
+        &mut self,
+        name: &str,
+        client: Arc<dyn super::whatsapp::WaClient>,
+        wa: super::whatsapp::account::WaAccountConfig,
+    ) -> Arc<super::whatsapp::WhatsAppChannel> {
+        let channel = Arc::new(super::whatsapp::WhatsAppChannel::new(name, client, wa.settings));
+        self.insert(ChannelAccount {
+            name: name.to_string(),
+            kind: ChannelKind::Whatsapp,
+            channel: channel.clone(),
+            policy: wa.policy,
+        });
+        self.whatsapp
+            .insert(name.to_string(), WhatsAppAccount { channel: channel.clone(), session_dir: wa.session_dir });
+        channel
+    }
+
+    /// The WhatsApp accounts, by name.
+    pub fn whatsapp_accounts(&self) -> impl Iterator<Item = (&String, &WhatsAppAccount)> {
+        self.whatsapp.iter()
+    }
+
     /// Adds (or replaces) an account: for tests, the demo, and channels built elsewhere.
     pub fn insert(&mut self, account: ChannelAccount) {
         self.unavailable.remove(&account.name);
+        self.whatsapp.remove(&account.name);
         self.accounts.insert(account.name.clone(), account);
     }
 
@@ -127,12 +181,16 @@ impl ChannelRegistry {
                 kind: a.kind.as_str(),
                 state: "ready".into(),
                 max_length: Some(a.channel.max_length()),
+                connection: None,
+                connection_updated_at: None,
             })
             .chain(self.unavailable.iter().map(|(name, (kind, why))| AccountInfo {
                 name: name.clone(),
                 kind: kind.as_str(),
                 state: why.clone(),
                 max_length: None,
+                connection: None,
+                connection_updated_at: None,
             }))
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));

@@ -61,6 +61,15 @@ pub struct AudienceLead {
     pub opted_out: bool,
 }
 
+/// The connection state a channel account last reported (e.g. a WhatsApp session's), as JSON
+/// the channel defines, so `crm whatsapp status` and dashboards in any process can show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChannelStateRecord {
+    pub account: String,
+    pub state: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait CampaignStore: Send + Sync {
     fn describe(&self) -> String;
@@ -121,4 +130,15 @@ pub trait CampaignStore: Send + Sync {
     async fn opt_out(&self, lead: LeadId) -> Result<bool>;
     async fn opt_in(&self, lead: LeadId) -> Result<bool>;
     async fn list_opt_outs(&self) -> Result<Vec<(LeadId, DateTime<Utc>)>>;
+
+    /// Records `account`'s channel state (one row per account; the newer `updated_at` wins, so
+    /// a late write from a stopped process cannot overwrite a newer state).
+    async fn set_channel_state(
+        &self,
+        account: &str,
+        state: &serde_json::Value,
+        updated_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Every account's last recorded state, by account name.
+    async fn channel_states(&self) -> Result<Vec<ChannelStateRecord>>;
 }

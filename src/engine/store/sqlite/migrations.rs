@@ -115,6 +115,12 @@ const STEPS: &[&str] = &[
          lead_id INTEGER PRIMARY KEY,
          at      INTEGER NOT NULL
      );",
+    // Channel accounts' connection states (a WhatsApp session: pairing, connected, banned…).
+    "CREATE TABLE channel_states (
+         account    TEXT PRIMARY KEY,
+         state      TEXT    NOT NULL,
+         updated_at INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;
