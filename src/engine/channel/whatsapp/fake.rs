@@ -9,6 +9,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// One run: the events it plays, and how it ends.
+type Script = (Vec<WaEvent>, Result<(), String>);
+
 #[derive(Debug, Default)]
 pub struct FakeWaClient {
     /// (JID, text) of every message sent.
@@ -17,7 +20,7 @@ pub struct FakeWaClient {
     pub runs: AtomicUsize,
     /// When `run` was called, in tokio's clock.
     pub run_times: Mutex<Vec<tokio::time::Instant>>,
-    scripts: Mutex<VecDeque<(Vec<WaEvent>, Result<(), String>)>>,
+    scripts: Mutex<VecDeque<Script>>,
     /// Played by every run once the scripts are used up (then it stays connected).
     steady: Mutex<Vec<WaEvent>>,
     hang_sends: AtomicBool,
