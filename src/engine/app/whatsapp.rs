@@ -343,6 +343,12 @@ mod tests {
         let status = app.whatsapp_status().await.expect("status");
         assert_eq!(status[0].state, Some(ChannelState::Connected { phone: Some("+447911123456".into()) }));
         assert!(!status[0].has_session, "the fake stores no session files");
+        // The dashboard's snapshot carries the recorded state.
+        let snapshot = app.snapshot().await.expect("snapshot");
+        let wa = snapshot.channels.iter().find(|a| a.name == "wa").expect("the wa account");
+        assert_eq!(wa.kind, "whatsapp");
+        assert_eq!(wa.connection.as_ref().map(|c| c["state"].clone()), Some(serde_json::json!("connected")));
+        assert!(wa.connection_updated_at.is_some());
     }
 
     #[tokio::test(start_paused = true)]
