@@ -175,8 +175,13 @@ impl App {
                 None => None,
             };
             let client = crate::engine::channel::whatsapp::real::RealWaClient::new(wa.session_dir.clone(), phone);
-            self.whatsapp_login_with(&name, Arc::new(client), session::has_session(&wa.session_dir), progress, shutdown)
-                .await
+            let had_session = session::has_session(&wa.session_dir);
+            let outcome = self.whatsapp_login_with(&name, Arc::new(client), had_session, progress, shutdown).await;
+            if outcome.is_err() && !had_session {
+                // wa-rs created its session file before pairing: an unpaired one is no session.
+                let _ = session::wipe(&wa.session_dir);
+            }
+            outcome
         }
         #[cfg(not(feature = "whatsapp"))]
         {
