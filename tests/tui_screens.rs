@@ -98,7 +98,14 @@ fn snapshot(at: DateTime<Utc>, sent: u64) -> Snapshot {
             QueueDepth { topic: topic::DLQ, depth: TopicDepth::default() },
         ],
         workers: vec![worker("sender", 4242, 1, 25.0, false), worker("aggregator", 4243, 2, 30.5, false)],
-        channels: vec![AccountInfo { name: "sim".into(), kind: "sim", state: "ready".into(), max_length: None }],
+        channels: vec![AccountInfo {
+            name: "sim".into(),
+            kind: "sim",
+            state: "ready".into(),
+            max_length: None,
+            connection: None,
+            connection_updated_at: None,
+        }],
         events: vec![
             event(17, SendStatus::Delivered, 1, None),
             event(18, SendStatus::Failed, 2, Some("number not on WhatsApp")),
@@ -474,6 +481,8 @@ fn a_whatsapp_account_replaces_not_configured() {
         kind: "whatsapp",
         state: "not available in this build".into(),
         max_length: Some(4096),
+        connection: None,
+        connection_updated_at: None,
     });
     let mut ui = ui_with(vec![s], t0());
     let text = screen(&mut ui, 120, 40);

@@ -17,6 +17,7 @@ pub mod serve;
 pub mod sim;
 #[cfg(feature = "tui")]
 pub mod tui;
+pub mod whatsapp;
 pub mod worker;
 
 /// Prints a line on stderr; a closed stderr is as harmless as a closed stdout.
@@ -93,6 +94,9 @@ pub enum Command {
     /// Leads who asked not to be messaged
     #[command(subcommand)]
     Optout(optout::OptoutCmd),
+    /// Link a WhatsApp account (QR code), show its state, log out
+    #[command(subcommand)]
+    Whatsapp(whatsapp::WhatsappCmd),
     /// Try everything on sample data: import, segment, campaign, simulated sending
     Demo(demo::DemoCmd),
     /// The live operator dashboard: campaigns, queues, workers, leads, segments (q quits)
@@ -195,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Worker(cmd) => cmd.run(&ctx).await,
         Command::Dlq(cmd) => cmd.run(&ctx).await,
         Command::Optout(cmd) => cmd.run(&ctx).await,
+        Command::Whatsapp(cmd) => cmd.run(&ctx).await,
         Command::Demo(cmd) => cmd.run(&ctx).await,
         Command::Sim(cmd) => cmd.run(&ctx).await,
         #[cfg(feature = "tui")]
@@ -225,8 +230,13 @@ fn init_tracing(global: &GlobalArgs, log_file: Option<PathBuf>) {
         (_, 2) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("crm={level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRM_LOG").unwrap_or_else(|_| {
+        // wa-rs logs through the `log` crate, which tracing-subscriber bridges (tracing-log);
+        // it is chatty, so it stays at warnings below -vv.
+        let wa = if global.verbose >= 2 { level } else { "warn" };
+        let wa = if global.quiet { "error" } else { wa };
+        tracing_subscriber::EnvFilter::new(format!("crm={level},wa_rs={wa},wa_rs_core={wa}"))
+    });
     if let Some(path) = log_file {
         let opened = path
             .parent()

@@ -284,6 +284,9 @@ pub struct SendJob {
     pub to: String,
     pub message: String,
     pub attempt: u32,
+    /// The lead's `metadata.timezone`, for quiet hours at the recipient's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 /// `campaign.status_updates`: a log moving forward, from the sender or a receipt.

@@ -4,7 +4,7 @@
 //! the HTTP API parse, call these, and present; none opens a backend or builds a channel itself.
 //!
 //! One file per noun: [`leads`], [`segments`], [`campaigns`], [`optouts`], [`dlq`],
-//! [`workers`], and the read-only [`snapshot`] for dashboards and health checks. Errors carry no
+//! [`workers`], [`whatsapp`] (login, status, logout), and the read-only [`snapshot`] for dashboards and health checks. Errors carry no
 //! front-end syntax (no `crm …` command text): a front end adds hints in its own words.
 
 pub mod campaigns;
@@ -14,6 +14,7 @@ pub mod leads;
 pub mod optouts;
 pub mod segments;
 pub mod snapshot;
+pub mod whatsapp;
 pub mod workers;
 
 use crate::engine::bus::{self, Bus};

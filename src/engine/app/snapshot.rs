@@ -45,13 +45,22 @@ impl App {
             queues.push(QueueDepth { topic: name, depth: bus.depth(name).await? });
         }
         let store = self.campaign_store();
+        let mut channels = self.channels().await?.describe();
+        // Connection states recorded by any process (a WhatsApp session's, from the worker).
+        let states = store.channel_states().await?;
+        for account in &mut channels {
+            if let Some(record) = states.iter().find(|r| r.account == account.name) {
+                account.connection = Some(record.state.clone());
+                account.connection_updated_at = Some(record.updated_at);
+            }
+        }
         Ok(Snapshot {
             taken_at: Utc::now(),
             store: self.describe_store(),
             campaigns: store.list_campaigns().await?,
             queues,
             workers: self.list_workers(false).await?,
-            channels: self.channels().await?.describe(),
+            channels,
             events: store.list_logs(&LogQuery { limit: EVENTS, ..LogQuery::default() }).await?,
             dead_letters: store.list_dead_letters(None, false).await?.len(),
         })

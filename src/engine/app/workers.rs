@@ -5,6 +5,8 @@
 use super::App;
 use crate::engine::bus;
 use crate::engine::campaign::Heartbeat;
+use crate::engine::channel::whatsapp::session::SessionLock;
+use crate::engine::channel::whatsapp::supervisor::Supervisor;
 use crate::engine::error::{Error, Result};
 use crate::engine::pipeline::aggregator::run_aggregator;
 use crate::engine::pipeline::expander::run_expander;
@@ -95,6 +97,26 @@ impl App {
                 loops: 2,
             };
             let (store, bus) = self.role_backends().await?;
+            // Each WhatsApp account's client runs under a supervisor, holding its session lock.
+            for (name, account) in channels.whatsapp_accounts() {
+                if !crate::engine::channel::whatsapp::session::has_session(&account.session_dir) {
+                    // Nothing to connect with: the account stays paused until a login.
+                    let state = crate::engine::channel::whatsapp::ChannelState::PairingNeeded { qr: None };
+                    *account.channel.state_cell().lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
+                    let json = serde_json::to_value(&state).unwrap_or_default();
+                    store.campaigns.set_channel_state(name, &json, Utc::now()).await?;
+                    tracing::warn!(account = %name, "WhatsApp account has no session; its sends wait for a login.");
+                    continue;
+                }
+                let lock = SessionLock::acquire(&account.session_dir).map_err(|e| Error::Conflict(e.to_string()))?;
+                let supervisor = Supervisor::for_channel(name, &account.channel, store.campaigns.clone());
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    supervisor.run(shutdown).await;
+                    drop(lock);
+                    Ok(())
+                });
+            }
             tasks.spawn(run_sender(store.campaigns, bus, channels, sender, shutdown.clone()));
         }
         if plan.status {

@@ -11,6 +11,7 @@
 pub mod registry;
 pub mod sim;
 pub mod twilio;
+pub mod whatsapp;
 
 pub use registry::{ChannelAccount, ChannelRegistry};
 
@@ -31,6 +32,13 @@ pub struct OutboundMessage {
     pub body: String,
     /// Where the vendor should POST delivery receipts, for channels that take one per message.
     pub callback_url: Option<String>,
+    /// The campaign the message belongs to, for channels that tie receipts to a campaign's
+    /// messages in one chat (WhatsApp). `None` when unknown.
+    #[serde(default)]
+    pub campaign_id: Option<i64>,
+    /// The recipient's time zone (the lead's `metadata.timezone`), for quiet hours.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// A send the vendor accepted.
@@ -53,18 +61,31 @@ pub enum ChannelError {
     /// Retrying cannot help: an invalid number, a refused message, bad credentials.
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The request may have reached the vendor and we cannot tell (a timeout after it left,
+    /// a connection dropped mid-send) on a channel without an idempotency key: the sender
+    /// records the message UNCERTAIN and never sends it again.
+    #[error("outcome unknown: {0}")]
+    Ambiguous(String),
+    /// The message must not be sent to this recipient (e.g. the number has no WhatsApp): the
+    /// log is skipped with this reason.
+    #[error("skipped: {0}")]
+    Skipped(String),
+    /// The account cannot send for now (logged out, banned): nothing was sent; the sender opens
+    /// the account's circuit for `retry_after` and holds its messages.
+    #[error("account paused for {retry_after:?}: {reason}")]
+    Paused { retry_after: Duration, reason: String },
 }
 
 impl ChannelError {
     /// Whether sending the same message again may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ChannelError::Permanent(_))
+        matches!(self, ChannelError::RateLimited { .. } | ChannelError::Transient(_) | ChannelError::Paused { .. })
     }
 
     /// The vendor's requested pause, if it gave one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ChannelError::RateLimited { retry_after } => Some(*retry_after),
+            ChannelError::RateLimited { retry_after } | ChannelError::Paused { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -90,6 +111,12 @@ pub trait Channel: Send + Sync {
     /// the logs it names. `None`: the channel does not take receipts over the webhook.
     fn parse_receipts(&self, body: &[u8]) -> Option<Result<Vec<LogUpdate>, String>> {
         let _ = body;
+        None
+    }
+
+    /// How long the account cannot send, when it cannot (logged out, banned): the sender opens
+    /// its circuit for that long without calling [`Channel::send`]. `None`: go ahead.
+    fn paused_for(&self) -> Option<Duration> {
         None
     }
 }

@@ -32,6 +32,12 @@ pub struct AccountInfo {
     /// `ready`, or why the account cannot send (`not available in this build`).
     pub state: String,
     pub max_length: Option<usize>,
+    /// The connection state the account last recorded in the store (WhatsApp sessions), and
+    /// when; filled in by `App::snapshot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Default)]
@@ -43,6 +49,16 @@ pub struct ChannelRegistry {
     fallbacks: BTreeMap<String, String>,
     /// The Twilio accounts, for the webhook that checks their signatures.
     twilio: BTreeMap<String, Arc<TwilioChannel>>,
+    /// The WhatsApp accounts' channels and session directories, for the send worker to
+    /// supervise (see `channel::whatsapp::supervisor`).
+    whatsapp: BTreeMap<String, WhatsAppAccount>,
+}
+
+/// A WhatsApp account's channel (its client, state and receipts) and session directory.
+#[derive(Clone)]
+pub struct WhatsAppAccount {
+    pub channel: Arc<super::whatsapp::WhatsAppChannel>,
+    pub session_dir: std::path::PathBuf,
 }
 
 /// The worker-wide policy, with an account's own overrides.
@@ -123,17 +139,52 @@ impl ChannelRegistry {
                     registry.twilio.insert(name.clone(), channel.clone());
                     registry.insert(ChannelAccount { name: name.clone(), kind: ChannelKind::Twilio, channel, policy });
                 }
-                kind @ ChannelKind::Whatsapp => {
-                    registry.unavailable.insert(name.clone(), (kind, "not available in this build yet".into()));
+                #[cfg(feature = "whatsapp")]
+                ChannelKind::Whatsapp => {
+                    let wa = super::whatsapp::account::account_config(config, name, section)?;
+                    let client = super::whatsapp::real::RealWaClient::new(wa.session_dir.clone(), None);
+                    registry.insert_whatsapp(name, Arc::new(client), wa);
+                }
+                #[cfg(not(feature = "whatsapp"))]
+                ChannelKind::Whatsapp => {
+                    registry.unavailable.insert(
+                        name.clone(),
+                        (ChannelKind::Whatsapp, "not available in this build (feature whatsapp)".into()),
+                    );
                 }
             }
         }
         Ok(registry)
     }
 
+    /// Adds (or replaces) a WhatsApp account over `client` (the real one, or a fake in tests).
+    pub fn insert_whatsapp(
+        &mut self,
+        name: &str,
+        client: Arc<dyn super::whatsapp::WaClient>,
+        wa: super::whatsapp::account::WaAccountConfig,
+    ) -> Arc<super::whatsapp::WhatsAppChannel> {
+        let channel = Arc::new(super::whatsapp::WhatsAppChannel::new(name, client, wa.settings));
+        self.insert(ChannelAccount {
+            name: name.to_string(),
+            kind: ChannelKind::Whatsapp,
+            channel: channel.clone(),
+            policy: wa.policy,
+        });
+        self.whatsapp
+            .insert(name.to_string(), WhatsAppAccount { channel: channel.clone(), session_dir: wa.session_dir });
+        channel
+    }
+
+    /// The WhatsApp accounts, by name.
+    pub fn whatsapp_accounts(&self) -> impl Iterator<Item = (&String, &WhatsAppAccount)> {
+        self.whatsapp.iter()
+    }
+
     /// Adds (or replaces) an account: for tests, the demo, and channels built elsewhere.
     pub fn insert(&mut self, account: ChannelAccount) {
         self.unavailable.remove(&account.name);
+        self.whatsapp.remove(&account.name);
         self.accounts.insert(account.name.clone(), account);
     }
 
@@ -194,12 +245,16 @@ impl ChannelRegistry {
                 kind: a.kind.as_str(),
                 state: "ready".into(),
                 max_length: Some(a.channel.max_length()),
+                connection: None,
+                connection_updated_at: None,
             })
             .chain(self.unavailable.iter().map(|(name, (kind, why))| AccountInfo {
                 name: name.clone(),
                 kind: kind.as_str(),
                 state: why.clone(),
                 max_length: None,
+                connection: None,
+                connection_updated_at: None,
             }))
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -224,17 +279,17 @@ mod tests {
     fn every_configured_account_is_built_with_its_own_policy() {
         let c = config(
             "[worker]\nrate_per_minute = 60\n[channels.eu]\nkind = \"sim\"\nurl = \"http://127.0.0.1:9\"\n\
-             concurrency = 2\nrate_per_minute = 0\n[channels.backup]\nkind = \"whatsapp\"\nauth_token = \"t\"\n",
+             concurrency = 2\nrate_per_minute = 0\n[channels.backup]\nkind = \"whatsapp\"\ndaily_cap = 50\n",
         );
         let registry = ChannelRegistry::from_config(&c).expect("builds");
         let sim = registry.require("sim").expect("the built-in sim account");
         assert_eq!((sim.policy.rate_per_minute, sim.policy.concurrency), (Some(60), 5));
         let eu = registry.require("eu").expect("configured");
         assert_eq!((eu.policy.rate_per_minute, eu.policy.concurrency, eu.channel.name()), (None, 2, "eu"));
-        let err = registry.require("backup").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("whatsapp") && err.contains("not available"), "{err}");
+        let backup = registry.describe().into_iter().find(|a| a.name == "backup").map(|a| a.kind);
+        assert_eq!(backup, Some("whatsapp"), "a WhatsApp account is built (this build has the feature)");
         let err = registry.require("nope").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("configured: eu, sim"), "{err}");
+        assert!(err.contains("configured: ") && err.contains("eu, sim"), "{err}");
         let states: Vec<(String, String)> = registry.describe().into_iter().map(|a| (a.name, a.state)).collect();
         assert_eq!(states.len(), 3);
     }

@@ -220,6 +220,8 @@ mod tests {
             to: "+447700900123".into(),
             body: "Hi Ada".into(),
             callback_url: None,
+            campaign_id: None,
+            timezone: None,
         }
     }
 

@@ -95,6 +95,7 @@ async fn expand_chunk(
                 to,
                 message,
                 attempt: 1,
+                timezone: lead.metadata.get("timezone").cloned(),
             };
             jobs.insert(id.clone(), job);
         }

@@ -102,7 +102,10 @@ impl Pace {
 #[derive(Debug)]
 enum Outcome {
     Sent(String),
+    /// Maybe sent (an ambiguous outcome on a channel without idempotency): never sent again.
     Uncertain(String),
+    /// The channel refused this recipient before sending (e.g. not on WhatsApp).
+    Skipped(String),
     /// The try failed and another is due after the backoff (the attempt counted).
     Retry {
         after: Duration,
@@ -260,6 +263,11 @@ async fn send_batch(
                 updates.push(status_update(&job, SendStatus::Uncertain, attempt, Some(why), None));
                 acks.push(d);
             }
+            Outcome::Skipped(why) => {
+                log_updates.push(log_update(&job, SendStatus::Skipped, None, Some(why.clone())));
+                updates.push(status_update(&job, SendStatus::Skipped, attempt, Some(why), None));
+                acks.push(d);
+            }
             Outcome::Retry { after, error } => {
                 tracing::debug!(send_id = %job.send_id, attempt, ?after, %error, "Send failed; retrying later.");
                 release_keep.push(job.send_id.clone());
@@ -372,6 +380,11 @@ async fn send_one(
                 None => Outcome::Release { after: open.retry_in },
             };
         }
+        Err(LimitError::Channel(ChannelError::Ambiguous(why))) => {
+            tracing::warn!(send_id = %job.send_id, %why, "Send outcome unknown; marked uncertain, never resent.");
+            return Outcome::Uncertain(why);
+        }
+        Err(LimitError::Channel(ChannelError::Skipped(why))) => return Outcome::Skipped(why),
         Err(LimitError::Channel(err)) => err,
     };
     retry_or_fail(account, attempt, &err)
@@ -391,6 +404,8 @@ fn message_for(job: &SendJob, account: &Account) -> OutboundMessage {
         to: job.to.clone(),
         body: job.message.clone(),
         callback_url: account.callback_url.clone(),
+        campaign_id: Some(job.campaign_id),
+        timezone: job.timezone.clone(),
     }
 }
 
@@ -492,6 +507,7 @@ mod tests {
             to: "+447911000001".into(),
             message: "Hi".into(),
             attempt: 1,
+            timezone: None,
         }
     }
 
@@ -623,5 +639,61 @@ mod tests {
         channels.sort();
         let expected = [(1, "sim"), (2, "twilio"), (3, "sim"), (4, "twilio")].map(|(l, c)| (l, c.to_string()));
         assert_eq!(channels, expected, "the log names the account that sent it");
+    }
+
+    /// Answers every send with an ambiguous outcome (the request may have left).
+    struct Ambiguous(Mutex<u32>);
+
+    #[async_trait]
+    impl Channel for Ambiguous {
+        fn name(&self) -> &str {
+            "wa"
+        }
+        fn max_length(&self) -> usize {
+            1000
+        }
+        async fn send(&self, _msg: &OutboundMessage) -> std::result::Result<SendOutcome, ChannelError> {
+            *self.0.lock().expect("lock") += 1;
+            Err(ChannelError::Ambiguous("no answer within 30s".into()))
+        }
+        async fn lookup(&self, _key: &str) -> std::result::Result<Option<String>, ChannelError> {
+            Err(ChannelError::Permanent("no idempotency".into()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ambiguous_send_is_uncertain_not_retried() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn CampaignStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("crm.db")).await.expect("open store"));
+        let new = NewCampaign {
+            name: "c".into(),
+            segment_id: 1,
+            message_template: "Hi".into(),
+            channel: "wa".into(),
+            created_by: None,
+        };
+        let c = store.create_campaign(new).await.expect("create").id;
+        store
+            .insert_logs(c, "wa", &[NewLog { send_id: send_id(c, 1), lead_id: 1, skip_reason: None }])
+            .await
+            .expect("insert");
+        store.start_campaign(c, 1).await.expect("start");
+        let channel = Arc::new(Ambiguous(Mutex::new(0)));
+        let mut registry = ChannelRegistry::default();
+        registry.insert(ChannelAccount {
+            name: "wa".into(),
+            kind: ChannelKind::Whatsapp,
+            channel: channel.clone(),
+            policy: SenderPolicy { rate_per_minute: None, ..SenderPolicy::default() },
+        });
+        let shared = Shared::new(store.clone(), &registry, &SenderConfig::default());
+        let (_trigger, shutdown) = shutdown_signal();
+        let outcome = send_one(&shared, "wa", &job(c, 1), 1, false, shutdown.clone()).await;
+        assert!(matches!(&outcome, Outcome::Uncertain(why) if why.contains("no answer")), "{outcome:?}");
+        // A send recovered after a crash on a channel without lookup: uncertain, not sent.
+        let outcome = send_one(&shared, "wa", &job(c, 1), 2, true, shutdown).await;
+        assert!(matches!(outcome, Outcome::Uncertain(_)), "{outcome:?}");
+        assert_eq!(*channel.0.lock().expect("lock"), 1, "sent once, never again");
     }
 }

@@ -332,6 +332,8 @@ async fn throughput_100k() {
                     to: "+447700900123".into(),
                     body: "Hello from the benchmark".into(),
                     callback_url: Some(url.clone()),
+                    campaign_id: None,
+                    timezone: None,
                 };
                 channel.send(&msg).await.expect("sent");
             }

@@ -82,6 +82,15 @@ pub struct OptOutRecord {
     pub source: Option<String>,
 }
 
+/// The connection state a channel account last reported (e.g. a WhatsApp session's), as JSON
+/// the channel defines, so `crm whatsapp status` and dashboards in any process can show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChannelStateRecord {
+    pub account: String,
+    pub state: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait CampaignStore: Send + Sync {
     fn describe(&self) -> String;
@@ -164,4 +173,14 @@ pub trait CampaignStore: Send + Sync {
     /// How many of a campaign's messages each account sent (logs sent, delivered or read, by
     /// the account the log names), by account name.
     async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>>;
+    /// Records `account`'s channel state (one row per account; the newer `updated_at` wins, so
+    /// a late write from a stopped process cannot overwrite a newer state).
+    async fn set_channel_state(
+        &self,
+        account: &str,
+        state: &serde_json::Value,
+        updated_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Every account's last recorded state, by account name.
+    async fn channel_states(&self) -> Result<Vec<ChannelStateRecord>>;
 }

@@ -82,6 +82,8 @@ fn message() -> OutboundMessage {
         to: "+447700900123".into(),
         body: "Hi Ada & co = 100%".into(),
         callback_url: Some("http://127.0.0.1:8090/receipts/twilio".into()),
+        campaign_id: None,
+        timezone: None,
     }
 }
 

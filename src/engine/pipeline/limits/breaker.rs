@@ -79,6 +79,18 @@ impl CircuitBreaker {
         Ok(BreakerPermit { breaker: self, probe, reported: false })
     }
 
+    /// Opens the breaker at once for at least `duration`, whatever its state: the account
+    /// cannot send (logged out, banned), so nothing is tried until then. An opening that lasts
+    /// longer already is kept.
+    pub fn trip(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        let mut state = lock(&self.state);
+        *state = match *state {
+            Breaker::Open { until: later } if later > until => Breaker::Open { until: later },
+            _ => Breaker::Open { until },
+        };
+    }
+
     /// Applies a call's outcome. Only the probe decides a half-open breaker; calls that started
     /// before the breaker opened do not shorten its cool-down.
     fn record(&self, probe: bool, ok: bool) {
@@ -157,6 +169,22 @@ mod tests {
         breaker.try_acquire().expect("probe").success();
         assert_eq!(breaker.state(), BreakerState::Closed);
         breaker.try_acquire().expect("closed").success();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trip_opens_the_breaker_at_once_for_as_long_as_asked() {
+        let breaker = CircuitBreaker::new(5, Duration::from_secs(5));
+        breaker.trip(Duration::from_secs(600));
+        assert_eq!(breaker.try_acquire().expect_err("tripped").retry_in, Duration::from_secs(600));
+        breaker.trip(Duration::from_secs(60));
+        assert_eq!(
+            breaker.try_acquire().expect_err("kept").retry_in,
+            Duration::from_secs(600),
+            "the longer opening stays"
+        );
+        tokio::time::advance(Duration::from_secs(600)).await;
+        breaker.try_acquire().expect("a probe after the pause").success();
+        assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,11 +9,13 @@
 //! failure is the message's fault, not the vendor's.
 
 pub mod breaker;
+pub mod pacing;
 pub mod policy;
 pub mod rate;
 pub mod retry;
 
 pub use breaker::{BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker};
+pub use pacing::{Pace, Pacer, QuietHours};
 pub use policy::SenderPolicy;
 pub use rate::RateLimiter;
 pub use retry::{RetryPolicy, backoff, backoff_ceiling};
@@ -65,6 +67,7 @@ pub struct Limits {
     max_concurrency: usize,
     breaker: CircuitBreaker,
     retry: RetryPolicy,
+    pacer: Pacer,
 }
 
 impl Limits {
@@ -76,7 +79,12 @@ impl Limits {
             max_concurrency,
             breaker: CircuitBreaker::new(policy.breaker_failures, policy.breaker_cooldown),
             retry: policy.retry(),
+            pacer: Pacer::new(policy.jitter, policy.daily_cap, policy.quiet_hours),
         }
+    }
+
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     pub fn rate_limiter(&self) -> &RateLimiter {
@@ -108,24 +116,60 @@ impl Limits {
         shutdown: &mut Shutdown,
         gate: impl Future<Output = Gate>,
     ) -> Result<SendOutcome, LimitError> {
+        // An account that cannot send (logged out, banned) has its circuit opened at once.
+        if let Some(pause) = channel.paused_for() {
+            self.breaker.trip(pause);
+        }
         let permit = self.breaker.try_acquire()?;
+        // Safe sending: quiet hours at the recipient's and the daily cap hold the message
+        // (nothing is sent); otherwise a jittered wait after the rate slot.
+        let pace = self.pacer.check(&msg.to, msg.timezone.as_deref(), &mut rand::rng());
+        let jitter = match pace {
+            Pace::Go(jitter) => jitter,
+            Pace::Hold { after, why } => {
+                tracing::debug!(to = %msg.to, ?after, %why, "Send held by the safe-sending policy.");
+                return Err(LimitError::Held(after));
+            }
+        };
+        let waited = async {
+            self.rate.acquire().await;
+            if !jitter.is_zero() {
+                tokio::time::sleep(jitter).await;
+            }
+        };
         tokio::select! {
-            _ = self.rate.acquire() => {}
-            _ = shutdown.wait() => return Err(LimitError::Held(Duration::ZERO)),
+            _ = waited => {}
+            _ = shutdown.wait() => {
+                self.pacer.unreserve();
+                return Err(LimitError::Held(Duration::ZERO));
+            }
         }
         match gate.await {
             Gate::Go => {}
-            Gate::Hold(after) => return Err(LimitError::Held(after)),
-            Gate::Drop => return Err(LimitError::Dropped),
+            Gate::Hold(after) => {
+                self.pacer.unreserve();
+                return Err(LimitError::Held(after));
+            }
+            Gate::Drop => {
+                self.pacer.unreserve();
+                return Err(LimitError::Dropped);
+            }
         }
         let _slot = self.concurrency.acquire().await.map_err(|_| LimitError::Held(Duration::ZERO))?;
         let result = channel.send(msg).await;
         match &result {
-            Ok(_) | Err(ChannelError::Permanent(_)) => permit.success(),
-            Err(ChannelError::Transient(_)) => permit.failure(),
+            Ok(_) | Err(ChannelError::Permanent(_) | ChannelError::Skipped(_)) => permit.success(),
+            // An ambiguous outcome is a connection in trouble: it counts against the breaker.
+            Err(ChannelError::Transient(_) | ChannelError::Ambiguous(_)) => permit.failure(),
             Err(ChannelError::RateLimited { retry_after }) => {
                 self.rate.hold_off(*retry_after);
                 drop(permit);
+            }
+            Err(ChannelError::Paused { retry_after, .. }) => {
+                drop(permit);
+                self.pacer.unreserve();
+                self.breaker.trip(*retry_after);
+                return Err(LimitError::CircuitOpen(BreakerOpen { retry_in: *retry_after }));
             }
         }
         Ok(result?)
@@ -207,7 +251,14 @@ mod tests {
     }
 
     fn msg() -> OutboundMessage {
-        OutboundMessage { send_id: "c1:l1".into(), to: "+447700900123".into(), body: "Hi".into(), callback_url: None }
+        OutboundMessage {
+            send_id: "c1:l1".into(),
+            to: "+447700900123".into(),
+            body: "Hi".into(),
+            callback_url: None,
+            campaign_id: None,
+            timezone: None,
+        }
     }
 
     /// One send through every policy with the gate open.

@@ -1,6 +1,7 @@
 //! The sending policy of one channel account (rate, concurrency, retries, breaker), as the
 //! config file spells it (durations in milliseconds), and its validation.
 
+use super::pacing::QuietHours;
 use super::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -27,6 +28,14 @@ pub struct SenderPolicy {
     /// How long an open breaker rejects before letting one probe through.
     #[serde(rename = "breaker_cooldown_ms", with = "millis")]
     pub breaker_cooldown: Duration,
+    /// Safe sending ([`super::pacing`]): a random extra wait of up to this long after every
+    /// rate slot (0: none).
+    #[serde(rename = "jitter_ms", with = "millis")]
+    pub jitter: Duration,
+    /// Messages per UTC day through this account (one phone number); `None`: no cap.
+    pub daily_cap: Option<u32>,
+    /// Hours in the recipient's local time during which messages wait (`"21:00-08:00"`).
+    pub quiet_hours: Option<QuietHours>,
 }
 
 impl Default for SenderPolicy {
@@ -40,11 +49,28 @@ impl Default for SenderPolicy {
             backoff_cap: Duration::from_secs(60),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
+            jitter: Duration::ZERO,
+            daily_cap: None,
+            quiet_hours: None,
         }
     }
 }
 
 impl SenderPolicy {
+    /// The conservative defaults of a WhatsApp account (a personal number that WhatsApp bans
+    /// for bot-like traffic): 6 a minute, one at a time, up to 5 s of jitter after each, 200 a
+    /// day, nothing between 21:00 and 08:00 at the recipient's.
+    pub fn whatsapp() -> SenderPolicy {
+        SenderPolicy {
+            rate_per_minute: Some(6),
+            concurrency: 1,
+            jitter: Duration::from_secs(5),
+            daily_cap: Some(200),
+            quiet_hours: QuietHours::parse("21:00-08:00").ok(),
+            ..SenderPolicy::default()
+        }
+    }
+
     /// What is wrong with the policy, if anything, in words for the config file's author.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
@@ -52,6 +78,7 @@ impl SenderPolicy {
             ("concurrency", self.concurrency as u64),
             ("max_attempts", u64::from(self.max_attempts)),
             ("breaker_failures", u64::from(self.breaker_failures)),
+            ("daily_cap", self.daily_cap.map_or(1, u64::from)),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be at least 1"));

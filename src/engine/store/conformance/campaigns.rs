@@ -291,3 +291,23 @@ pub async fn heartbeats_upsert_per_worker(f: &dyn StoreFixture) {
     store.beat(&later).await.unwrap();
     assert_eq!(store.list_heartbeats().await.unwrap(), [later, expander]);
 }
+
+/// Channel states: one per account, listed by name; a write older than the stored state is
+/// ignored (a stopped process's late write), a newer (or equally new) one replaces it; and
+/// another handle (another process) sees them.
+pub async fn channel_states_keep_the_newest_per_account(fixture: &dyn StoreFixture) {
+    let (_, store) = fixture.open().await;
+    assert!(store.channel_states().await.unwrap().is_empty());
+    let connected = serde_json::json!({"state": "connected", "phone": "+447911123456"});
+    let banned = serde_json::json!({"state": "temporarily_banned", "until": "2024-06-16T12:00:00Z"});
+    store.set_channel_state("wa", &connected, at("2024-06-15T12:00:00Z")).await.unwrap();
+    store.set_channel_state("alpha", &serde_json::json!({"state": "connecting"}), now()).await.unwrap();
+    store.set_channel_state("wa", &banned, at("2024-06-15T13:00:00Z")).await.unwrap();
+    store.set_channel_state("wa", &connected, at("2024-06-15T12:30:00Z")).await.unwrap();
+    let (_, other) = fixture.open().await;
+    let states = other.channel_states().await.unwrap();
+    let seen: Vec<(&str, &serde_json::Value, DateTime<Utc>)> =
+        states.iter().map(|s| (s.account.as_str(), &s.state, s.updated_at)).collect();
+    let connecting = serde_json::json!({"state": "connecting"});
+    assert_eq!(seen, [("alpha", &connecting, now()), ("wa", &banned, at("2024-06-15T13:00:00Z"))]);
+}

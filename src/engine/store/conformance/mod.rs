@@ -181,6 +181,7 @@ macro_rules! store_conformance_tests {
                 complete_finished_campaigns_only_when_settled,
                 opt_outs_and_opt_ins,
                 heartbeats_upsert_per_worker,
+                channel_states_keep_the_newest_per_account,
             ];
             pipeline: [
                 insert_logs_is_idempotent_and_answers_pending,

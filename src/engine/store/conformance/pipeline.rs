@@ -248,6 +248,7 @@ fn job(send_id: &str, campaign: CampaignId, lead: LeadId, attempt: u32) -> SendJ
         to: "+447700900123".into(),
         message: format!("Hi lead {lead}"),
         attempt,
+        timezone: None,
     }
 }
 

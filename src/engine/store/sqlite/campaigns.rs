@@ -14,7 +14,9 @@ use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
 use crate::engine::segment::Rule;
 use crate::engine::segment::sql::to_sql_from;
-use crate::engine::store::campaigns::{AudienceLead, CampaignStore, Claim, LogQuery, LogUpdate, OptOutRecord, Reply};
+use crate::engine::store::campaigns::{
+    AudienceLead, CampaignStore, ChannelStateRecord, Claim, LogQuery, LogUpdate, OptOutRecord, Reply,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
@@ -522,6 +524,48 @@ impl CampaignStore for SqliteStore {
     async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>> {
         let store = self.describe_path();
         self.call(move |conn| inbound::sent_by_channel(conn, campaign).map_err(db_err(&store))).await
+    }
+
+    async fn set_channel_state(
+        &self,
+        account: &str,
+        state: &serde_json::Value,
+        updated_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let (store, account, state) = (self.describe_path(), account.to_string(), state.to_string());
+        let at = updated_at.timestamp_millis();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO channel_states (account, state, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
+                 WHERE excluded.updated_at >= channel_states.updated_at",
+            )
+            .and_then(|mut st| st.execute(params![account, state, at]))
+            .map(|_| ())
+            .map_err(db_err(&store))
+        })
+        .await
+    }
+
+    async fn channel_states(&self) -> Result<Vec<ChannelStateRecord>> {
+        let store = self.describe_path();
+        self.call(move |conn| {
+            let run = || -> rusqlite::Result<Vec<ChannelStateRecord>> {
+                let mut stmt =
+                    conn.prepare("SELECT account, state, updated_at FROM channel_states ORDER BY account")?;
+                stmt.query_map([], |r| {
+                    let text: String = r.get(1)?;
+                    Ok(ChannelStateRecord {
+                        account: r.get(0)?,
+                        state: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+                        updated_at: from_ms(r.get(2)?),
+                    })
+                })?
+                .collect()
+            };
+            run().map_err(db_err(&store))
+        })
+        .await
     }
 }
 
