@@ -4,7 +4,7 @@
 //! from the logs when read (an index on `(campaign_id, status)` keeps that cheap), so they can
 //! never drift from the logs they describe.
 
-use super::rows::{LEAD_COLUMNS, from_ms, lead_from_row, to_ms};
+use super::rows::{LEAD_COLUMNS, lead_from_row};
 use super::{SqliteStore, db_err};
 use crate::engine::campaign::{
     Campaign, CampaignId, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, Heartbeat, NewCampaign,
@@ -25,6 +25,7 @@ use std::time::Duration;
 
 mod inbound;
 mod logs;
+mod processes;
 mod rows;
 
 use logs::{apply_update, claim_one};
@@ -407,67 +408,17 @@ impl CampaignStore for SqliteStore {
 
     async fn beat(&self, h: &Heartbeat) -> Result<()> {
         let (store, h) = (self.describe_path(), h.clone());
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO worker_heartbeats (id, kind, pid, started, last_seen, processed, rate)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET last_seen = ?5, processed = ?6, rate = ?7",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    h.id,
-                    h.kind,
-                    h.pid,
-                    to_ms(&h.started),
-                    to_ms(&h.last_seen),
-                    h.processed as i64,
-                    h.rate
-                ])
-            })
-            .map_err(db_err(&store))?;
-            Ok(())
-        })
-        .await
+        self.call(move |conn| processes::beat(conn, &h).map_err(db_err(&store))).await
     }
 
     async fn list_heartbeats(&self) -> Result<Vec<Heartbeat>> {
         let store = self.describe_path();
-        self.call(move |conn| {
-            let run = || -> rusqlite::Result<Vec<Heartbeat>> {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, kind, pid, started, last_seen, processed, rate FROM worker_heartbeats
-                     ORDER BY last_seen DESC",
-                )?;
-                stmt.query_map([], |r| {
-                    Ok(Heartbeat {
-                        id: r.get(0)?,
-                        kind: r.get(1)?,
-                        pid: r.get(2)?,
-                        started: from_ms(r.get(3)?),
-                        last_seen: from_ms(r.get(4)?),
-                        processed: r.get::<_, i64>(5)? as u64,
-                        rate: r.get(6)?,
-                    })
-                })?
-                .collect()
-            };
-            run().map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| processes::heartbeats(conn).map_err(db_err(&store))).await
     }
 
     async fn opt_out(&self, lead: LeadId) -> Result<bool> {
         let store = self.describe_path();
-        self.call(move |conn| {
-            let n = conn
-                .execute(
-                    "INSERT INTO lead_opt_outs (lead_id, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    params![lead, now_ms()],
-                )
-                .map_err(db_err(&store))?;
-            Ok(n > 0)
-        })
-        .await
+        self.call(move |conn| inbound::opt_out(conn, lead, None).map_err(db_err(&store))).await
     }
 
     async fn opt_in(&self, lead: LeadId) -> Result<bool> {
@@ -480,15 +431,8 @@ impl CampaignStore for SqliteStore {
     }
 
     async fn list_opt_outs(&self) -> Result<Vec<(LeadId, DateTime<Utc>)>> {
-        let store = self.describe_path();
-        self.call(move |conn| {
-            let run = || -> rusqlite::Result<Vec<(LeadId, DateTime<Utc>)>> {
-                let mut stmt = conn.prepare("SELECT lead_id, at FROM lead_opt_outs ORDER BY lead_id")?;
-                stmt.query_map([], |r| Ok((r.get(0)?, from_ms(r.get(1)?))))?.collect()
-            };
-            run().map_err(db_err(&store))
-        })
-        .await
+        let records = self.list_opt_out_records().await?;
+        Ok(records.into_iter().map(|r| (r.lead_id, r.at)).collect())
     }
 
     async fn log_by_provider_id(&self, provider_message_id: &str) -> Result<Option<CommunicationLog>> {
@@ -534,38 +478,12 @@ impl CampaignStore for SqliteStore {
     ) -> Result<()> {
         let (store, account, state) = (self.describe_path(), account.to_string(), state.to_string());
         let at = updated_at.timestamp_millis();
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO channel_states (account, state, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
-                 WHERE excluded.updated_at >= channel_states.updated_at",
-            )
-            .and_then(|mut st| st.execute(params![account, state, at]))
-            .map(|_| ())
-            .map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| processes::set_channel_state(conn, &account, &state, at).map_err(db_err(&store))).await
     }
 
     async fn channel_states(&self) -> Result<Vec<ChannelStateRecord>> {
         let store = self.describe_path();
-        self.call(move |conn| {
-            let run = || -> rusqlite::Result<Vec<ChannelStateRecord>> {
-                let mut stmt =
-                    conn.prepare("SELECT account, state, updated_at FROM channel_states ORDER BY account")?;
-                stmt.query_map([], |r| {
-                    let text: String = r.get(1)?;
-                    Ok(ChannelStateRecord {
-                        account: r.get(0)?,
-                        state: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-                        updated_at: from_ms(r.get(2)?),
-                    })
-                })?
-                .collect()
-            };
-            run().map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| processes::channel_states(conn).map_err(db_err(&store))).await
     }
 }
 
