@@ -8,6 +8,7 @@
 //! it turns our at-least-once retries into exactly-once messages, and [`Channel::lookup`] finds
 //! a message that was accepted just before a crash lost our record of it.
 
+mod http;
 pub mod registry;
 pub mod sim;
 pub mod twilio;

@@ -1,6 +1,7 @@
 //! The channel that talks to the vendor simulator (`crm sim`): a pooled HTTP client with
 //! timeouts, mapping the simulator's answers onto [`ChannelError`]'s three kinds.
 
+use super::http::{retry_after, transport};
 use super::{Channel, ChannelError, OutboundMessage, SendOutcome};
 use crate::engine::campaign::SendStatus;
 use crate::engine::sim::api::{ErrorResponse, Receipt, ReceiptStatus, SendRequest, SendResponse};
@@ -155,41 +156,10 @@ pub fn parse_receipts(body: &[u8]) -> Result<Vec<LogUpdate>, String> {
         .collect())
 }
 
-/// A request that got no answer: timeouts, refused or reset connections are all worth a retry.
-fn transport(err: reqwest::Error) -> ChannelError {
-    if err.is_builder() {
-        return ChannelError::Permanent(format!("cannot build the request: {err}"));
-    }
-    let what = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    ChannelError::Transient(format!("{what}: {}", error_chain(&err)))
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Sorts a non-2xx answer: 429 waits, 408 and 5xx retry, any other 4xx gives up.
 async fn refusal(response: reqwest::Response) -> ChannelError {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+    let retry_after = retry_after(&response, DEFAULT_RETRY_AFTER);
     if status == StatusCode::TOO_MANY_REQUESTS {
         return ChannelError::RateLimited { retry_after };
     }

@@ -11,6 +11,7 @@
 //! account's auth token, over the full URL Twilio called followed by every POST parameter sorted
 //! by name, each name immediately followed by its value.
 
+use super::http::{retry_after, transport};
 use super::{Channel, ChannelError, OutboundMessage, SendOutcome};
 use crate::engine::campaign::SendStatus;
 use async_trait::async_trait;
@@ -185,37 +186,11 @@ impl Channel for TwilioChannel {
     }
 }
 
-fn transport(err: reqwest::Error) -> ChannelError {
-    if err.is_builder() {
-        return ChannelError::Permanent(format!("cannot build the request: {err}"));
-    }
-    let what = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ChannelError::Transient(format!("{what}: {text}"))
-}
-
 /// 429 waits (Twilio's `Retry-After`, if any), 5xx retries, any other 4xx gives up with
 /// Twilio's error code and message.
 async fn refusal(response: reqwest::Response) -> ChannelError {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+    let retry_after = retry_after(&response, DEFAULT_RETRY_AFTER);
     if status == StatusCode::TOO_MANY_REQUESTS {
         return ChannelError::RateLimited { retry_after };
     }
