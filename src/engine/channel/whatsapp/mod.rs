@@ -398,7 +398,20 @@ impl Channel for WhatsAppChannel {
     fn paused_for(&self) -> Option<Duration> {
         self.state().pause(Utc::now())
     }
+
+    fn pause_reason(&self) -> Option<String> {
+        let state = self.state();
+        state.pause(Utc::now())?;
+        Some(match state {
+            ChannelState::LoggedOut { reason } => format!("logged out ({reason})"),
+            ChannelState::PairingNeeded { .. } => "not paired".into(),
+            ChannelState::TemporarilyBanned { until } => format!("temporarily banned until {}", until.to_rfc3339()),
+            other => other.describe(),
+        })
+    }
 }
 
+#[cfg(test)]
+mod sender_tests;
 #[cfg(test)]
 mod tests;
