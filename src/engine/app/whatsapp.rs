@@ -50,6 +50,8 @@ pub enum LoginProgress {
     PairCode(String),
     /// The phone refused a pairing attempt; a new code follows.
     Retry(String),
+    /// Every QR code expired unscanned: a new session starts, with new codes.
+    StartingOver,
 }
 
 /// How a login ended.
@@ -199,8 +201,11 @@ impl App {
         mut progress: impl FnMut(LoginProgress),
         mut shutdown: Shutdown,
     ) -> Result<LoginOutcome> {
+        // Each pass is one client run; a run whose QR codes all expired unscanned starts over.
+        'attempt: loop {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut heard = false;
+        let mut showed_qr = false;
         let mut paired: Option<Option<String>> = None;
         let first_answer = tokio::time::sleep(CONNECT_TIMEOUT);
         tokio::pin!(first_answer);
@@ -221,6 +226,7 @@ impl App {
                         }
                         match event {
                             WaEvent::Qr { payload, .. } => {
+                                showed_qr = true;
                                 let state = ChannelState::PairingNeeded { qr: Some(payload.clone()) };
                                 self.record_whatsapp_state(account, &state).await;
                                 progress(LoginProgress::Qr(payload));
@@ -272,6 +278,11 @@ impl App {
                         break match (paired.clone(), ended.take()) {
                             (Some(phone), _) => Ok(LoginOutcome { account: account.into(), phone, already_linked: false }),
                             (None, Some(Err(why))) => Err(unreachable(account, why)),
+                            // wa-rs ends `run()` once its QR codes expire: new codes, same login.
+                            (None, Some(Ok(()))) if showed_qr => {
+                                progress(LoginProgress::StartingOver);
+                                continue 'attempt;
+                            }
                             (None, _) => Err(unreachable(account, "the client stopped")),
                         };
                     }
@@ -279,7 +290,8 @@ impl App {
             }
         };
         client.disconnect().await;
-        result
+        return result;
+        }
     }
 
     /// Ends the account's session: asks the client to log out when one can be started, and
@@ -354,6 +366,35 @@ mod tests {
         assert_eq!(wa.kind, "whatsapp");
         assert_eq!(wa.connection.as_ref().map(|c| c["state"].clone()), Some(serde_json::json!("connected")));
         assert!(wa.connection_updated_at.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn login_starts_over_when_the_qr_codes_run_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path()).await;
+        let fake = Arc::new(FakeWaClient::default());
+        let qr = |p: &str| WaEvent::Qr { payload: p.into(), valid_for: Duration::from_secs(20) };
+        // wa-rs ends the run once its codes expire unscanned; the next run has new ones.
+        fake.script(vec![WaEvent::Connecting, qr("2@one"), qr("2@two")], Ok(()));
+        fake.script(vec![WaEvent::Connecting, qr("2@three")], Ok(()));
+        let paired = vec![qr("2@four"), WaEvent::PairSuccess { jid: "447911123456@s.whatsapp.net".into() }];
+        fake.script([paired, vec![WaEvent::Connected]].concat(), Ok(()));
+        let mut seen = Vec::new();
+        let (_t, shutdown) = shutdown_signal();
+        let outcome =
+            app.whatsapp_login_with("wa", fake.clone(), false, |p| seen.push(p), shutdown).await.expect("logged in");
+        let q = |p: &str| LoginProgress::Qr(p.into());
+        let expected = [
+            q("2@one"),
+            q("2@two"),
+            LoginProgress::StartingOver,
+            q("2@three"),
+            LoginProgress::StartingOver,
+            q("2@four"),
+        ];
+        assert_eq!(seen, expected);
+        assert_eq!(fake.runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(outcome.phone.as_deref(), Some("+447911123456"));
     }
 
     #[tokio::test(start_paused = true)]

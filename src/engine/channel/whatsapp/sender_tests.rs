@@ -180,7 +180,6 @@ async fn a_worker_that_died_between_send_and_record_leaves_the_log_uncertain() {
     };
     let crashed = tokio::spawn(async move { dead.send(&msg).await });
     assert!(crashed.await.expect("join").is_ok(), "the vendor took it");
-    drop(crashed);
     assert_eq!(p.status(1).await, Some(SendStatus::Sending));
     tokio::time::sleep(Duration::from_millis(100)).await; // the lease runs out
     // Its job comes back (the bus redelivers it) to a new worker.

@@ -103,7 +103,10 @@ impl Limits {
 
     fn note_wait(&self, after: Duration, reason: WaitReason) {
         let now = self.pacer.now();
-        let next_at = now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+        let next_at = chrono::Duration::from_std(after)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         self.waits.note(now, Wait { next_at, reason });
     }
 

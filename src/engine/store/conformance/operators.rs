@@ -40,7 +40,7 @@ pub async fn uncertain_logs_are_resolved_by_an_operator(f: &dyn StoreFixture) {
     // Named ids: only the uncertain one of this campaign changes.
     let named = [ids[0].clone(), ids[3].clone(), other_id.clone(), "no-such-log".into()];
     let before = wall_ms();
-    let sent = store.resolve_uncertain(c, Some(&named), Resolution::MarkSent).await.unwrap();
+    let sent = store.resolve_uncertain(c, Some(&named[..]), Resolution::MarkSent).await.unwrap();
     assert_eq!(sent.iter().map(|l| (l.send_id.as_str(), l.status)).collect::<Vec<_>>(), [(ids[0].as_str(), SendStatus::Sent)]);
     assert_between(sent[0].updated_at, before, wall_ms());
     assert_eq!(store.log_status(&ids[3]).await.unwrap(), Some(SendStatus::Sent));
