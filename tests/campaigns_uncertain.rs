@@ -89,7 +89,10 @@ fn a_send_killed_mid_request_is_uncertain_until_an_operator_resolves_it() {
     let again = crm.run(&["campaigns", "resolve", "1", "--lead", &format!("{a},{b}"), "--resend"]);
     assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
     let text = stdout(&again);
-    assert!(text.contains("1 uncertain message queued") && text.contains(&format!("lead {a}: not uncertain")), "{text}");
+    assert!(
+        text.contains("1 uncertain message queued") && text.contains(&format!("lead {a}: not uncertain")),
+        "{text}"
+    );
 
     // The rest: sent again, once each, and the campaign completes again.
     let rest = crm.json(&["campaigns", "resolve", "1", "--all", "--resend"], 0);

@@ -321,7 +321,8 @@ fn show(
 /// The uncertain messages and how to resolve them.
 fn show_uncertain(c: &Campaign, uncertain: &[UncertainMessage], out: &mut Out) -> anyhow::Result<()> {
     let total = c.stats.uncertain.max(uncertain.len() as u64);
-    let listed = if total > uncertain.len() as u64 { format!(" (the latest {})", uncertain.len()) } else { String::new() };
+    let listed =
+        if total > uncertain.len() as u64 { format!(" (the latest {})", uncertain.len()) } else { String::new() };
     out.line(String::new())?;
     out.line(format!(
         "Uncertain: {total} message{} may or may not have arrived{listed}; they are never resent on their own.",

@@ -9,8 +9,8 @@ use crate::engine::campaign::{
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
 use crate::engine::pipeline::{expander, launch};
-use crate::engine::store::campaigns::{LogQuery, LogUpdate};
 pub use crate::engine::store::campaigns::{AccountWait, Resolution};
+use crate::engine::store::campaigns::{LogQuery, LogUpdate};
 use crate::engine::template::Template;
 use std::collections::HashMap;
 use tracing::info;
@@ -218,11 +218,8 @@ impl App {
         }
         let store = self.campaign_store();
         let resolved = store.resolve_uncertain(campaign.id, named.as_deref(), resolution).await?;
-        let left_alone: Vec<String> = named
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|id| !resolved.iter().any(|l| &l.send_id == id))
-            .collect();
+        let left_alone: Vec<String> =
+            named.unwrap_or_default().into_iter().filter(|id| !resolved.iter().any(|l| &l.send_id == id)).collect();
         let mut skipped = Vec::new();
         if let Some((bus, template)) = queue {
             let ids: Vec<LeadId> = resolved.iter().map(|l| l.lead_id).collect();
@@ -255,7 +252,13 @@ impl App {
             }
             store.apply_log_updates(&unsendable).await?;
         }
-        info!(campaign = campaign.id, ?resolution, resolved = resolved.len(), skipped = skipped.len(), "Uncertain messages resolved.");
+        info!(
+            campaign = campaign.id,
+            ?resolution,
+            resolved = resolved.len(),
+            skipped = skipped.len(),
+            "Uncertain messages resolved."
+        );
         Ok(Resolved { campaign, resolution, resolved, left_alone, skipped })
     }
 

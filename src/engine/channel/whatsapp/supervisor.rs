@@ -10,7 +10,9 @@
 //! the same [`ReplyHandler`] as Twilio's inbound webhook: a stop word opts the lead out, any
 //! other text is kept in the lead's history.
 
-use super::{ChannelState, ReceiptTracker, WaClient, WaEvent, WaInbound, WhatsAppChannel, lock, phone_of_jid, state_after};
+use super::{
+    ChannelState, ReceiptTracker, WaClient, WaEvent, WaInbound, WhatsAppChannel, lock, phone_of_jid, state_after,
+};
 use crate::engine::pipeline::replies::{IncomingReply, ReplyHandler};
 use crate::engine::pipeline::worker::{Shutdown, sleep_or_shutdown};
 use crate::engine::store::campaigns::CampaignStore;

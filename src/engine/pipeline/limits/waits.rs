@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn reasons_have_stable_kinds_and_say_why_in_words() {
         let quiet = WaitReason::QuietHours { until: "08:00".into(), zone: "UTC+01:00".into() };
-        assert_eq!((quiet.kind(), quiet.to_string().as_str()), ("quiet_hours", "quiet hours at the recipient's until 08:00 (UTC+01:00)"));
+        assert_eq!(
+            (quiet.kind(), quiet.to_string().as_str()),
+            ("quiet_hours", "quiet hours at the recipient's until 08:00 (UTC+01:00)")
+        );
         assert_eq!(WaitReason::DailyCap { cap: 200 }.kind(), "daily_cap");
         assert!(WaitReason::AccountPaused { why: "temporarily banned".into() }.to_string().contains("banned"));
     }

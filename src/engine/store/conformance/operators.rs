@@ -41,11 +41,18 @@ pub async fn uncertain_logs_are_resolved_by_an_operator(f: &dyn StoreFixture) {
     let named = [ids[0].clone(), ids[3].clone(), other_id.clone(), "no-such-log".into()];
     let before = wall_ms();
     let sent = store.resolve_uncertain(c, Some(&named[..]), Resolution::MarkSent).await.unwrap();
-    assert_eq!(sent.iter().map(|l| (l.send_id.as_str(), l.status)).collect::<Vec<_>>(), [(ids[0].as_str(), SendStatus::Sent)]);
+    assert_eq!(
+        sent.iter().map(|l| (l.send_id.as_str(), l.status)).collect::<Vec<_>>(),
+        [(ids[0].as_str(), SendStatus::Sent)]
+    );
     assert_between(sent[0].updated_at, before, wall_ms());
     assert_eq!(store.log_status(&ids[3]).await.unwrap(), Some(SendStatus::Sent));
     assert_eq!(store.log_status(&other_id).await.unwrap(), Some(SendStatus::Uncertain), "another campaign's");
-    assert_eq!(store.campaign_status(c).await.unwrap(), Some(CampaignStatus::Completed), "marking sent reopens nothing");
+    assert_eq!(
+        store.campaign_status(c).await.unwrap(),
+        Some(CampaignStatus::Completed),
+        "marking sent reopens nothing"
+    );
     let again = store.resolve_uncertain(c, Some(&ids[..1]), Resolution::Resend).await.unwrap();
     assert!(again.is_empty(), "a resolved log is not uncertain any more: {again:?}");
 

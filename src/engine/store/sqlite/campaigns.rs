@@ -15,7 +15,8 @@ use crate::engine::lead::LeadId;
 use crate::engine::segment::Rule;
 use crate::engine::segment::sql::to_sql_from;
 use crate::engine::store::campaigns::{
-    AccountWait, AudienceLead, CampaignStore, ChannelStateRecord, Claim, LogQuery, LogUpdate, OptOutRecord, Reply, Resolution,
+    AccountWait, AudienceLead, CampaignStore, ChannelStateRecord, Claim, LogQuery, LogUpdate, OptOutRecord, Reply,
+    Resolution,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -191,8 +191,7 @@ pub(super) fn resolve_uncertain(
         )?;
     }
     let changed = {
-        let mut one =
-            tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM communication_logs WHERE send_id = ?1"))?;
+        let mut one = tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM communication_logs WHERE send_id = ?1"))?;
         uncertain.iter().map(|id| one.query_row([id], log_from_row)).collect::<rusqlite::Result<Vec<_>>>()?
     };
     tx.commit()?;
