@@ -16,6 +16,8 @@
 //! - `pipeline`: communication logs (insert, claim, release, forward-only updates), dead
 //!   letters, and one campaign told end to end.
 //! - `inbound`: logs by vendor message id, failover's channel, opt-out sources, replies.
+//! - `recent`: bounded reads for dashboards: dead letters counted, the newest dead letters
+//!   and opt-outs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,6 +26,7 @@ pub mod import;
 pub mod inbound;
 pub mod leads;
 pub mod pipeline;
+pub mod recent;
 pub mod segments;
 
 use crate::engine::campaign::{CampaignId, NewCampaign, NewLog, send_id};
@@ -197,6 +200,10 @@ macro_rules! store_conformance_tests {
                 logs_by_provider_id_and_failover_channel,
                 opt_outs_record_their_source,
                 replies_are_kept_once_newest_first,
+            ];
+            recent: [
+                dead_letters_are_counted_and_the_newest_listed,
+                opt_outs_newest_first,
             ];
         );
     };

@@ -136,6 +136,8 @@ const STEPS: &[&str] = &[
          state      TEXT    NOT NULL,
          updated_at INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 6: the newest opt-outs first, for the dashboard's event tail (a bounded query each poll).
+    "CREATE INDEX lead_opt_outs_at ON lead_opt_outs (at);",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;
