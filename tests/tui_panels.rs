@@ -138,7 +138,7 @@ fn the_whatsapp_panel_says_each_state_in_plain_words() {
     let until = t0() + Duration::hours(2);
     let cases = [
         (Some(ChannelState::Connected { phone: Some("+447911123456".into()) }), "wa: connected as +447911123456", "(1m00s ago)"),
-        (Some(ChannelState::TemporarilyBanned { until }), "wa: ⚠ banned until May 01 14:00 UTC", "for 2h00m more"),
+        (Some(ChannelState::TemporarilyBanned { until }), "wa: ⚠ banned until May 01 14:00 UTC", "banned this number for"),
         (
             Some(ChannelState::LoggedOut { reason: "the phone unlinked this device".into() }),
             "wa: ⚠ logged out: crm whatsapp login",
@@ -182,7 +182,7 @@ fn campaigns_show_a_campaigns_uncertain_messages_on_u() {
     ];
     ui.apply(Reply::CampaignLogs { id: 1, status: Some(SendStatus::Uncertain), result: Ok(uncertain) });
     let text = screen(&mut ui, 80, 24);
-    for needle in ["Uncertain messages (U: all", "lead 21", "uncertain", "timed out after the request left"] {
+    for needle in ["Uncertain messages (U: all", "lead 21", "uncertain", "timed out after the request"] {
         assert!(text.contains(needle), "{needle}:\n{text}");
     }
     assert!(!text.contains("lead 17"), "{text}");
