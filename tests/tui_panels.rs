@@ -9,12 +9,10 @@ use chrono::Duration;
 use crm::engine::app::snapshot::Snapshot;
 use crm::engine::channel::registry::AccountInfo;
 use crm::engine::channel::whatsapp::ChannelState;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::buffer::Buffer;
 use tui_fixtures::*;
 
-/// A payload as long as WhatsApp's (a ref and three base64 keys): a version-10 code.
+#[cfg(feature = "whatsapp")]
+/// A payload as long as WhatsApp's (a ref and three base64 keys), about 60 modules wide.
 const PAYLOAD: &str = "2@X3Xm5gBqQ0HcK8Yk1nZr7sVtW2aP9eLdFjU4oMiNyRbGhCxSvTqEwAzKpL6uJ3mD8fH1gY5rE0cB7nV2kQ9xZ4sW6tA,\
     dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleXRlc3RrZXk=,aWRlbnRpdHlpZGVudGl0eWlkZW50aXR5aWRlbnRpdHk=,\
     YWR2U2VjcmV0YWR2U2VjcmV0YWR2U2VjcmV0YWR2U2VjcmV0";
@@ -36,16 +34,12 @@ fn with_accounts(accounts: Vec<AccountInfo>) -> Snapshot {
     s
 }
 
+#[cfg(feature = "whatsapp")]
 fn pairing() -> Snapshot {
     with_accounts(vec![whatsapp("wa-main", Some(ChannelState::PairingNeeded { qr: Some(PAYLOAD.into()) }), 3)])
 }
 
-fn draw(ui: &mut crm::tui::ui::Ui, width: u16, height: u16) -> Buffer {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
-    terminal.draw(|f| ui.draw(f)).expect("draw");
-    terminal.backend().buffer().clone()
-}
-
+#[cfg(feature = "whatsapp")]
 #[test]
 fn dashboard_with_a_qr_code() {
     let mut ui = ui_with(vec![pairing()], t0());
@@ -66,71 +60,85 @@ fn dashboard_with_a_qr_code() {
     insta::assert_snapshot!("dashboard_qr_80x24", narrow);
 }
 
-/// Reads the code back from the screen: the black-on-white cells, two modules per cell.
-fn modules_on_screen(buffer: &Buffer) -> Vec<Vec<bool>> {
-    use ratatui::style::Color;
-    let area = buffer.area;
-    let qr = |x, y| buffer[(x, y)].bg == Color::White;
-    let cells: Vec<(u16, u16)> =
-        (0..area.height).flat_map(|y| (0..area.width).map(move |x| (x, y))).filter(|&(x, y)| qr(x, y)).collect();
-    assert!(!cells.is_empty(), "no QR code on screen");
-    let (x0, y0) = (cells.iter().map(|c| c.0).min().unwrap_or(0), cells.iter().map(|c| c.1).min().unwrap_or(0));
-    let (x1, y1) = (cells.iter().map(|c| c.0).max().unwrap_or(0), cells.iter().map(|c| c.1).max().unwrap_or(0));
-    assert_eq!(cells.len(), usize::from((x1 - x0 + 1) * (y1 - y0 + 1)), "the code is one rectangle");
-    let mut grid = Vec::new();
-    for y in y0..=y1 {
-        let (mut top, mut bottom) = (Vec::new(), Vec::new());
-        for x in x0..=x1 {
-            let s = buffer[(x, y)].symbol();
-            top.push(matches!(s, "█" | "▀"));
-            bottom.push(matches!(s, "█" | "▄"));
-        }
-        grid.push(top);
-        grid.push(bottom);
-    }
-    grid
-}
-
-/// Decodes a module grid as a camera would see it: scaled up to pixels, light around.
-fn decode(grid: &[Vec<bool>]) -> String {
-    const SCALE: usize = 6;
-    const MARGIN: usize = 4 * SCALE;
-    let size = grid.len() * SCALE + 2 * MARGIN;
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| {
-        let (gx, gy) = (x.wrapping_sub(MARGIN) / SCALE, y.wrapping_sub(MARGIN) / SCALE);
-        let dark = grid.get(gy).and_then(|row| row.get(gx)).copied().unwrap_or(false);
-        if dark { 0 } else { 255 }
-    });
-    let grids = img.detect_grids();
-    assert_eq!(grids.len(), 1, "one code found");
-    grids[0].decode().expect("the code decodes").1
-}
-
+/// The QR code read back from the screen (the encoder is the `whatsapp` feature's).
 #[cfg(feature = "whatsapp")]
-#[test]
-fn the_qr_panel_decodes_back_to_the_payload_and_is_encoded_once_per_payload() {
-    let mut ui = ui_with(vec![pairing()], t0());
-    let buffer = draw(&mut ui, 120, 40);
-    assert_eq!(decode(&modules_on_screen(&buffer)), PAYLOAD);
-    // Black on white even without colours: a phone needs dark modules on light.
-    assert!(buffer.content().iter().any(|c| c.fg == ratatui::style::Color::Black));
-    // Polls bringing the same code back do not encode it again; a new code does.
-    for i in 1..4 {
-        let mut s = pairing();
-        s.taken_at = t0() + Duration::seconds(i);
-        ui.apply(crm::tui::queue::Reply::Snapshot { at: s.taken_at, result: Ok(s) });
-        draw(&mut ui, 120, 40);
+mod qr {
+    use super::*;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
+
+    fn draw(ui: &mut crm::tui::ui::Ui, width: u16, height: u16) -> Buffer {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
+        terminal.draw(|f| ui.draw(f)).expect("draw");
+        terminal.backend().buffer().clone()
     }
-    assert_eq!(ui.dashboard.qr.encodings(), 1);
-    let next = with_accounts(vec![whatsapp(
-        "wa-main",
-        Some(ChannelState::PairingNeeded { qr: Some(format!("{PAYLOAD}2")) }),
-        0,
-    )]);
-    ui.apply(crm::tui::queue::Reply::Snapshot { at: t0(), result: Ok(next) });
-    let buffer = draw(&mut ui, 120, 40);
-    assert_eq!(ui.dashboard.qr.encodings(), 2);
-    assert_eq!(decode(&modules_on_screen(&buffer)), format!("{PAYLOAD}2"));
+
+    /// Reads the code back from the screen: the black-on-white cells, two modules per cell.
+    fn modules_on_screen(buffer: &Buffer) -> Vec<Vec<bool>> {
+        use ratatui::style::Color;
+        let area = buffer.area;
+        let qr = |x, y| buffer[(x, y)].bg == Color::White;
+        let cells: Vec<(u16, u16)> =
+            (0..area.height).flat_map(|y| (0..area.width).map(move |x| (x, y))).filter(|&(x, y)| qr(x, y)).collect();
+        assert!(!cells.is_empty(), "no QR code on screen");
+        let (x0, y0) = (cells.iter().map(|c| c.0).min().unwrap_or(0), cells.iter().map(|c| c.1).min().unwrap_or(0));
+        let (x1, y1) = (cells.iter().map(|c| c.0).max().unwrap_or(0), cells.iter().map(|c| c.1).max().unwrap_or(0));
+        assert_eq!(cells.len(), usize::from((x1 - x0 + 1) * (y1 - y0 + 1)), "the code is one rectangle");
+        let mut grid = Vec::new();
+        for y in y0..=y1 {
+            let (mut top, mut bottom) = (Vec::new(), Vec::new());
+            for x in x0..=x1 {
+                let s = buffer[(x, y)].symbol();
+                top.push(matches!(s, "█" | "▀"));
+                bottom.push(matches!(s, "█" | "▄"));
+            }
+            grid.push(top);
+            grid.push(bottom);
+        }
+        grid
+    }
+
+    /// Decodes a module grid as a camera would see it: scaled up to pixels, light around.
+    fn decode(grid: &[Vec<bool>]) -> String {
+        const SCALE: usize = 6;
+        const MARGIN: usize = 4 * SCALE;
+        let size = grid.len() * SCALE + 2 * MARGIN;
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| {
+            let (gx, gy) = (x.wrapping_sub(MARGIN) / SCALE, y.wrapping_sub(MARGIN) / SCALE);
+            let dark = grid.get(gy).and_then(|row| row.get(gx)).copied().unwrap_or(false);
+            if dark { 0 } else { 255 }
+        });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "one code found");
+        grids[0].decode().expect("the code decodes").1
+    }
+
+    #[test]
+    fn the_qr_panel_decodes_back_to_the_payload_and_is_encoded_once_per_payload() {
+        let mut ui = ui_with(vec![pairing()], t0());
+        let buffer = draw(&mut ui, 120, 40);
+        assert_eq!(decode(&modules_on_screen(&buffer)), PAYLOAD);
+        // Black on white even without colours: a phone needs dark modules on light.
+        assert!(buffer.content().iter().any(|c| c.fg == ratatui::style::Color::Black));
+        // Polls bringing the same code back do not encode it again; a new code does.
+        for i in 1..4 {
+            let mut s = pairing();
+            s.taken_at = t0() + Duration::seconds(i);
+            ui.apply(crm::tui::queue::Reply::Snapshot { at: s.taken_at, result: Ok(s) });
+            draw(&mut ui, 120, 40);
+        }
+        assert_eq!(ui.dashboard.qr.encodings(), 1);
+        let next = with_accounts(vec![whatsapp(
+            "wa-main",
+            Some(ChannelState::PairingNeeded { qr: Some(format!("{PAYLOAD}2")) }),
+            0,
+        )]);
+        ui.apply(crm::tui::queue::Reply::Snapshot { at: t0(), result: Ok(next) });
+        let buffer = draw(&mut ui, 120, 40);
+        assert_eq!(ui.dashboard.qr.encodings(), 2);
+        assert_eq!(decode(&modules_on_screen(&buffer)), format!("{PAYLOAD}2"));
+    }
 }
 
 #[test]
