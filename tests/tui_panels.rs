@@ -145,8 +145,16 @@ mod qr {
 fn the_whatsapp_panel_says_each_state_in_plain_words() {
     let until = t0() + Duration::hours(2);
     let cases = [
-        (Some(ChannelState::Connected { phone: Some("+447911123456".into()) }), "wa: connected as +447911123456", "(1m00s ago)"),
-        (Some(ChannelState::TemporarilyBanned { until }), "wa: ⚠ banned until May 01 14:00 UTC", "banned this number for"),
+        (
+            Some(ChannelState::Connected { phone: Some("+447911123456".into()) }),
+            "wa: connected as +447911123456",
+            "(1m00s ago)",
+        ),
+        (
+            Some(ChannelState::TemporarilyBanned { until }),
+            "wa: ⚠ banned until May 01 14:00 UTC",
+            "banned this number for",
+        ),
         (
             Some(ChannelState::LoggedOut { reason: "the phone unlinked this device".into() }),
             "wa: ⚠ logged out: crm whatsapp login",
@@ -261,8 +269,7 @@ fn the_event_tail_shows_opt_outs_dead_letters_and_channel_states_among_messages(
         0,
         RecentEvent::ChannelState(ChannelStateRecord {
             account: "wa-main".into(),
-            state: serde_json::to_value(ChannelState::Connected { phone: Some("+447911123456".into()) })
-                .expect("JSON"),
+            state: serde_json::to_value(ChannelState::Connected { phone: Some("+447911123456".into()) }).expect("JSON"),
             updated_at: t0(),
         }),
     );

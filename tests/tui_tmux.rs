@@ -88,10 +88,8 @@ fn start() -> Option<(Crm, Tmux)> {
         return None;
     }
     let crm = Crm::new();
-    let csv = crm.write(
-        "leads.csv",
-        "name,email,phone\nAda,ada@example.com,+447911123456\nBo,bo@example.com,+447911123457\n",
-    );
+    let csv = crm
+        .write("leads.csv", "name,email,phone\nAda,ada@example.com,+447911123456\nBo,bo@example.com,+447911123457\n");
     crm.import(&csv, &[], 0);
     crm.json(&["segments", "create", "all", "--rule", "visits >= 0"], 0);
     crm.json(&["campaigns", "create", "spring-sale", "--segment", "all", "--template", "Hi {{name}}!"], 0);

@@ -295,7 +295,8 @@ impl Component for Dashboard {
         };
         let (area, side) = match self.qr_side_width(area, snapshot) {
             Some(width) => {
-                let [rest, qr] = Layout::horizontal([Constraint::Min(MIN_BESIDE_QR), Constraint::Length(width)]).areas(area);
+                let [rest, qr] =
+                    Layout::horizontal([Constraint::Min(MIN_BESIDE_QR), Constraint::Length(width)]).areas(area);
                 self.channels(frame, qr, shared, snapshot);
                 (rest, None)
             }

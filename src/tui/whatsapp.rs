@@ -166,9 +166,7 @@ pub fn account_lines(account: &AccountInfo, shared: &Shared, wide: bool) -> Vec<
                 Some(format!("WhatsApp banned this number for {left} more; sends wait")),
             )
         }
-        Some(ChannelState::Disconnected { reason }) => {
-            ("disconnected, reconnecting".into(), t.warn(), Some(reason))
-        }
+        Some(ChannelState::Disconnected { reason }) => ("disconnected, reconnecting".into(), t.warn(), Some(reason)),
     };
     let mut lines = vec![Line::from(vec![Span::raw(name), Span::styled(words, style)])];
     if wide {

@@ -100,8 +100,12 @@ impl App {
             }
         }
         let messages = store.list_logs(&LogQuery { limit: EVENTS, ..LogQuery::default() }).await?;
-        let events =
-            merge_events(messages, store.recent_opt_outs(EVENTS).await?, store.recent_dead_letters(EVENTS).await?, &states);
+        let events = merge_events(
+            messages,
+            store.recent_opt_outs(EVENTS).await?,
+            store.recent_dead_letters(EVENTS).await?,
+            &states,
+        );
         Ok(Snapshot {
             taken_at: Utc::now(),
             store: self.describe_store(),

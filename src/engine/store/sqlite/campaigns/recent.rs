@@ -28,6 +28,8 @@ pub(super) fn dead_letters(conn: &Connection, n: usize) -> rusqlite::Result<Vec<
 pub(super) fn opt_outs(conn: &Connection, n: usize) -> rusqlite::Result<Vec<OptOutRecord>> {
     let mut stmt =
         conn.prepare_cached("SELECT lead_id, at, source FROM lead_opt_outs ORDER BY at DESC, lead_id DESC LIMIT ?1")?;
-    stmt.query_map(params![limit(n)], |r| Ok(OptOutRecord { lead_id: r.get(0)?, at: from_ms(r.get(1)?), source: r.get(2)? }))?
-        .collect()
+    stmt.query_map(params![limit(n)], |r| {
+        Ok(OptOutRecord { lead_id: r.get(0)?, at: from_ms(r.get(1)?), source: r.get(2)? })
+    })?
+    .collect()
 }
