@@ -161,7 +161,7 @@ fn the_whatsapp_panel_says_each_state_in_plain_words() {
             "the phone unlinked this device",
         ),
         (Some(ChannelState::PairingNeeded { qr: None }), "wa: not linked", "run crm whatsapp login"),
-        (None, "wa: no state yet", "crm worker all"),
+        (None, "wa: no state yet", "start crm worker all"),
     ];
     for (state, words, hint) in cases {
         let mut account = whatsapp("wa", state, 60);

@@ -145,7 +145,7 @@ pub fn account_lines(account: &AccountInfo, shared: &Shared, wide: bool) -> Vec<
     }
     let (words, style, hint): (String, Style, Option<String>) = match connection(account) {
         None if account.connection.is_some() => ("state not understood by this build".into(), t.warn(), None),
-        None => ("no state yet".into(), t.dim(), Some("the send worker connects it (crm worker all)".into())),
+        None => ("no state yet".into(), t.dim(), Some("start crm worker all".into())),
         Some(ChannelState::PairingNeeded { qr: Some(_) }) => {
             ("not linked".into(), t.warn(), Some("scan the code: WhatsApp → Settings → Linked devices".into()))
         }
