@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// Service, version and features.
 #[utoipa::path(get, path = "/status", tag = "service", operation_id = "status",
     responses((status = 200, description = "the service answers", body = ServiceStatus)))]
-pub async fn status(State(_): State<Shared>) -> Json<ServiceStatus> {
+pub async fn status(State(_shared): State<Shared>) -> Json<ServiceStatus> {
     let features = [
         ("kafka", cfg!(feature = "kafka")),
         ("mongodb", cfg!(feature = "mongodb")),

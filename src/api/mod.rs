@@ -118,9 +118,11 @@ pub async fn router(app: Arc<App>, auth: Auth, cors_origins: &[String]) -> crate
     let (api, mut document) =
         OpenApiRouter::with_openapi(openapi::base()).routes(routes!(health::health)).nest("/api/v1", v1).split_for_parts();
     openapi::add_webhooks(&mut document);
-    let document = Arc::new(document);
+    // Serialized once: the document is fixed for the server's life.
+    let document = axum::body::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+    let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
     let api = api
-        .route("/openapi.json", get(move || std::future::ready(Json(document.clone()))))
+        .route("/openapi.json", get(move || std::future::ready((json.clone(), document.clone()))))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors(cors_origins))
