@@ -3,10 +3,10 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::Body;
 use super::schema::{Envelope, RunStarted, StatusChange};
-use super::{Params, Shared, ok};
+use super::{Id, Params, Shared, ok};
 use crate::engine::campaign::{Campaign, CommunicationLog, SendStatus};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -52,16 +52,14 @@ pub async fn create(
 /// One campaign with live stats.
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", operation_id = "get_campaign", params(super::IdParam),
     responses((status = 200, description = "the campaign", body = Envelope<Campaign>)))]
-pub async fn get(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Envelope<Campaign>>> {
-    let id = super::id_of(&id)?;
+pub async fn get(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<Envelope<Campaign>>> {
     Ok(ok(s.app.find_campaign(&id.to_string()).await?))
 }
 
 /// Queues a DRAFT campaign's audience for the workers.
 #[utoipa::path(post, path = "/campaigns/{id}/run", tag = "campaigns", operation_id = "run_campaign",
     params(super::IdParam), responses((status = 200, description = "running", body = RunStarted)))]
-pub async fn run(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<RunStarted>> {
-    let id = super::id_of(&id)?;
+pub async fn run(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<RunStarted>> {
     let (campaign, audience) = s.app.run_campaign(&id.to_string()).await?;
     Ok(Json(RunStarted {
         success: true,
@@ -84,10 +82,10 @@ pub struct StatusInput {
     responses((status = 200, description = "the change made", body = Envelope<StatusChange>)))]
 pub async fn set_status(
     State(s): State<Shared>,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(input): Body<StatusInput>,
 ) -> ApiResult<Json<Envelope<StatusChange>>> {
-    let id = super::id_of(&id)?.to_string();
+    let id = id.to_string();
     let t = match input.status.to_ascii_lowercase().as_str() {
         "pause" | "paused" => s.app.pause_campaign(&id).await?,
         "resume" | "running" => s.app.resume_campaign(&id).await?,
@@ -117,10 +115,9 @@ pub struct LogParams {
     responses((status = 200, description = "newest first", body = Envelope<Vec<CommunicationLog>>)))]
 pub async fn logs(
     State(s): State<Shared>,
-    Path(id): Path<String>,
+    Id(id): Id,
     Params(p): Params<LogParams>,
 ) -> ApiResult<Json<Envelope<Vec<CommunicationLog>>>> {
-    let id = super::id_of(&id)?;
     let limit = p.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::validation("limit", "limit is a number from 1 to 1000"));

@@ -4,13 +4,13 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::Body;
 use super::schema::{Deleted, Envelope, LeadPage, Pagination};
-use super::{Params, Shared, ok};
+use super::{Id, Params, Shared, ok};
 use crate::engine::app::leads::BulkReport;
 use crate::engine::app::lead_edit::{LeadChange, NewLeadFields};
 use crate::engine::lead::{ConflictPolicy, Lead};
 use crate::engine::store::{LeadFilter, LeadQuery, SortKey};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -181,8 +181,8 @@ pub async fn list(State(s): State<Shared>, Params(p): Params<ListParams>) -> Api
 /// One lead.
 #[utoipa::path(get, path = "/leads/{id}", tag = "leads", operation_id = "get_lead", params(super::IdParam),
     responses((status = 200, description = "the lead", body = Envelope<Lead>)))]
-pub async fn get(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Envelope<Lead>>> {
-    let lead = s.app.get_lead(super::id_of(&id)?).await?.ok_or_else(|| ApiError::not_found(format!("no lead {id}")))?;
+pub async fn get(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<Envelope<Lead>>> {
+    let lead = s.app.get_lead(id).await?.ok_or_else(|| ApiError::not_found(format!("no lead {id}")))?;
     Ok(ok(lead))
 }
 
@@ -203,10 +203,9 @@ pub async fn create(
     request_body = LeadInput, responses((status = 200, description = "the changed lead", body = Envelope<Lead>)))]
 pub async fn update(
     State(s): State<Shared>,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(input): Body<LeadInput>,
 ) -> ApiResult<Json<Envelope<Lead>>> {
-    let id = super::id_of(&id)?;
     let update = s.app.update_lead(&id.to_string(), &input.into_changes(), None).await?;
     Ok(ok(update.lead))
 }
@@ -214,8 +213,7 @@ pub async fn update(
 /// Deletes a lead.
 #[utoipa::path(delete, path = "/leads/{id}", tag = "leads", operation_id = "delete_lead", params(super::IdParam),
     responses((status = 200, description = "the id deleted", body = Envelope<Deleted>)))]
-pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Envelope<Deleted>>> {
-    let id = super::id_of(&id)?;
+pub async fn delete(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<Envelope<Deleted>>> {
     let lead = s.app.delete_lead(&id.to_string()).await?;
     Ok(ok(Deleted { deleted: lead.id }))
 }

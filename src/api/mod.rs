@@ -75,8 +75,8 @@ pub fn ok<T: Serialize>(value: T) -> Json<Envelope<T>> {
     Json(Envelope { success: true, data: value })
 }
 
-/// The `{id}` of a path, for the document (handlers read it as text and check it with
-/// [`id_of`], so a malformed one is a 400 in the API's own words).
+/// The `{id}` of a path, for the document (handlers read it with [`Id`], so a malformed one is
+/// a 400 in the API's own words).
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
@@ -84,6 +84,20 @@ pub struct IdParam {
     /// A positive whole number.
     #[param(minimum = 1)]
     id: i64,
+}
+
+/// The `{id}` of the path, checked by [`id_of`] (a malformed one is a 400 naming `id`).
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(text) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::validation("id", "the path has no readable id"))?;
+        id_of(&text).map(Id)
+    }
 }
 
 /// A numeric id from the path.

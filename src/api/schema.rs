@@ -25,6 +25,7 @@ pub struct Envelope<T> {
 pub struct ErrorBody {
     /// Always false.
     pub success: bool,
+    #[schema(inline)]
     pub error: ErrorDetail,
 }
 

@@ -4,13 +4,13 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::Body;
 use super::schema::{Deleted, Envelope};
-use super::{Shared, ok};
+use super::{Id, Shared, ok};
 use crate::engine::app::segments::{CountedSegment, SegmentChange};
 use crate::engine::audience::Preview;
 use crate::engine::segment::Rule;
 use crate::engine::segment::Segment;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -136,8 +136,7 @@ pub async fn list(State(s): State<Shared>) -> ApiResult<Json<Envelope<Vec<Counte
 /// One segment.
 #[utoipa::path(get, path = "/segments/{id}", tag = "segments", operation_id = "get_segment", params(super::IdParam),
     responses((status = 200, description = "the segment", body = Envelope<Segment>)))]
-pub async fn get(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Envelope<Segment>>> {
-    let id = super::id_of(&id)?;
+pub async fn get(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<Envelope<Segment>>> {
     Ok(ok(s.app.find_segment(&id.to_string()).await?))
 }
 
@@ -147,10 +146,9 @@ pub async fn get(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<J
     responses((status = 200, description = "the changed segment", body = Envelope<Segment>)))]
 pub async fn update(
     State(s): State<Shared>,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(input): Body<SegmentInput>,
 ) -> ApiResult<Json<Envelope<Segment>>> {
-    let id = super::id_of(&id)?;
     let rule = rule_of(input.rule, input.rule_ast)?;
     if let Some(rule) = &rule {
         s.app.check_rule_fields(rule).await?;
@@ -163,8 +161,7 @@ pub async fn update(
 /// Deletes a segment (refused with 409 while a campaign uses it).
 #[utoipa::path(delete, path = "/segments/{id}", tag = "segments", operation_id = "delete_segment",
     params(super::IdParam), responses((status = 200, description = "the id deleted", body = Envelope<Deleted>)))]
-pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Envelope<Deleted>>> {
-    let id = super::id_of(&id)?;
+pub async fn delete(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<Envelope<Deleted>>> {
     let segment = s.app.delete_segment(&id.to_string()).await?;
     Ok(ok(Deleted { deleted: segment.id }))
 }
