@@ -147,7 +147,8 @@ async fn values_shaped_like_operators_are_refused_not_passed_on() {
     ]});
     let (code, body) = api.post("/api/v1/segments", json!({ "name": "x", "rule_ast": nested })).await;
     assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("rule_ast.children[1].value[1]")));
-    let (code, body) = api.put("/api/v1/segments/1", json!({ "rule_ast": { "type": "condition", "field": { "$where": "1" } } })).await;
+    let (code, body) =
+        api.put("/api/v1/segments/1", json!({ "rule_ast": { "type": "condition", "field": { "$where": "1" } } })).await;
     assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("rule_ast.field")), "{body}");
     let (_, body) = api.get("/api/v1/segments").await;
     assert_eq!(body["data"], json!([]), "nothing was saved");

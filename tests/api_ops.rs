@@ -134,7 +134,11 @@ async fn a_campaign_is_paused_resumed_and_cancelled_and_illegal_changes_are_409(
         let (code, body) = api.put(&status, json!({ "status": change })).await;
         assert_eq!(code, 200, "{change}: {body}");
         assert_eq!(body["data"]["id"], id);
-        seen.push(format!("{}->{}", body["data"]["from"].as_str().unwrap_or(""), body["data"]["status"].as_str().unwrap_or("")));
+        seen.push(format!(
+            "{}->{}",
+            body["data"]["from"].as_str().unwrap_or(""),
+            body["data"]["status"].as_str().unwrap_or("")
+        ));
     }
     assert_eq!(seen, ["RUNNING->PAUSED", "PAUSED->RUNNING", "RUNNING->PAUSED", "PAUSED->CANCELLED"]);
     let (_, shown) = api.get(&format!("/api/v1/campaigns/{id}")).await;

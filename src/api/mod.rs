@@ -29,11 +29,11 @@ use error::{ApiError, ApiResult};
 use schema::Envelope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Leads one bulk request may carry.
 pub const MAX_BULK: usize = 10_000;
@@ -129,8 +129,10 @@ pub async fn router(app: Arc<App>, auth: Auth, cors_origins: &[String]) -> crate
         .routes(routes!(campaigns::logs))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
     openapi::guarded(v1.get_openapi_mut());
-    let (api, mut document) =
-        OpenApiRouter::with_openapi(openapi::base()).routes(routes!(health::health)).nest("/api/v1", v1).split_for_parts();
+    let (api, mut document) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::health))
+        .nest("/api/v1", v1)
+        .split_for_parts();
     openapi::add_webhooks(&mut document);
     // Serialized once: the document is fixed for the server's life.
     let document = axum::body::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());

@@ -56,9 +56,8 @@ pub fn base() -> OpenApi {
 /// and answering refusals with the error envelope.
 pub fn guarded(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
-        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
-            .into_iter()
-            .flatten()
+        for op in
+            [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
         {
             guard(op);
         }
