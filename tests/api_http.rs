@@ -4,88 +4,9 @@
 
 mod common;
 
-use common::processes::Proc;
-use common::{Crm, describe};
+use common::api::{Api, error_code, three_leads};
+use common::describe;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
-const SECRET: &str = "test-secret-0123456789";
-
-/// A running `crm serve` and a client with a valid token.
-struct Api {
-    _server: Proc,
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-fn serve(crm: &Crm, extra: &[&str]) -> (Proc, String) {
-    let mut child = crm
-        .std_bare()
-        .env("CRM_JWT_SECRET", SECRET)
-        .arg("--store")
-        .arg(crm.store())
-        .args(["--json", "serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start crm serve");
-    let stdout = child.stdout.take().expect("serve stdout");
-    let line = BufReader::new(stdout).lines().next().expect("serve printed a line").expect("read line");
-    let listen: Value = serde_json::from_str(&line).expect("serve prints {\"listen\": …}");
-    let addr = listen["listen"].as_str().expect("listen address").to_string();
-    (Proc(child), format!("http://{addr}"))
-}
-
-impl Api {
-    fn start(crm: &Crm) -> Api {
-        let (server, base) = serve(crm, &[]);
-        let out = crm.bare().env("CRM_JWT_SECRET", SECRET).args(["auth", "token", "--user", "tester"]).output();
-        let out = out.expect("run crm auth token");
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Api { _server: server, base, token, client: reqwest::Client::new() }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-}
-
-/// A store with three leads (ids 1–3).
-fn three_leads() -> Crm {
-    let crm = Crm::new();
-    let csv = "Name,Email,Phone,Total Spent,Visits,Tags\n\
-               Ada Lovelace,ada@example.com,+447911123456,500,3,vip\n\
-               Grace Hopper,grace@navy.example,+12125551234,1500.25,9,vip\n\
-               Alan Turing,alan@example.com,+447472178805,50,1,\n";
-    crm.import(&crm.write("in.csv", csv), &[], 0);
-    crm
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("")
-}
 
 #[tokio::test]
 async fn every_api_route_needs_a_valid_token() {
@@ -216,6 +137,21 @@ async fn values_shaped_like_operators_are_refused_not_passed_on() {
     assert_eq!(code, 400);
     let (code, body) = api.get("/api/v1/leads?search[$ne]=x").await;
     assert_eq!(code, 400, "{body}");
+    // Inside a rule's JSON tree too: an object where a scalar belongs is a 400 with its path.
+    let operator = json!({ "field": "total_spend", "op": ">", "value": { "$gt": "" } });
+    let (code, body) = api.post("/api/v1/segments/preview", json!({ "rule_ast": operator })).await;
+    assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("rule_ast.value")), "{body}");
+    let nested = json!({ "op": "AND", "children": [
+        { "type": "condition", "field": "visits", "operator": ">", "value": 1 },
+        { "type": "condition", "field": "tags", "operator": "IN", "value": ["vip", { "$ne": "" }] },
+    ]});
+    let (code, body) = api.post("/api/v1/segments", json!({ "name": "x", "rule_ast": nested })).await;
+    assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("rule_ast.children[1].value[1]")));
+    let (code, body) =
+        api.put("/api/v1/segments/1", json!({ "rule_ast": { "type": "condition", "field": { "$where": "1" } } })).await;
+    assert_eq!((code, body["error"]["details"]["field"].clone()), (400, json!("rule_ast.field")), "{body}");
+    let (_, body) = api.get("/api/v1/segments").await;
+    assert_eq!(body["data"], json!([]), "nothing was saved");
     assert_eq!(crm.show("1")["total_spend"], json!(500.0), "nothing changed");
 }
 
@@ -338,9 +274,17 @@ async fn every_documented_operation_is_served() {
     let api = Api::start(&crm);
     let doc: Value =
         api.client.get(format!("{}/openapi.json", api.base)).send().await.expect("request").json().await.expect("json");
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 12, "{}", paths.len());
+    for webhook in ["/receipts/{account}", "/webhooks/twilio/status", "/webhooks/twilio/inbound"] {
+        assert!(paths.contains_key(webhook), "{webhook} is documented");
+    }
+    // Success answers are described field by field, not as any object.
+    let page = &doc["paths"]["/api/v1/leads"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let text = page.to_string();
+    assert!(text.contains("pagination") || text.contains("LeadPage"), "{page}");
+    assert!(doc["components"]["schemas"]["Lead"]["properties"]["total_spend"].is_object(), "{}", doc["components"]);
     for (path, ops) in paths {
         for method in ops.as_object().expect("operations").keys() {
             let concrete = path.replace("{id}", "1");

@@ -1,12 +1,13 @@
 //! The Twilio channel end to end with real `crm worker` processes and a fake Twilio on
 //! 127.0.0.1 (no network): a campaign sends each lead once through the Messages API, signed
 //! status callbacks move its stats, failover carries a campaign whose primary account is down,
-//! and signed inbound replies opt leads out (STOP) or land in their history.
+//! and signed inbound replies opt leads out (STOP) or land in their history — posted to the
+//! worker's listener or to `crm serve`, which mounts the same webhooks.
 
 mod common;
 
 use common::fake_twilio::{FakeTwilio, SID, TOKEN, free_port, write_config};
-use common::processes::start_worker;
+use common::processes::{start_serve, start_worker};
 use common::{Crm, describe};
 use crm::engine::channel::twilio::signature;
 use serde_json::Value;
@@ -225,4 +226,37 @@ fn inbound_stop_opts_the_lead_out_and_other_replies_show_in_its_history() {
     assert_eq!(stopped["replies"], serde_json::json!([]), "a stop word is not kept as a reply");
     let text = common::stdout(&crm.run(&["leads", "show", "+447911000001"]));
     assert!(text.contains("replies") && text.contains("Do you deliver to Leeds?"), "{text}");
+}
+
+#[test]
+fn crm_serve_takes_signed_twilio_statuses_and_stop_replies_like_the_worker() {
+    let crm = Crm::new();
+    let twilio = FakeTwilio::start();
+    write_config(&crm, &twilio, "");
+    let phones = write_leads(&crm, 3);
+    let id = create_campaign(&crm, "twilio");
+    crm.json(&["campaigns", "run", &id.to_string()], 0);
+    let worker = start_worker(&crm, &["all", "--rate-per-minute", "0"], "worker.log");
+    let done = wait_for(&crm, id, "COMPLETED", Duration::from_secs(60), |s| s["status"] == "COMPLETED");
+    assert_eq!(stat(&done, "sent"), 3, "{done}");
+    drop(worker);
+
+    // No public URL is configured: Twilio signs the URL it called, as the Host header names it.
+    let (_serve, base) = start_serve(&crm, &[]);
+    let callback = format!("{base}/webhooks/twilio/status");
+    let first = twilio.accepted()[0].sid.clone();
+    let read = [("AccountSid", SID), ("MessageSid", first.as_str()), ("MessageStatus", "read")];
+    assert_eq!(post_form(&callback, &read, None), 403, "unsigned");
+    assert_eq!(stat(&status(&crm, id), "read"), 0, "a refused post changes nothing");
+    assert_eq!(post_form(&callback, &read, Some(&callback)), 200);
+    assert_eq!(stat(&status(&crm, id), "read"), 1);
+
+    let inbound = format!("{base}/webhooks/twilio/inbound");
+    let from = format!("whatsapp:{}", phones[2]);
+    let stop = [("AccountSid", SID), ("From", from.as_str()), ("Body", "STOP"), ("MessageSid", "SMstop")];
+    assert_eq!(post_form(&inbound, &stop, Some(&callback)), 403, "signed for another URL");
+    assert_eq!(crm.json(&["optout", "list"], 0), serde_json::json!([]));
+    assert_eq!(post_form(&inbound, &stop, Some(&inbound)), 200);
+    let list = crm.json(&["optout", "list"], 0);
+    assert_eq!(list[0]["phone"].as_str(), Some(phones[2].as_str()), "{list}");
 }

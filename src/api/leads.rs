@@ -3,19 +3,21 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::Body;
-use super::{Params, Shared, ok};
+use super::schema::{Deleted, Envelope, LeadPage, Pagination};
+use super::{Id, Params, Shared, ok};
 use crate::engine::app::lead_edit::{LeadChange, NewLeadFields};
-use crate::engine::lead::ConflictPolicy;
+use crate::engine::app::leads::BulkReport;
+use crate::engine::lead::{ConflictPolicy, Lead};
 use crate::engine::store::{LeadFilter, LeadQuery, SortKey};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 
 /// A lead as a client sends it; every field optional, lists or single values.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeadInput {
     name: Option<String>,
@@ -82,15 +84,21 @@ impl LeadInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkInput {
+    #[schema(max_items = 10_000)]
     leads: Vec<LeadInput>,
+    /// merge (the default), skip or overwrite: what a lead matching a stored one does.
     #[serde(default)]
     on_conflict: Option<String>,
 }
 
-pub async fn bulk(State(s): State<Shared>, Body(input): Body<BulkInput>) -> ApiResult<Json<Value>> {
+/// Adds or merges many leads with the CSV import's normalization and dedup; each refused
+/// lead is reported with its index.
+#[utoipa::path(post, path = "/leads/bulk", tag = "leads", operation_id = "bulk_add_leads", request_body = BulkInput,
+    responses((status = 200, description = "counts and the refused leads", body = Envelope<BulkReport>)))]
+pub async fn bulk(State(s): State<Shared>, Body(input): Body<BulkInput>) -> ApiResult<Json<Envelope<BulkReport>>> {
     let policy = match input.on_conflict.as_deref() {
         None | Some("merge") => ConflictPolicy::Merge,
         Some("skip") => ConflictPolicy::Skip,
@@ -107,19 +115,30 @@ pub async fn bulk(State(s): State<Shared>, Body(input): Body<BulkInput>) -> ApiR
     Ok(ok(report))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// From 1 (the default).
+    #[param(minimum = 1)]
     page: Option<u64>,
+    /// Leads per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
+    /// Text in the name, an email or a phone (ignoring case).
     search: Option<String>,
     min_spend: Option<f64>,
     max_spend: Option<f64>,
+    /// name, total_spend, visits or created_at (the default).
     sort_by: Option<String>,
+    /// asc or desc (the default).
     sort_order: Option<String>,
 }
 
-pub async fn list(State(s): State<Shared>, Params(p): Params<ListParams>) -> ApiResult<Json<Value>> {
+/// Lists leads, a page at a time, searched, filtered and sorted.
+#[utoipa::path(get, path = "/leads", tag = "leads", operation_id = "list_leads", params(ListParams),
+    responses((status = 200, description = "one page", body = Envelope<LeadPage>)))]
+pub async fn list(State(s): State<Shared>, Params(p): Params<ListParams>) -> ApiResult<Json<Envelope<LeadPage>>> {
     let limit = p.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::validation("limit", "limit is a number from 1 to 100"));
@@ -155,33 +174,46 @@ pub async fn list(State(s): State<Shared>, Params(p): Params<ListParams>) -> Api
     let query = LeadQuery { filter: filter.clone(), sort, desc, limit: Some(limit as usize), offset };
     let items = s.app.list_leads(&query).await?;
     let total = s.app.count_leads(&filter).await?;
-    let pages = total.div_ceil(limit);
-    Ok(ok(json!({ "items": items, "pagination": { "page": page, "limit": limit, "total": total, "pages": pages } })))
+    let pagination = Pagination { page, limit, total, pages: total.div_ceil(limit) };
+    Ok(ok(LeadPage { items, pagination }))
 }
 
-pub async fn get(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let lead = s.app.get_lead(super::id_of(&id)?).await?.ok_or_else(|| ApiError::not_found(format!("no lead {id}")))?;
+/// One lead.
+#[utoipa::path(get, path = "/leads/{id}", tag = "leads", operation_id = "get_lead", params(super::IdParam),
+    responses((status = 200, description = "the lead", body = Envelope<Lead>)))]
+pub async fn get(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<Envelope<Lead>>> {
+    let lead = s.app.get_lead(id).await?.ok_or_else(|| ApiError::not_found(format!("no lead {id}")))?;
     Ok(ok(lead))
 }
 
-pub async fn create(State(s): State<Shared>, Body(input): Body<LeadInput>) -> ApiResult<(StatusCode, Json<Value>)> {
+/// Adds one lead (refused with 409 when an email or phone is another lead's).
+#[utoipa::path(post, path = "/leads", tag = "leads", operation_id = "create_lead", request_body = LeadInput,
+    responses((status = 201, description = "the new lead", body = Envelope<Lead>)))]
+pub async fn create(
+    State(s): State<Shared>,
+    Body(input): Body<LeadInput>,
+) -> ApiResult<(StatusCode, Json<Envelope<Lead>>)> {
     let draft = input.into_fields().into_draft(s.app.config().region()?)?;
     let lead = s.app.add_lead(draft).await?;
     Ok((StatusCode::CREATED, ok(lead)))
 }
 
+/// Changes the fields given; lists (emails, phones, tags) are replaced, metadata keys set.
+#[utoipa::path(put, path = "/leads/{id}", tag = "leads", operation_id = "update_lead", params(super::IdParam),
+    request_body = LeadInput, responses((status = 200, description = "the changed lead", body = Envelope<Lead>)))]
 pub async fn update(
     State(s): State<Shared>,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(input): Body<LeadInput>,
-) -> ApiResult<Json<Value>> {
-    let id = super::id_of(&id)?;
+) -> ApiResult<Json<Envelope<Lead>>> {
     let update = s.app.update_lead(&id.to_string(), &input.into_changes(), None).await?;
     Ok(ok(update.lead))
 }
 
-pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let id = super::id_of(&id)?;
+/// Deletes a lead.
+#[utoipa::path(delete, path = "/leads/{id}", tag = "leads", operation_id = "delete_lead", params(super::IdParam),
+    responses((status = 200, description = "the id deleted", body = Envelope<Deleted>)))]
+pub async fn delete(State(s): State<Shared>, Id(id): Id) -> ApiResult<Json<Envelope<Deleted>>> {
     let lead = s.app.delete_lead(&id.to_string()).await?;
-    Ok(ok(json!({ "deleted": lead.id })))
+    Ok(ok(Deleted { deleted: lead.id }))
 }

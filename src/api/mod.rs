@@ -2,15 +2,18 @@
 //! and the dashboard. Routes are thin: parse (strictly, see [`extract`]), call an [`App`]
 //! operation, wrap the result as `{"success":true,"data":…}`; errors are
 //! `{"success":false,"error":{"code","message","details"}}` (see [`error`]). Every `/api/v1`
-//! route needs a bearer JWT ([`auth`]); the receipts webhooks are the status worker's own router
-//! (`pipeline::webhook`), mounted here too, and check their own signatures.
+//! route needs a bearer JWT ([`auth`]); the webhooks (receipts, Twilio status and inbound) are
+//! the status worker's own router (`pipeline::webhook`), mounted here too, and check their own
+//! signatures. Routes and `/openapi.json` come from the same `#[utoipa::path]` annotations.
 
 pub mod auth;
 mod campaigns;
 pub mod error;
 mod extract;
+mod health;
 mod leads;
 pub mod openapi;
+pub mod schema;
 mod segments;
 
 use crate::engine::app::App;
@@ -20,15 +23,17 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use error::{ApiError, ApiResult};
+use schema::Envelope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Leads one bulk request may carry.
 pub const MAX_BULK: usize = 10_000;
@@ -66,8 +71,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 }
 
 /// `{"success":true,"data":value}`.
-pub fn ok(value: impl Serialize) -> Json<Value> {
-    Json(json!({ "success": true, "data": value }))
+pub fn ok<T: Serialize>(value: T) -> Json<Envelope<T>> {
+    Json(Envelope { success: true, data: value })
+}
+
+/// The `{id}` of a path, for the document (handlers read it with [`Id`], so a malformed one is
+/// a 400 in the API's own words).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct IdParam {
+    /// A positive whole number.
+    #[param(minimum = 1)]
+    id: i64,
+}
+
+/// The `{id}` of the path, checked by [`id_of`] (a malformed one is a 400 naming `id`).
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(text) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::validation("id", "the path has no readable id"))?;
+        id_of(&text).map(Id)
+    }
 }
 
 /// A numeric id from the path.
@@ -78,28 +108,37 @@ pub fn id_of(text: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::validation("id", format!("'{text}' is not an id (a positive whole number)")))
 }
 
-/// The whole API: `/health`, `/api/v1/…` behind authentication, and the receipts webhooks.
+/// The whole API: `/health`, `/api/v1/…` behind authentication, the webhooks (the status
+/// worker's own router, [`App::webhook_router`]) and `/openapi.json`, the document generated
+/// from the same annotated handlers that the router is built from.
 pub async fn router(app: Arc<App>, auth: Auth, cors_origins: &[String]) -> crate::engine::Result<Router> {
     let webhooks = app.webhook_router().await?;
     let shared = Shared { app, auth };
-    let v1 = Router::new()
-        .route("/status", get(status))
-        .route("/leads", get(leads::list).post(leads::create))
-        .route("/leads/bulk", post(leads::bulk))
-        .route("/leads/{id}", get(leads::get).put(leads::update).delete(leads::delete))
-        .route("/segments", get(segments::list).post(segments::create))
-        .route("/segments/preview", post(segments::preview))
-        .route("/segments/{id}", get(segments::get).put(segments::update).delete(segments::delete))
-        .route("/campaigns", get(campaigns::list).post(campaigns::create))
-        .route("/campaigns/{id}", get(campaigns::get))
-        .route("/campaigns/{id}/run", post(campaigns::run))
-        .route("/campaigns/{id}/status", put(campaigns::set_status))
-        .route("/campaigns/{id}/logs", get(campaigns::logs))
+    let mut v1 = OpenApiRouter::new()
+        .routes(routes!(health::status))
+        .routes(routes!(leads::list, leads::create))
+        .routes(routes!(leads::bulk))
+        .routes(routes!(leads::get, leads::update, leads::delete))
+        .routes(routes!(segments::list, segments::create))
+        .routes(routes!(segments::preview))
+        .routes(routes!(segments::get, segments::update, segments::delete))
+        .routes(routes!(campaigns::list, campaigns::create))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::run))
+        .routes(routes!(campaigns::set_status))
+        .routes(routes!(campaigns::logs))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
-    let api = Router::new()
-        .route("/health", get(health))
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+    openapi::guarded(v1.get_openapi_mut());
+    let (api, mut document) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::health))
         .nest("/api/v1", v1)
+        .split_for_parts();
+    openapi::add_webhooks(&mut document);
+    // Serialized once: the document is fixed for the server's life.
+    let document = axum::body::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+    let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    let api = api
+        .route("/openapi.json", get(move || std::future::ready((json.clone(), document.clone()))))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors(cors_origins))
@@ -161,45 +200,6 @@ async fn authenticate(State(s): State<Shared>, req: Request, next: Next) -> Resp
         }
         Err(e) => ApiError::unauthorized(e.to_string()).into_response(),
     }
-}
-
-async fn status(State(_): State<Shared>) -> Json<Value> {
-    let features: Vec<&str> = [
-        ("kafka", cfg!(feature = "kafka")),
-        ("mongodb", cfg!(feature = "mongodb")),
-        ("whatsapp", cfg!(feature = "whatsapp")),
-        ("tui", cfg!(feature = "tui")),
-        ("api", cfg!(feature = "api")),
-    ]
-    .into_iter()
-    .filter_map(|(name, on)| on.then_some(name))
-    .collect();
-    Json(json!({ "service": "crm", "version": env!("CARGO_PKG_VERSION"), "status": "ok", "features": features }))
-}
-
-/// `GET /health`: the store and the bus answer; workers by kind (alive ones).
-async fn health(State(s): State<Shared>) -> Response {
-    let database = s.app.count_leads(&Default::default()).await.is_ok();
-    let bus = match s.app.bus().await {
-        Ok(bus) => bus.depth(crate::engine::bus::topic::JOBS).await.is_ok(),
-        Err(_) => false,
-    };
-    let mut workers = serde_json::Map::new();
-    if let Ok(all) = s.app.list_workers(false).await {
-        for w in all.into_iter().filter(|w| !w.stale) {
-            let n = workers.entry(w.heartbeat.kind.clone()).or_insert(json!(0));
-            *n = json!(n.as_u64().unwrap_or(0) + 1);
-        }
-    }
-    let word = |up: bool| if up { "connected" } else { "unavailable" };
-    let healthy = database && bus;
-    let body = json!({
-        "status": if healthy { "ok" } else { "degraded" },
-        "timestamp": chrono::Utc::now().to_rfc3339(),
-        "services": { "database": word(database), "bus": word(bus), "workers": workers },
-    });
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(body)).into_response()
 }
 
 /// Serves the API on `addr` until `shutdown`; `on_listen` is told the bound address.

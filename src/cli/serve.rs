@@ -11,8 +11,8 @@ use std::sync::Arc;
 ///
 /// Every /api/v1 route needs `Authorization: Bearer <token>` (HS256, signed with the secret
 /// from CRM_JWT_SECRET or the config file's [api] jwt_secret; mint one with `crm auth token`).
-/// GET /health needs none; the receipts webhooks check their own signatures. Ctrl-C or SIGTERM
-/// stops it gracefully.
+/// GET /health needs none; the webhooks (receipts, Twilio status and inbound replies) check
+/// their own signatures. Ctrl-C or SIGTERM stops it gracefully: requests in progress finish.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  export CRM_JWT_SECRET=$(head -c 32 /dev/urandom | base64)\n  \
     crm serve --listen 127.0.0.1:8080 &\n  \

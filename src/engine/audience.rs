@@ -19,6 +19,7 @@ const EXPORT_PAGE: usize = 2000;
 
 /// How many leads match a rule, and the first of them by id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Preview {
     pub count: u64,
     pub sample: Vec<Lead>,

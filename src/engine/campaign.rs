@@ -15,6 +15,7 @@ pub const JOB_CHUNK: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub enum CampaignStatus {
     Draft,
     Running,
@@ -72,6 +73,7 @@ impl FromStr for CampaignStatus {
 /// includes delivered and read ones), `delivered` includes read ones; `pending` is the audience
 /// not yet settled either way (not expanded yet, waiting, or being sent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct CampaignStats {
     pub audience: u64,
     pub sent: u64,
@@ -124,7 +126,9 @@ impl CampaignStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Campaign {
+    #[cfg_attr(feature = "api", schema(value_type = i64))]
     pub id: CampaignId,
     pub name: String,
     pub segment_id: i64,
@@ -133,7 +137,9 @@ pub struct Campaign {
     pub created_by: Option<String>,
     pub status: CampaignStatus,
     pub stats: CampaignStats,
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -152,6 +158,7 @@ pub struct NewCampaign {
 /// it) sits between sending and sent, so a later receipt can still settle it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub enum SendStatus {
     Pending,
     Sending,
@@ -244,8 +251,10 @@ pub fn send_id(campaign: CampaignId, lead: i64) -> String {
 
 /// One (campaign, lead) message and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct CommunicationLog {
     pub send_id: String,
+    #[cfg_attr(feature = "api", schema(value_type = i64))]
     pub campaign_id: CampaignId,
     pub lead_id: i64,
     pub status: SendStatus,
@@ -253,7 +262,9 @@ pub struct CommunicationLog {
     pub channel: String,
     pub provider_message_id: Option<String>,
     pub error_message: Option<String>,
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub updated_at: DateTime<Utc>,
 }
 

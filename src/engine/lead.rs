@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 pub type LeadId = i64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Lead {
+    #[cfg_attr(feature = "api", schema(value_type = i64))]
     pub id: LeadId,
     pub name: String,
     pub emails: Vec<String>,
@@ -21,12 +23,15 @@ pub struct Lead {
     pub total_spend: f64,
     pub visits: i64,
     #[serde(with = "opt_time")]
+    #[cfg_attr(feature = "api", schema(value_type = Option<String>, format = DateTime))]
     pub last_order_at: Option<DateTime<Utc>>,
     pub tags: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     #[serde(with = "time")]
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub created_at: DateTime<Utc>,
     #[serde(with = "time")]
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub updated_at: DateTime<Utc>,
 }
 

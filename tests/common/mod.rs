@@ -5,6 +5,7 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod fake_twilio;
 pub mod processes;
 

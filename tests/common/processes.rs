@@ -66,3 +66,28 @@ pub fn start_worker(crm: &Crm, args: &[&str], log: &str) -> Proc {
         .expect("start crm worker");
     Proc(child)
 }
+
+/// The secret the tests' `crm serve` signs tokens with.
+pub const API_SECRET: &str = "test-secret-0123456789";
+
+/// Starts `crm --store … --json serve --listen 127.0.0.1:0 ARGS` with [`API_SECRET`] (its logs,
+/// at debug level, in the sandbox file `serve.log`); returns it and its base URL.
+pub fn start_serve(crm: &Crm, args: &[&str]) -> (Proc, String) {
+    let log = std::fs::File::create(crm.path("serve.log")).expect("serve log");
+    let mut child = crm
+        .std_bare()
+        .env("CRM_JWT_SECRET", API_SECRET)
+        .arg("--store")
+        .arg(crm.store())
+        .args(["-v", "--json", "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("start crm serve");
+    let stdout = child.stdout.take().expect("serve stdout");
+    let line = BufReader::new(stdout).lines().next().expect("serve printed a line").expect("read line");
+    let listen: serde_json::Value = serde_json::from_str(&line).expect("serve prints {\"listen\": …}");
+    let addr = listen["listen"].as_str().expect("listen address").to_string();
+    (Proc(child), format!("http://{addr}"))
+}

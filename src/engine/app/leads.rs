@@ -196,6 +196,7 @@ impl App {
 
 /// What a bulk add of typed-in leads did: counts, and the leads refused with why.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct BulkReport {
     pub accepted: u64,
     pub inserted: u64,
@@ -209,6 +210,7 @@ pub struct BulkReport {
 
 /// One refused lead of a bulk add: its position in the request and the reason.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct BulkError {
     pub index: usize,
     /// The field at fault, empty when the whole lead is.

@@ -4,11 +4,13 @@
 //! the HTTP API parse, call these, and present; none opens a backend or builds a channel itself.
 //!
 //! One file per noun: [`leads`], [`segments`], [`campaigns`], [`optouts`], [`dlq`],
-//! [`workers`], [`whatsapp`] (login, status, logout), and the read-only [`snapshot`] for dashboards and health checks. Errors carry no
+//! [`workers`], [`whatsapp`] (login, status, logout), [`health`] (do the backends answer), and
+//! the read-only [`snapshot`] for dashboards. Errors carry no
 //! front-end syntax (no `crm …` command text): a front end adds hints in its own words.
 
 pub mod campaigns;
 pub mod dlq;
+pub mod health;
 pub mod lead_edit;
 pub mod leads;
 pub mod optouts;

@@ -21,6 +21,7 @@ pub struct SegmentChange {
 
 /// A segment with how many leads it matches now.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct CountedSegment {
     #[serde(flatten)]
     pub segment: Segment,

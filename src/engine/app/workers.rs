@@ -1,6 +1,6 @@
 //! Workers: starting the pipeline's expander, sender and aggregator (with the configured
-//! policies and channel accounts) and the receipts webhook, and listing heartbeats with stale
-//! workers marked.
+//! policies and channel accounts) and the webhooks (receipts, Twilio status and inbound), and
+//! listing heartbeats with stale workers marked.
 
 use super::App;
 use crate::engine::bus;
@@ -68,16 +68,7 @@ impl App {
         let mut callback = config.worker.callback_url.value.clone();
         let mut listened = None;
         if let Some(addr) = config.webhook_listen().filter(|_| plan.status) {
-            let (store, _) = self.role_backends().await?;
-            let hooks = InboundHooks {
-                leads: store.leads,
-                store: store.campaigns,
-                channels: channels.clone(),
-                public_url: config.webhook.public_url.value.clone(),
-                stop_words: config.webhook.stop_words.value.clone(),
-                region: config.region()?,
-            };
-            let (bound, handle) = serve_webhooks(webhooks_router(hooks), addr, shutdown.clone()).await?;
+            let (bound, handle) = serve_webhooks(self.webhook_router().await?, addr, shutdown.clone()).await?;
             callback.get_or_insert(format!("http://{bound}/receipts"));
             tracing::info!(listen = %bound, "Receipts webhook listening.");
             listened = Some(bound);
@@ -136,11 +127,21 @@ impl App {
         Ok(())
     }
 
-    /// The receipts webhooks, to mount in another server (`crm serve`): the same routes and
-    /// implementation the status worker serves.
+    /// Every webhook — the receipts of each channel account, Twilio's status and inbound
+    /// callbacks — as one router on its own store handle: what the status worker serves and
+    /// `crm serve` mounts, so both answer the same routes with the same implementation.
     pub async fn webhook_router(&self) -> Result<axum::Router> {
-        let channels = self.channels().await?.clone();
-        Ok(crate::engine::pipeline::webhook::receipts_router(self.opened_store().campaigns.clone(), channels))
+        let config = self.config();
+        let store = self.opened_store().reopen().await?;
+        let hooks = InboundHooks {
+            leads: store.leads,
+            store: store.campaigns,
+            channels: self.channels().await?.clone(),
+            public_url: config.webhook.public_url.value.clone(),
+            stop_words: config.webhook.stop_words.value.clone(),
+            region: config.region()?,
+        };
+        Ok(webhooks_router(hooks))
     }
 
     /// Workers by last heartbeat, newest first, stale ones marked; workers gone for longer

@@ -43,21 +43,47 @@ const RECEIPTS_BODY_LIMIT: usize = 32 << 20;
 /// The account `/receipts` without a name belongs to.
 const DEFAULT_ACCOUNT: &str = "sim";
 
+/// Where each account's receipts arrive.
+pub const RECEIPTS_FOR_PATH: &str = "/receipts/{account}";
+/// The `sim` account's receipts, as before accounts existed (and at `/`).
+pub const RECEIPTS_PATH: &str = "/receipts";
+
 #[derive(Clone)]
 struct Hook {
     store: Arc<dyn CampaignStore>,
     channels: ChannelRegistry,
 }
 
-type Answer = (StatusCode, Json<serde_json::Value>);
+type Answer = Response;
+
+/// Receipts applied.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct Applied {
+    /// Logs whose status moved forward.
+    pub applied: usize,
+}
+
+/// A refused webhook request.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct Refusal {
+    pub error: String,
+}
+
+/// The webhooks as OpenAPI (`crm serve` adds them to its document).
+#[cfg(feature = "api")]
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(receive_for, receive_default, receive_root, twilio_status, twilio_inbound))]
+pub struct WebhooksDoc;
 
 /// `POST /receipts/{account}`, `/receipts` and `/`: applies receipts, answering
 /// `{"applied": N}` once durable.
 pub fn receipts_router(store: Arc<dyn CampaignStore>, channels: ChannelRegistry) -> axum::Router {
     axum::Router::new()
-        .route("/receipts/{account}", post(receive_for))
-        .route("/receipts", post(receive_default))
-        .route("/", post(receive_default))
+        .route(RECEIPTS_FOR_PATH, post(receive_for))
+        .route(RECEIPTS_PATH, post(receive_default))
+        .route("/", post(receive_root))
         .layer(DefaultBodyLimit::max(RECEIPTS_BODY_LIMIT))
         .with_state(Hook { store, channels })
 }
@@ -67,16 +93,48 @@ pub fn callback_for(base: &str, account: &str) -> String {
     format!("{}/{account}", base.trim_end_matches('/'))
 }
 
+/// A channel account's delivery receipts, in its vendor's format.
+#[cfg_attr(feature = "api", utoipa::path(post, path = RECEIPTS_FOR_PATH, tag = "webhooks", operation_id = "receipts_for",
+    params(("account" = String, Path, description = "the channel account")),
+    request_body(content = Object, description = "the vendor's receipts"),
+    responses(
+        (status = 200, description = "applied, durably", body = Applied),
+        (status = 404, description = "no such account, or it takes no receipts here", body = Refusal),
+        (status = 422, description = "not receipts in the account's format", body = Refusal),
+        (status = 503, description = "the store is unavailable; the vendor retries", body = Refusal),
+    )))]
 async fn receive_for(State(hook): State<Hook>, Path(account): Path<String>, body: Bytes) -> Answer {
     receive(&hook, &account, &body).await
 }
 
+/// The simulator's receipts (`sim` account).
+#[cfg_attr(feature = "api", utoipa::path(post, path = RECEIPTS_PATH, tag = "webhooks", operation_id = "receipts",
+    request_body(content = Object, description = "the simulator's receipts"),
+    responses(
+        (status = 200, description = "applied, durably", body = Applied),
+        (status = 404, description = "no sim account", body = Refusal),
+        (status = 422, description = "not receipts", body = Refusal),
+        (status = 503, description = "the store is unavailable; the vendor retries", body = Refusal),
+    )))]
 async fn receive_default(State(hook): State<Hook>, body: Bytes) -> Answer {
     receive(&hook, DEFAULT_ACCOUNT, &body).await
 }
 
+/// The simulator's receipts, at the root (its oldest callback URL).
+#[cfg_attr(feature = "api", utoipa::path(post, path = "/", tag = "webhooks", operation_id = "receipts_at_root",
+    request_body(content = Object, description = "the simulator's receipts"),
+    responses(
+        (status = 200, description = "applied, durably", body = Applied),
+        (status = 404, description = "no sim account", body = Refusal),
+        (status = 422, description = "not receipts", body = Refusal),
+        (status = 503, description = "the store is unavailable; the vendor retries", body = Refusal),
+    )))]
+async fn receive_root(State(hook): State<Hook>, body: Bytes) -> Answer {
+    receive(&hook, DEFAULT_ACCOUNT, &body).await
+}
+
 fn refuse(status: StatusCode, message: String) -> Answer {
-    (status, Json(serde_json::json!({ "error": message })))
+    (status, Json(Refusal { error: message })).into_response()
 }
 
 async fn receive(hook: &Hook, account: &str, body: &[u8]) -> Answer {
@@ -89,7 +147,7 @@ async fn receive(hook: &Hook, account: &str, body: &[u8]) -> Answer {
         Some(Ok(updates)) => updates,
     };
     match hook.store.apply_log_updates(&updates).await {
-        Ok(applied) => (StatusCode::OK, Json(serde_json::json!({ "applied": applied }))),
+        Ok(applied) => (StatusCode::OK, Json(Applied { applied })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "Cannot apply receipts; the vendor will retry.");
             refuse(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; try again".into())
@@ -194,6 +252,17 @@ fn check_signature(
     Ok(SignedPost { params, account })
 }
 
+/// Twilio's delivery statuses (signed).
+#[cfg_attr(feature = "api", utoipa::path(post, path = STATUS_PATH, tag = "webhooks", operation_id = "twilio_status",
+    params(("X-Twilio-Signature" = Option<String>, Header, description = "the account's signature of the URL and form")),
+    request_body(content = std::collections::HashMap<String, String>, content_type = "application/x-www-form-urlencoded",
+        description = "AccountSid, MessageSid, MessageStatus, ErrorCode …"),
+    responses(
+        (status = 200, description = "applied or ignored", body = String, content_type = "text/plain"),
+        (status = 400, description = "no MessageSid or MessageStatus", body = String, content_type = "text/plain"),
+        (status = 403, description = "unsigned or wrongly signed: nothing changed", body = String, content_type = "text/plain"),
+        (status = 503, description = "the store is unavailable; Twilio retries", body = String, content_type = "text/plain"),
+    )))]
 async fn twilio_status(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
     let post = match check_signature(&hooks, &headers, &uri, &body) {
         Ok(post) => post,
@@ -225,6 +294,18 @@ async fn twilio_status(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMa
     }
 }
 
+/// Replies to our messages (signed): a stop word opts the lead out, anything else is kept in
+/// the lead's history.
+#[cfg_attr(feature = "api", utoipa::path(post, path = INBOUND_PATH, tag = "webhooks", operation_id = "twilio_inbound",
+    params(("X-Twilio-Signature" = Option<String>, Header, description = "the account's signature of the URL and form")),
+    request_body(content = std::collections::HashMap<String, String>, content_type = "application/x-www-form-urlencoded",
+        description = "AccountSid, From, Body, MessageSid …"),
+    responses(
+        (status = 200, description = "handled: an empty TwiML answer", body = String, content_type = "text/xml"),
+        (status = 400, description = "no From", body = String, content_type = "text/plain"),
+        (status = 403, description = "unsigned or wrongly signed: nothing changed", body = String, content_type = "text/plain"),
+        (status = 503, description = "the store is unavailable; Twilio retries", body = String, content_type = "text/plain"),
+    )))]
 async fn twilio_inbound(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
     let post = match check_signature(&hooks, &headers, &uri, &body) {
         Ok(post) => post,

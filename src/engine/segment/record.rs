@@ -17,15 +17,19 @@ pub type SegmentId = i64;
 pub const MAX_NAME_CHARS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Segment {
+    #[cfg_attr(feature = "api", schema(value_type = i64))]
     pub id: SegmentId,
     /// Unique among segments, ignoring case.
     pub name: String,
     pub owner_user_id: Option<String>,
     pub rule_ast: Rule,
     #[serde(serialize_with = "time")]
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "time")]
+    #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub updated_at: DateTime<Utc>,
 }
 
