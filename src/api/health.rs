@@ -19,7 +19,8 @@ pub async fn status(State(_shared): State<Shared>) -> Json<ServiceStatus> {
         ("api", cfg!(feature = "api")),
     ]
     .into_iter()
-    .filter_map(|(name, on)| on.then(|| name.to_string()))
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| name.to_string())
     .collect();
     Json(ServiceStatus {
         service: "crm".into(),
