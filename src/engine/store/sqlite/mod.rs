@@ -16,6 +16,10 @@ mod rows;
 mod search;
 mod segments;
 
+/// The search text and term rules, shared with the MongoDB store so search means the same there.
+#[cfg_attr(not(feature = "mongodb"), allow(unused_imports))]
+pub(crate) use search::{normalize_term as normalize_search_term, text_of as search_text_of};
+
 use crate::engine::error::{Error, Result};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
