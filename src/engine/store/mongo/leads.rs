@@ -68,7 +68,8 @@ impl MongoStore {
         if limit == Some(0) {
             return Ok(Vec::new()); // MongoDB reads a limit of 0 as "no limit".
         }
-        let mut find = self.leads().find(filter).sort(sort);
+        let leads = self.leads();
+        let mut find = leads.find(filter).sort(sort);
         if let Some(limit) = limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
@@ -182,7 +183,8 @@ impl Store for MongoStore {
         let dir = if query.desc { -1 } else { 1 };
         let field = sort_field(query.sort);
         let sort = if field == "_id" { doc! { "_id": dir } } else { doc! { field: dir, "_id": dir } };
-        let mut find = self.leads().find(filter).sort(sort).skip(u64::try_from(query.offset).unwrap_or(u64::MAX));
+        let leads = self.leads();
+        let mut find = leads.find(filter).sort(sort).skip(u64::try_from(query.offset).unwrap_or(u64::MAX));
         if let Some(limit) = limit {
             find = find.limit(limit);
         }
