@@ -50,10 +50,8 @@ impl MongoStore {
 
     /// Fills in the stats of `c` by counting its logs per status.
     async fn with_stats(&self, mut c: Campaign) -> Result<Campaign> {
-        let pipeline = [
-            doc! { "$match": { "campaign_id": c.id } },
-            doc! { "$group": { "_id": "$status", "n": { "$sum": 1 } } },
-        ];
+        let pipeline =
+            [doc! { "$match": { "campaign_id": c.id } }, doc! { "$group": { "_id": "$status", "n": { "$sum": 1 } } }];
         let cursor = self.logs().aggregate(pipeline).await.map_err(self.err())?;
         let counts: Vec<(SendStatus, u64)> = collect(cursor)
             .await
@@ -74,12 +72,8 @@ impl MongoStore {
     }
 
     pub(super) async fn status_of(&self, id: CampaignId) -> Result<Option<CampaignStatus>> {
-        let found = self
-            .campaigns()
-            .find_one(doc! { "_id": id })
-            .projection(doc! { "status": 1 })
-            .await
-            .map_err(self.err())?;
+        let found =
+            self.campaigns().find_one(doc! { "_id": id }).projection(doc! { "status": 1 }).await.map_err(self.err())?;
         Ok(found.and_then(|d| text(&d, "status").parse().ok()))
     }
 
@@ -217,10 +211,7 @@ impl CampaignStore for MongoStore {
         let leads = self.find_leads(doc! { "_id": { "$in": ids.to_vec() } }, doc! { "_id": 1 }, None).await?;
         let mut found: HashMap<LeadId, _> = leads.into_iter().map(|l| (l.id, l)).collect();
         let opted = self.opted_out_among(ids).await?;
-        Ok(ids
-            .iter()
-            .map(|&id| AudienceLead { id, lead: found.remove(&id), opted_out: opted.contains(&id) })
-            .collect())
+        Ok(ids.iter().map(|&id| AudienceLead { id, lead: found.remove(&id), opted_out: opted.contains(&id) }).collect())
     }
 
     async fn insert_logs(&self, campaign: CampaignId, channel: &str, logs: &[NewLog]) -> Result<Vec<String>> {
@@ -248,12 +239,8 @@ impl CampaignStore for MongoStore {
     }
 
     async fn log_status(&self, send_id: &str) -> Result<Option<SendStatus>> {
-        let found = self
-            .logs()
-            .find_one(doc! { "_id": send_id })
-            .projection(doc! { "status": 1 })
-            .await
-            .map_err(self.err())?;
+        let found =
+            self.logs().find_one(doc! { "_id": send_id }).projection(doc! { "status": 1 }).await.map_err(self.err())?;
         Ok(found.and_then(|d| SendStatus::parse(d.get_str("status").ok()?)))
     }
 

@@ -124,7 +124,9 @@ impl MongoImport {
         }
         let chunks = emails.len().max(phones.len()).div_ceil(KEYS_PER_LOOKUP);
         for i in 0..chunks {
-            let part = |list: &[String]| list.iter().skip(i * KEYS_PER_LOOKUP).take(KEYS_PER_LOOKUP).cloned().collect::<Vec<_>>();
+            let part = |list: &[String]| {
+                list.iter().skip(i * KEYS_PER_LOOKUP).take(KEYS_PER_LOOKUP).cloned().collect::<Vec<_>>()
+            };
             let Some(filter) = owners_filter(&part(&emails), &part(&phones)) else { continue };
             for lead in self.store.find_leads(filter, doc! { "_id": 1 }, None).await? {
                 if !self.view.leads.contains_key(&lead.id) {
@@ -146,7 +148,13 @@ impl MongoImport {
         Ok(id)
     }
 
-    async fn apply_row(&mut self, draft: LeadDraft, row: usize, rows_left: usize, now: DateTime<Utc>) -> Result<RowOutcome> {
+    async fn apply_row(
+        &mut self,
+        draft: LeadDraft,
+        row: usize,
+        rows_left: usize,
+        now: DateTime<Utc>,
+    ) -> Result<RowOutcome> {
         let mut owners: Vec<(String, LeadId)> = Vec::new();
         for key in draft.identity_keys() {
             if let Some(&id) = self.view.owners.get(&key) {

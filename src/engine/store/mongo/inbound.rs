@@ -132,12 +132,8 @@ impl MongoStore {
 
     /// Every heartbeat, most recent first.
     pub(super) async fn heartbeats(&self) -> Result<Vec<Heartbeat>> {
-        let cursor = self
-            .coll("heartbeats")
-            .find(doc! {})
-            .sort(doc! { "last_seen": -1, "_id": 1 })
-            .await
-            .map_err(self.err())?;
+        let cursor =
+            self.coll("heartbeats").find(doc! {}).sort(doc! { "last_seen": -1, "_id": 1 }).await.map_err(self.err())?;
         Ok(collect(cursor)
             .await
             .map_err(self.err())?

@@ -40,7 +40,11 @@ fn lead_filter(filter: &LeadFilter) -> Document {
     for tag in &filter.tags {
         all.push(doc! { "tags": exact_ignoring_case(tag) });
     }
-    if all.is_empty() { Document::new() } else { doc! { "$and": all } }
+    if all.is_empty() {
+        Document::new()
+    } else {
+        doc! { "$and": all }
+    }
 }
 
 fn sort_field(sort: SortKey) -> &'static str {
@@ -61,7 +65,10 @@ impl MongoStore {
 
     /// Leads from documents, refusing one crm cannot read.
     pub(super) fn to_leads(&self, found: Vec<Document>) -> Result<Vec<Lead>> {
-        found.iter().map(|d| lead_from_doc(d).map_err(|e| self.fail(format!("a stored lead cannot be read: {e}")))).collect()
+        found
+            .iter()
+            .map(|d| lead_from_doc(d).map_err(|e| self.fail(format!("a stored lead cannot be read: {e}"))))
+            .collect()
     }
 
     pub(super) async fn find_leads(&self, filter: Document, sort: Document, limit: Option<usize>) -> Result<Vec<Lead>> {
@@ -78,11 +85,17 @@ impl MongoStore {
     }
 
     /// Who owns `keys` among stored leads (other than `except`), in the order of `keys`.
-    async fn owners(&self, emails: &[String], phones: &[String], except: Option<LeadId>) -> Result<Vec<(String, LeadId)>> {
+    async fn owners(
+        &self,
+        emails: &[String],
+        phones: &[String],
+        except: Option<LeadId>,
+    ) -> Result<Vec<(String, LeadId)>> {
         let Some(filter) = owners_filter(emails, phones) else { return Ok(Vec::new()) };
         let found = self.find_leads(filter, doc! { "_id": 1 }, None).await?;
-        let keys = crate::engine::lead::LeadDraft { emails: emails.to_vec(), phones: phones.to_vec(), ..LeadDraft::default() }
-            .identity_keys();
+        let keys =
+            crate::engine::lead::LeadDraft { emails: emails.to_vec(), phones: phones.to_vec(), ..LeadDraft::default() }
+                .identity_keys();
         Ok(owners_in(&keys, &found, except))
     }
 
@@ -182,7 +195,11 @@ impl Store for MongoStore {
         }
         let dir = if query.desc { -1 } else { 1 };
         let field = sort_field(query.sort);
-        let sort = if field == "_id" { doc! { "_id": dir } } else { doc! { field: dir, "_id": dir } };
+        let sort = if field == "_id" {
+            doc! { "_id": dir }
+        } else {
+            doc! { field: dir, "_id": dir }
+        };
         let leads = self.leads();
         let mut find = leads.find(filter).sort(sort).skip(u64::try_from(query.offset).unwrap_or(u64::MAX));
         if let Some(limit) = limit {

@@ -8,7 +8,9 @@
 
 use super::docs::{date, int, opt_text, text, to_date};
 use super::{DUPLICATE_KEY, MongoStore, collect};
-use crate::engine::campaign::{CampaignId, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, NewLog, SendJob, SendStatus};
+use crate::engine::campaign::{
+    CampaignId, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, NewLog, SendJob, SendStatus,
+};
 use crate::engine::error::Result;
 use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate};
 use bson::{Bson, Document, doc};
@@ -58,7 +60,12 @@ impl MongoStore {
     }
 
     /// Inserts the logs that do not exist yet; returns the send ids among `logs` now pending.
-    pub(super) async fn insert_new_logs(&self, campaign: CampaignId, channel: &str, logs: &[NewLog]) -> Result<Vec<String>> {
+    pub(super) async fn insert_new_logs(
+        &self,
+        campaign: CampaignId,
+        channel: &str,
+        logs: &[NewLog],
+    ) -> Result<Vec<String>> {
         if logs.is_empty() {
             return Ok(Vec::new());
         }
@@ -106,7 +113,9 @@ impl MongoStore {
             // The filter names what was read, so a log that changed meanwhile is read again.
             let read_attempt = log.get("attempt").cloned().unwrap_or(Bson::Null);
             let (filter, recovered) = match status {
-                SendStatus::Pending => (doc! { "_id": send_id, "status": status.as_str(), "attempt": read_attempt }, false),
+                SendStatus::Pending => {
+                    (doc! { "_id": send_id, "status": status.as_str(), "attempt": read_attempt }, false)
+                }
                 SendStatus::Sending => match lease_until {
                     Some(until) if until.timestamp_millis() > now.timestamp_millis() => {
                         let left = until.timestamp_millis() - now.timestamp_millis();
@@ -278,7 +287,8 @@ impl MongoStore {
     /// Records the letter, then marks its log failed: a crash in between leaves the letter
     /// (replayable) and a log the sender will find again, never a failure without its letter.
     pub(super) async fn insert_dead_letter(&self, letter: &DeadLetter) -> Result<()> {
-        let payload = bson::to_document(&letter.payload).map_err(|e| self.fail(format!("cannot store a dead letter: {e}")))?;
+        let payload =
+            bson::to_document(&letter.payload).map_err(|e| self.fail(format!("cannot store a dead letter: {e}")))?;
         let id = self.reserve_ids("dead_letters", 1).await?;
         let d = doc! {
             "_id": id,
@@ -300,7 +310,11 @@ impl MongoStore {
         Ok(())
     }
 
-    pub(super) async fn dead_letters(&self, campaign: Option<CampaignId>, include_replayed: bool) -> Result<Vec<DeadLetterRecord>> {
+    pub(super) async fn dead_letters(
+        &self,
+        campaign: Option<CampaignId>,
+        include_replayed: bool,
+    ) -> Result<Vec<DeadLetterRecord>> {
         let mut filter = Document::new();
         if let Some(c) = campaign {
             filter.insert("campaign_id", c);

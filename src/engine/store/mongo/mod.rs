@@ -264,7 +264,10 @@ mod tests {
             "mongodb://db1:27017,db2/crm"
         );
         assert_eq!(describe_url("mongodb://127.0.0.1:27017/?directConnection=true"), "mongodb://127.0.0.1:27017");
-        assert_eq!(describe_url("mongodb+srv://u:p@cluster.example.net/sales"), "mongodb+srv://cluster.example.net/sales");
+        assert_eq!(
+            describe_url("mongodb+srv://u:p@cluster.example.net/sales"),
+            "mongodb+srv://cluster.example.net/sales"
+        );
         assert_eq!(with_database("mongodb://h:1", "crm"), "mongodb://h:1/crm");
         assert_eq!(with_database("mongodb://h:1/sales", "sales"), "mongodb://h:1/sales");
     }
@@ -280,7 +283,10 @@ mod tests {
     #[test]
     fn server_messages_never_show_through() {
         assert_eq!(command_failure(11000, "DuplicateKey"), "a value that must be unique is already taken");
-        assert_eq!(command_failure(26, "NamespaceNotFound"), "the server refused the request (NamespaceNotFound, code 26)");
+        assert_eq!(
+            command_failure(26, "NamespaceNotFound"),
+            "the server refused the request (NamespaceNotFound, code 26)"
+        );
         assert_eq!(command_failure(7, "some text: { x }"), "the server refused the request (code 7)");
     }
 }

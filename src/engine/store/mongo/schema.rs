@@ -96,7 +96,10 @@ pub(super) async fn prepare(store: &MongoStore, access: Access) -> Result<(bool,
             // Reading needs no indexes, and MongoDB has no file to create: an empty database
             // reads as an empty store. Nothing is written.
             let notice = version.is_none().then(|| {
-                format!("{} holds no crm data yet (nothing was created); import or add leads to start", store.describe())
+                format!(
+                    "{} holds no crm data yet (nothing was created); import or add leads to start",
+                    store.describe()
+                )
             });
             Ok((false, notice))
         }
@@ -109,11 +112,7 @@ pub(super) async fn prepare(store: &MongoStore, access: Access) -> Result<(bool,
 
 async fn set_up(store: &MongoStore) -> Result<()> {
     for (collection, list) in indexes() {
-        store
-            .db
-            .run_command(doc! { "createIndexes": collection, "indexes": list })
-            .await
-            .map_err(store.err())?;
+        store.db.run_command(doc! { "createIndexes": collection, "indexes": list }).await.map_err(store.err())?;
     }
     // Counters start past any id already present (data restored or written by another tool).
     for (counter, collection) in COUNTERS {

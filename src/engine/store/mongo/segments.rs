@@ -80,7 +80,10 @@ impl MongoStore {
         match self.segments().insert_one(d).await {
             Ok(_) => {}
             Err(e) if is_duplicate(&e) => {
-                return Err(Error::Conflict(format!("a segment named '{}' was just created; pick another name", new.name)));
+                return Err(Error::Conflict(format!(
+                    "a segment named '{}' was just created; pick another name",
+                    new.name
+                )));
             }
             Err(e) => return Err(self.err()(e)),
         }
@@ -116,10 +119,9 @@ impl MongoStore {
         match self.segments().update_one(doc! { "_id": segment.id }, change).await {
             Ok(r) if r.matched_count == 0 => Err(missing()),
             Ok(_) => Ok(()),
-            Err(e) if is_duplicate(&e) => Err(Error::Conflict(format!(
-                "a segment named '{}' was just created; pick another name",
-                segment.name
-            ))),
+            Err(e) if is_duplicate(&e) => {
+                Err(Error::Conflict(format!("a segment named '{}' was just created; pick another name", segment.name)))
+            }
             Err(e) => Err(self.err()(e)),
         }
     }
