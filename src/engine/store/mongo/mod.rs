@@ -64,11 +64,16 @@ impl MongoStore {
     /// named) and, when `access` allows, sets the database up (indexes, counters).
     pub async fn open(url: &str, access: Access) -> Result<Opened> {
         let describe = describe_url(url);
-        let mut options = ClientOptions::parse(url).await.map_err(|e| {
-            tracing::debug!(error = %e, "Invalid MongoDB URL.");
-            Error::Usage(format!(
-                "the MongoDB URL {describe} is not valid; expected mongodb://[USER:PASSWORD@]HOST[:PORT]/DATABASE[?OPTIONS]"
-            ))
+        let mut options = ClientOptions::parse(url).await.map_err(|e| match e.kind.as_ref() {
+            // A mongodb+srv:// URL is looked up in DNS while it is parsed.
+            ErrorKind::DnsResolve { .. } => store_error(&describe, &e),
+            _ => {
+                tracing::debug!(error = %e, "Invalid MongoDB URL.");
+                Error::Usage(format!(
+                    "the MongoDB URL {describe} is not valid; expected \
+                     mongodb://[USER:PASSWORD@]HOST[:PORT]/DATABASE[?OPTIONS]"
+                ))
+            }
         })?;
         let name = options.default_database.clone().unwrap_or_else(|| DEFAULT_DATABASE.into());
         check_database_name(&name)?;
