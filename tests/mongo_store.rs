@@ -7,7 +7,6 @@
 
 mod common;
 
-#[allow(dead_code, unused_imports)]
 #[path = "../src/engine/store/mongo/test_server.rs"]
 mod test_server;
 

@@ -11,8 +11,6 @@
 //! This file is also compiled into `tests/mongo_store.rs` (`#[path]`), so it uses only std,
 //! tokio, bson and the driver.
 
-#![allow(clippy::unwrap_used, dead_code)]
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
