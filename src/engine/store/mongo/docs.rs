@@ -202,19 +202,6 @@ pub(super) fn owners_in(keys: &[String], leads: &[Lead], except: Option<LeadId>)
     owners
 }
 
-/// "email ada@x.com belongs to lead 12, phone +44… to lead 40".
-pub(super) fn describe_owners(owners: &[(String, LeadId)]) -> String {
-    owners
-        .iter()
-        .map(|(key, id)| {
-            let (kind, value) = key.split_once(':').unwrap_or(("key", key));
-            let kind = if kind == "e" { "email" } else { "phone" };
-            format!("{kind} {value} belongs to lead {id}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

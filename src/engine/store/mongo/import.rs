@@ -17,16 +17,17 @@
 //! read and its write is overwritten by the import's version (last writer wins), and a key that
 //! another process gave to a different lead meanwhile makes the rows of that lead conflicts.
 
-use super::docs::{describe_owners, lead_doc, owners_filter};
+use super::docs::{lead_doc, owners_filter};
 use super::{DUPLICATE_KEY, MongoStore};
 use crate::engine::error::Result;
 use crate::engine::field_rules;
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
+use crate::engine::store::sqlite::{content_hash, describe_owners, lead_list};
 use crate::engine::store::{ImportPlan, ImportSession, PreparedRow, RowOutcome};
 use async_trait::async_trait;
 use bson::doc;
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Most leads whose pre-import state is remembered; past it, rows that undo each other are
 /// still applied correctly but `updated_at` moves.
@@ -75,13 +76,6 @@ struct Original {
     content: u64,
     updated_at: DateTime<Utc>,
     rows: u64,
-}
-
-/// A hash of everything about a lead but `updated_at`.
-fn content_hash(lead: &Lead) -> u64 {
-    let mut copy = lead.clone();
-    copy.updated_at = DateTime::<Utc>::UNIX_EPOCH;
-    xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&copy).unwrap_or_default())
 }
 
 pub(super) struct MongoImport {
@@ -273,16 +267,6 @@ impl MongoImport {
     }
 }
 
-/// "leads 3 and 7", "leads 3, 7 and 9": the distinct leads of `owners`, in order.
-fn lead_list(owners: &[(String, LeadId)]) -> String {
-    let mut seen = HashSet::new();
-    let names: Vec<String> = owners.iter().filter(|(_, id)| seen.insert(*id)).map(|(_, id)| id.to_string()).collect();
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("leads {} and {last}", rest.join(", ")),
-        _ => format!("lead {}", names.join("")),
-    }
-}
-
 #[async_trait]
 impl ImportSession for MongoImport {
     async fn apply(&mut self, rows: Vec<PreparedRow>) -> Result<Vec<RowOutcome>> {
@@ -301,18 +285,5 @@ impl ImportSession for MongoImport {
             return Ok(0);
         }
         self.restore_undone().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conflicts_name_each_lead_once() {
-        let owners = |ids: &[LeadId]| ids.iter().map(|id| (format!("e:{id}@x.com"), *id)).collect::<Vec<_>>();
-        assert_eq!(lead_list(&owners(&[3, 7])), "leads 3 and 7");
-        assert_eq!(lead_list(&owners(&[3, 7, 3, 9])), "leads 3, 7 and 9");
-        assert_eq!(lead_list(&owners(&[4])), "lead 4");
     }
 }

@@ -4,11 +4,12 @@
 //! (one `$in` query) and refuses a key owned by another lead; the unique `emails` and `phones`
 //! indexes refuse whatever a concurrent writer slipped in between, also as a conflict.
 
-use super::docs::{self, describe_owners, key_filter, lead_doc, lead_from_doc, owners_filter, owners_in};
+use super::docs::{self, key_filter, lead_doc, lead_from_doc, owners_filter, owners_in};
 use super::{MongoStore, collect, is_duplicate};
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
 use crate::engine::segment::{NewSegment, Rule, Segment, SegmentId};
+use crate::engine::store::sqlite::describe_owners;
 use crate::engine::store::sqlite::normalize_search_term;
 use crate::engine::store::{ImportPlan, ImportSession, LeadFilter, LeadQuery, QueryPlan, SortKey, Store};
 use async_trait::async_trait;
