@@ -105,6 +105,7 @@ fn snapshot(at: DateTime<Utc>, sent: u64) -> Snapshot {
             max_length: None,
             connection: None,
             connection_updated_at: None,
+            wait: None,
         }],
         events: vec![
             event(17, SendStatus::Delivered, 1, None),
@@ -483,6 +484,7 @@ fn a_whatsapp_account_replaces_not_configured() {
         max_length: Some(4096),
         connection: None,
         connection_updated_at: None,
+        wait: None,
     });
     let mut ui = ui_with(vec![s], t0());
     let text = screen(&mut ui, 120, 40);

@@ -5,95 +5,12 @@
 
 mod common;
 
+use common::fake_twilio::{FakeTwilio, SID, TOKEN, free_port, write_config};
 use common::processes::start_worker;
 use common::{Crm, describe};
 use crm::engine::channel::twilio::signature;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const SID: &str = "ACtest0001";
-const TOKEN: &str = "test-auth-token";
-
-/// One message the fake Twilio accepted: its form fields and the sid it answered with.
-#[derive(Debug, Clone)]
-struct Accepted {
-    sid: String,
-    form: BTreeMap<String, String>,
-}
-
-/// A fake Twilio Messages API, on its own thread and runtime.
-struct FakeTwilio {
-    url: String,
-    accepted: Arc<Mutex<Vec<Accepted>>>,
-    refused: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeTwilio {
-    fn start() -> FakeTwilio {
-        let accepted: Arc<Mutex<Vec<Accepted>>> = Arc::default();
-        let refused: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (a, r) = (accepted.clone(), refused.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                let handler = move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let (a, r) = (a.clone(), r.clone());
-                    async move {
-                        let expected = format!("/2010-04-01/Accounts/{SID}/Messages.json");
-                        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-                        let basic = format!("Basic {}", base64_of(&format!("{SID}:{TOKEN}")));
-                        if uri.path() != expected || auth != basic {
-                            r.lock().expect("lock").push(format!("{} {auth}", uri.path()));
-                            return (
-                                axum::http::StatusCode::UNAUTHORIZED,
-                                r#"{"code": 20003, "message": "Authenticate"}"#.to_string(),
-                            );
-                        }
-                        let form: BTreeMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-                        let mut all = a.lock().expect("lock");
-                        let sid = format!("SM{:032}", all.len() + 1);
-                        all.push(Accepted { sid: sid.clone(), form });
-                        (axum::http::StatusCode::CREATED, format!(r#"{{"sid": "{sid}", "status": "queued"}}"#))
-                    }
-                };
-                let app = axum::Router::new().route("/{*path}", axum::routing::post(handler));
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                tx.send(listener.local_addr().expect("addr")).expect("send addr");
-                let _ = axum::serve(listener, app).await;
-            });
-        });
-        let addr = rx.recv().expect("the fake Twilio started");
-        FakeTwilio { url: format!("http://{addr}"), accepted, refused }
-    }
-
-    fn accepted(&self) -> Vec<Accepted> {
-        self.accepted.lock().expect("lock").clone()
-    }
-}
-
-fn base64_of(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// Writes the sandbox's default config file (every `crm` command of the test reads it).
-fn write_config(crm: &Crm, twilio: &FakeTwilio, extra: &str) {
-    let config = format!(
-        "[channels.twilio]\naccount_sid = \"{SID}\"\nauth_token = \"{TOKEN}\"\nfrom = \"whatsapp:+14155238886\"\n\
-         api_base = \"{}\"\n{extra}",
-        twilio.url
-    );
-    crm.write("xdg/config/crm/config.toml", config);
-}
 
 /// `n` leads with UK mobiles `+447911000000`…; returns their phones.
 fn write_leads(crm: &Crm, n: usize) -> Vec<String> {
@@ -163,7 +80,7 @@ fn assert_each_sent_once(twilio: &FakeTwilio, phones: &[String]) {
         assert_eq!(a.form["From"], "whatsapp:+14155238886");
         assert_eq!(a.form["Body"], "Hi Lead!", "{:?}", a.form);
     }
-    assert!(twilio.refused.lock().expect("lock").is_empty(), "every request was authenticated");
+    assert!(twilio.refused().is_empty(), "every request was authenticated");
 }
 
 #[test]

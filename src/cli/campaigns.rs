@@ -5,8 +5,8 @@
 use super::Context;
 use super::output::{Column, Out, Table};
 use crate::engine::app::App;
-use crate::engine::app::campaigns::Transition;
-use crate::engine::campaign::{Campaign, CampaignStatus, SendStatus};
+use crate::engine::app::campaigns::{AccountWait, Resolution, Transition, UncertainMessage, UncertainSelection};
+use crate::engine::campaign::{Campaign, CampaignStatus, SendStatus, send_id};
 use crate::engine::lead::format_time;
 use crate::engine::store::Access;
 use anyhow::Context as _;
@@ -31,7 +31,9 @@ pub enum CampaignsCmd {
         /// Campaign id or name
         campaign: String,
     },
-    /// Print a campaign's status and stats (--watch: every second until it finishes)
+    /// Print a campaign's status and stats, and when its next send happens if something holds
+    /// it back (rate limit, quiet hours, daily cap, an open breaker, a paused account);
+    /// --watch: every second until it finishes
     Status {
         /// Campaign id or name
         campaign: String,
@@ -52,6 +54,20 @@ pub enum CampaignsCmd {
     Cancel { campaign: String },
     /// Delete a DRAFT campaign
     Delete { campaign: String },
+    /// Decide what happens to messages whose outcome is unknown (UNCERTAIN)
+    ///
+    /// A message is UNCERTAIN when the send may or may not have reached the recipient: the
+    /// worker crashed between sending it and recording the answer, or the channel timed out
+    /// after accepting the request. WhatsApp and Twilio cannot be asked whether they have it, so
+    /// `crm` never sends these again on its own: resending might message the lead twice.
+    /// Look at them with `crm campaigns show` (or `crm campaigns logs ID --status uncertain`),
+    /// then either resend them (pending again; running workers send them, and a COMPLETED
+    /// campaign runs until they settle) or mark them sent. Only messages that are UNCERTAIN
+    /// now are changed; others you name are reported and left alone (exit 1).
+    #[command(after_help = "Examples:\n  crm campaigns resolve spring --all --mark-sent\n  \
+        crm campaigns resolve spring --lead 42 --lead 57 --resend\n  \
+        crm campaigns resolve 3 --send-id 4f9d0c1e2b3a49587a6b5c4d3e2f1a0b --resend")]
+    Resolve(ResolveArgs),
     /// A campaign's most recently changed messages, newest first
     #[command(
         after_help = "Examples:\n  crm campaigns logs spring\n  crm campaigns logs 3 --status uncertain --limit 100"
@@ -74,6 +90,30 @@ fn parse_status(text: &str) -> Result<SendStatus, String> {
             "'{text}' is not a status; expected pending, sending, sent, delivered, read, failed, uncertain or skipped"
         )
     })
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["send_id", "lead", "all"])))]
+#[command(group(ArgGroup::new("decision").required(true).args(["resend", "mark_sent"])))]
+pub struct ResolveArgs {
+    /// Campaign id or name
+    pub campaign: String,
+    /// These messages, by send id (as `crm campaigns show` and `logs --json` print it);
+    /// repeat the flag or separate ids with commas
+    #[arg(long = "send-id", value_name = "ID", value_delimiter = ',')]
+    pub send_id: Vec<String>,
+    /// The campaign's messages to these leads (lead ids); repeat or separate with commas
+    #[arg(long, value_name = "LEAD_ID", value_delimiter = ',')]
+    pub lead: Vec<i64>,
+    /// Every uncertain message of the campaign
+    #[arg(long)]
+    pub all: bool,
+    /// Send them again (the lead may get the message twice if the first one did arrive)
+    #[arg(long)]
+    pub resend: bool,
+    /// Record them as sent (nothing is sent)
+    #[arg(long)]
+    pub mark_sent: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,7 +153,8 @@ impl CampaignsCmd {
             CampaignsCmd::Show { campaign } => {
                 let c = app.find_campaign(&campaign).await?;
                 let by_channel = app.sent_by_channel(c.id).await?;
-                show(ctx, &c, &by_channel, &mut out)?
+                let uncertain = app.uncertain_messages(c.id, SHOWN_UNCERTAIN).await?;
+                show(ctx, &c, &by_channel, &uncertain, &mut out)?
             }
             CampaignsCmd::Status { campaign, watch } => status(ctx, &app, &campaign, watch, &mut out).await?,
             CampaignsCmd::Run { campaign } => {
@@ -139,6 +180,7 @@ impl CampaignsCmd {
                     out.line(format!("Deleted campaign {} ({}).", c.id, c.name))?;
                 }
             }
+            CampaignsCmd::Resolve(args) => return resolve(ctx, &app, args, &mut out).await,
             CampaignsCmd::Logs { campaign, status, limit } => {
                 let (_, logs) = app.campaign_logs(&campaign, status, limit as usize).await?;
                 if json {
@@ -236,12 +278,22 @@ async fn list(ctx: &Context, app: &App, out: &mut Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(ctx: &Context, c: &Campaign, by_channel: &[(String, u64)], out: &mut Out) -> anyhow::Result<()> {
+/// How many uncertain messages `show` lists (the most recent; `logs --status uncertain` has all).
+const SHOWN_UNCERTAIN: usize = 20;
+
+fn show(
+    ctx: &Context,
+    c: &Campaign,
+    by_channel: &[(String, u64)],
+    uncertain: &[UncertainMessage],
+    out: &mut Out,
+) -> anyhow::Result<()> {
     if ctx.global.json {
         let mut shown = serde_json::to_value(c)?;
         let counts: serde_json::Map<String, serde_json::Value> =
             by_channel.iter().map(|(name, n)| (name.clone(), (*n).into())).collect();
         shown["sent_by_channel"] = counts.into();
+        shown["uncertain"] = serde_json::to_value(uncertain)?;
         out.json(&shown)?;
         return Ok(());
     }
@@ -260,6 +312,47 @@ fn show(ctx: &Context, c: &Campaign, by_channel: &[(String, u64)], out: &mut Out
         let each: Vec<String> = by_channel.iter().map(|(name, n)| format!("{name} {n}")).collect();
         out.line(format!("Sent via:  {}", each.join(", ")))?;
     }
+    if !uncertain.is_empty() {
+        show_uncertain(c, uncertain, out)?;
+    }
+    Ok(())
+}
+
+/// The uncertain messages and how to resolve them.
+fn show_uncertain(c: &Campaign, uncertain: &[UncertainMessage], out: &mut Out) -> anyhow::Result<()> {
+    let total = c.stats.uncertain.max(uncertain.len() as u64);
+    let listed =
+        if total > uncertain.len() as u64 { format!(" (the latest {})", uncertain.len()) } else { String::new() };
+    out.line(String::new())?;
+    out.line(format!(
+        "Uncertain: {total} message{} may or may not have arrived{listed}; they are never resent on their own.",
+        if total == 1 { "" } else { "s" }
+    ))?;
+    let col = |header, flexible, right| Column { header, flexible, right };
+    let mut table = Table::new(vec![
+        col("LEAD", false, true),
+        col("TO", false, false),
+        col("CHANNEL", false, false),
+        col("SINCE", false, false),
+        col("SEND ID", false, false),
+        col("WHY", true, false),
+    ]);
+    for m in uncertain {
+        table.push(vec![
+            m.lead_id.to_string(),
+            m.to.clone().unwrap_or_else(|| "-".into()),
+            m.channel.clone(),
+            format_time(&m.since),
+            m.send_id.clone(),
+            m.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    out.table(&table)?;
+    out.line(format!(
+        "Resolve them: `crm campaigns resolve {} --all --resend` sends them again, `--mark-sent` records them as sent \
+         (or name them with --lead / --send-id).",
+        c.id
+    ))?;
     Ok(())
 }
 
@@ -290,8 +383,12 @@ fn humanize(secs: u64) -> String {
     }
 }
 
-fn status_json(c: &Campaign) -> serde_json::Value {
+fn status_json(c: &Campaign, waits: &[AccountWait]) -> serde_json::Value {
     let s = c.stats;
+    let waits: Vec<serde_json::Value> = waits
+        .iter()
+        .map(|w| serde_json::json!({ "account": w.account, "next_at": w.next_at, "reason": w.reason, "detail": w.detail }))
+        .collect();
     serde_json::json!({
         "id": c.id,
         "status": c.status,
@@ -299,8 +396,16 @@ fn status_json(c: &Campaign) -> serde_json::Value {
             "audience": s.audience, "pending": s.pending, "sent": s.sent, "delivered": s.delivered,
             "read": s.read, "failed": s.failed, "uncertain": s.uncertain, "skipped": s.skipped,
             "cancelled": s.cancelled,
-        }
+        },
+        "waits": waits,
     })
+}
+
+/// `next send on whatsapp at 2026-03-02T08:00:00Z (in 1h59m): quiet hours at the recipient's …`
+fn wait_line(w: &AccountWait) -> String {
+    let secs = (w.next_at - chrono::Utc::now()).num_seconds().max(0) as u64;
+    let when = if secs < 1 { "in under a second".to_string() } else { format!("in {}", humanize(secs)) };
+    format!("  next send on {} at {} ({when}): {}", w.account, format_time(&w.next_at), w.detail)
 }
 
 async fn status(ctx: &Context, app: &App, reference: &str, watch: bool, out: &mut Out) -> anyhow::Result<()> {
@@ -310,11 +415,16 @@ async fn status(ctx: &Context, app: &App, reference: &str, watch: bool, out: &mu
     loop {
         let c = app.get_campaign(id).await?.with_context(|| format!("campaign {id} was deleted"))?;
         let settled = c.stats.audience.saturating_sub(c.stats.pending);
+        let waits = if c.status == CampaignStatus::Running && c.stats.pending > 0 {
+            app.campaign_waits(&c).await?
+        } else {
+            Vec::new()
+        };
         if ctx.global.json {
             if watch {
-                out.line(serde_json::to_string(&status_json(&c))?)?;
+                out.line(serde_json::to_string(&status_json(&c, &waits))?)?;
             } else {
-                out.json(&status_json(&c))?;
+                out.json(&status_json(&c, &waits))?;
             }
         } else if let Some((since, from)) = first.filter(|_| c.status == CampaignStatus::Running) {
             let secs = since.elapsed().as_secs_f64().max(0.001);
@@ -328,6 +438,11 @@ async fn status(ctx: &Context, app: &App, reference: &str, watch: bool, out: &mu
         } else {
             out.line(stats_line(&c))?;
         }
+        if !ctx.global.json {
+            for w in &waits {
+                out.line(wait_line(w))?;
+            }
+        }
         first.get_or_insert((std::time::Instant::now(), settled));
         out.flush()?;
         let finished = matches!(c.status, CampaignStatus::Completed | CampaignStatus::Cancelled);
@@ -336,6 +451,68 @@ async fn status(ctx: &Context, app: &App, reference: &str, watch: bool, out: &mu
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+async fn resolve(ctx: &Context, app: &App, args: ResolveArgs, out: &mut Out) -> anyhow::Result<u8> {
+    let selection = if args.all {
+        UncertainSelection::All
+    } else if !args.lead.is_empty() {
+        UncertainSelection::Leads(args.lead.clone())
+    } else {
+        UncertainSelection::SendIds(args.send_id.clone())
+    };
+    let resolution = if args.resend { Resolution::Resend } else { Resolution::MarkSent };
+    let done = app.resolve_uncertain(&args.campaign, selection, resolution).await?;
+    let c = &done.campaign;
+    // Name what was left alone the way it was asked for: by lead when --lead was given.
+    let left_alone: Vec<String> = done
+        .left_alone
+        .iter()
+        .map(|id| match args.lead.iter().find(|&&lead| send_id(c.id, lead) == *id) {
+            Some(lead) => format!("lead {lead}"),
+            None => format!("send id {id}"),
+        })
+        .collect();
+    if ctx.global.json {
+        let resolved: Vec<serde_json::Value> = done
+            .resolved
+            .iter()
+            .map(|l| serde_json::json!({ "send_id": l.send_id, "lead_id": l.lead_id, "status": l.status }))
+            .collect();
+        let skipped: Vec<serde_json::Value> =
+            done.skipped.iter().map(|(lead, why)| serde_json::json!({ "lead_id": lead, "reason": why })).collect();
+        out.json(&serde_json::json!({
+            "id": c.id,
+            "resolution": if args.resend { "resend" } else { "mark-sent" },
+            "resolved": resolved,
+            "skipped": skipped,
+            "left_alone": left_alone,
+        }))?;
+    } else {
+        let n = done.resolved.len() - done.skipped.len();
+        let messages = |n: usize| if n == 1 { "message".to_string() } else { "messages".to_string() };
+        if done.resolved.is_empty() {
+            out.line(format!("Campaign {} ({}): no uncertain message matched; nothing changed.", c.id, c.name))?;
+        } else if args.resend {
+            out.line(format!(
+                "Campaign {} ({}): {n} uncertain {} queued to send again; running workers send them \
+                 (`crm worker all`).",
+                c.id,
+                c.name,
+                messages(n)
+            ))?;
+        } else {
+            out.line(format!("Campaign {} ({}): {n} uncertain {} marked sent.", c.id, c.name, messages(n)))?;
+        }
+        for (lead, why) in &done.skipped {
+            out.line(format!("  lead {lead}: not resent ({why}); marked skipped"))?;
+        }
+        for what in &left_alone {
+            out.line(format!("  {what}: not uncertain in this campaign; left alone"))?;
+        }
+    }
+    out.flush()?;
+    Ok(if left_alone.is_empty() { 0 } else { 1 })
 }
 
 fn transition(ctx: &Context, t: Transition, out: &mut Out) -> anyhow::Result<()> {

@@ -109,6 +109,9 @@ impl WhatsappCmd {
                             say!("Or on the phone: Linked devices → Link with phone number instead, and enter: {code}");
                         }
                         LoginProgress::Retry(why) => say!("Pairing failed ({why}); a new code follows."),
+                        LoginProgress::StartingOver => {
+                            say!("The codes expired unscanned; starting over with new ones.")
+                        }
                     }
                 };
                 let outcome = app.whatsapp_login(account.as_deref(), phone.as_deref(), show, shutdown).await?;

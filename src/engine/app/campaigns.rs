@@ -1,13 +1,44 @@
 //! Campaign operations: create (template and channel checked, nothing saved on any error), run,
-//! pause, resume, cancel, delete, status, list and logs.
+//! pause, resume, cancel, delete, status, list, logs, and resolving uncertain messages.
 
 use super::App;
-use crate::engine::campaign::{Campaign, CampaignId, CampaignStatus, CommunicationLog, NewCampaign, SendStatus};
+use crate::engine::bus::{Outgoing, topic};
+use crate::engine::campaign::{
+    Campaign, CampaignId, CampaignStatus, CommunicationLog, NewCampaign, SendStatus, send_id,
+};
 use crate::engine::error::{Error, Result};
-use crate::engine::pipeline::launch;
-use crate::engine::store::campaigns::LogQuery;
+use crate::engine::lead::LeadId;
+use crate::engine::pipeline::{expander, launch};
+pub use crate::engine::store::campaigns::{AccountWait, Resolution};
+use crate::engine::store::campaigns::{LogQuery, LogUpdate};
 use crate::engine::template::Template;
+use std::collections::HashMap;
 use tracing::info;
+
+/// Which of a campaign's uncertain messages an operator resolves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UncertainSelection {
+    /// These logs, by send id.
+    SendIds(Vec<String>),
+    /// The campaign's messages to these leads.
+    Leads(Vec<LeadId>),
+    /// Every uncertain message of the campaign.
+    All,
+}
+
+/// What resolving uncertain messages did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub campaign: Campaign,
+    pub resolution: Resolution,
+    /// The messages resolved, as they are now (resent ones: pending again, their jobs queued).
+    pub resolved: Vec<CommunicationLog>,
+    /// Send ids that were named but are not uncertain (or not of this campaign): left alone.
+    pub left_alone: Vec<String>,
+    /// Resent messages that could not be queued (lead deleted, opted out, no phone), by lead:
+    /// they are marked skipped with this reason.
+    pub skipped: Vec<(LeadId, String)>,
+}
 
 /// A campaign moved from one status to another.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +54,20 @@ pub struct CreatedCampaign {
     pub campaign: Campaign,
     pub segment_name: String,
     pub preview: Option<String>,
+}
+
+/// A message whose outcome is unknown, with where it went, for an operator to resolve.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UncertainMessage {
+    pub send_id: String,
+    pub lead_id: LeadId,
+    /// The lead's phone now (None when the lead was deleted or has none).
+    pub to: Option<String>,
+    pub channel: String,
+    /// When it became uncertain.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Why the outcome is unknown.
+    pub reason: Option<String>,
 }
 
 impl App {
@@ -139,6 +184,121 @@ impl App {
     /// How many of the campaign's messages each channel account sent (failover shows here).
     pub async fn sent_by_channel(&self, id: CampaignId) -> Result<Vec<(String, u64)>> {
         self.campaign_store().sent_by_channel(id).await
+    }
+
+    /// Resolves uncertain messages (sent or not, nobody knows: a channel without an idempotency
+    /// key cannot be asked, so they are never resent on their own). `MarkSent` records them as
+    /// sent; `Resend` puts them back to pending and queues their send jobs again (a COMPLETED
+    /// campaign runs again until they settle). Only messages uncertain now are touched.
+    pub async fn resolve_uncertain(
+        &self,
+        reference: &str,
+        selection: UncertainSelection,
+        resolution: Resolution,
+    ) -> Result<Resolved> {
+        let campaign = self.find_campaign(reference).await?;
+        let named: Option<Vec<String>> = match selection {
+            UncertainSelection::SendIds(ids) => Some(ids.into_iter().map(|id| id.trim().to_string()).collect()),
+            UncertainSelection::Leads(leads) => Some(leads.iter().map(|&lead| send_id(campaign.id, lead)).collect()),
+            UncertainSelection::All => None,
+        };
+        let mut queue = None;
+        if resolution == Resolution::Resend {
+            if campaign.status == CampaignStatus::Cancelled {
+                return Err(Error::Conflict(format!(
+                    "campaign {} is CANCELLED; its messages are not sent any more",
+                    campaign.id
+                )));
+            }
+            // Both checked before anything changes: a resend that could not be queued would
+            // leave its messages pending with no job.
+            let template = Template::parse(&campaign.message_template)
+                .map_err(|e| Error::invalid("message_template", e.to_string()))?;
+            queue = Some((self.bus().await?, template));
+        }
+        let store = self.campaign_store();
+        let resolved = store.resolve_uncertain(campaign.id, named.as_deref(), resolution).await?;
+        let left_alone: Vec<String> =
+            named.unwrap_or_default().into_iter().filter(|id| !resolved.iter().any(|l| &l.send_id == id)).collect();
+        let mut skipped = Vec::new();
+        if let Some((bus, template)) = queue {
+            let ids: Vec<LeadId> = resolved.iter().map(|l| l.lead_id).collect();
+            let leads: HashMap<LeadId, _> =
+                store.audience_leads(&ids).await?.into_iter().map(|entry| (entry.id, entry)).collect();
+            let (mut outgoing, mut unsendable) = (Vec::new(), Vec::new());
+            for log in &resolved {
+                let job = match leads.get(&log.lead_id) {
+                    Some(entry) => expander::send_job_for(campaign.id, &template, entry),
+                    None => Err("lead deleted"),
+                };
+                match job {
+                    Ok(job) => {
+                        let payload = serde_json::to_vec(&job).map_err(|e| Error::store(bus.describe(), e))?;
+                        outgoing.push(Outgoing::new(Some(&job.send_id), payload));
+                    }
+                    Err(reason) => {
+                        skipped.push((log.lead_id, reason.to_string()));
+                        unsendable.push(LogUpdate {
+                            send_id: log.send_id.clone(),
+                            status: SendStatus::Skipped,
+                            provider_message_id: None,
+                            error: Some(reason.to_string()),
+                        });
+                    }
+                }
+            }
+            if !outgoing.is_empty() {
+                bus.publish_batch(topic::SEND_JOBS, outgoing).await?;
+            }
+            store.apply_log_updates(&unsendable).await?;
+        }
+        info!(
+            campaign = campaign.id,
+            ?resolution,
+            resolved = resolved.len(),
+            skipped = skipped.len(),
+            "Uncertain messages resolved."
+        );
+        Ok(Resolved { campaign, resolution, resolved, left_alone, skipped })
+    }
+
+    /// Why the campaign's next send waits: the waits a send worker recorded for its channel
+    /// account and that account's fallback that are still ahead (empty: nothing holds it back).
+    pub async fn campaign_waits(&self, campaign: &Campaign) -> Result<Vec<AccountWait>> {
+        let mut accounts = vec![campaign.channel.as_str()];
+        // A configuration this process cannot build channels from still shows the primary's.
+        let channels = self.channels().await.ok();
+        if let Some(fallback) = channels.and_then(|c| c.fallback_for(&campaign.channel)) {
+            accounts.push(fallback);
+        }
+        let now = chrono::Utc::now();
+        let waits = self.campaign_store().account_waits().await?;
+        Ok(waits.into_iter().filter(|w| accounts.contains(&w.account.as_str()) && w.next_at > now).collect())
+    }
+
+    /// The campaign's uncertain messages, most recent first, at most `limit`.
+    pub async fn uncertain_messages(&self, campaign: CampaignId, limit: usize) -> Result<Vec<UncertainMessage>> {
+        let store = self.campaign_store();
+        let query = LogQuery { campaign: Some(campaign), lead: None, status: Some(SendStatus::Uncertain), limit };
+        let logs = store.list_logs(&query).await?;
+        let ids: Vec<LeadId> = logs.iter().map(|l| l.lead_id).collect();
+        let phones: HashMap<LeadId, String> = store
+            .audience_leads(&ids)
+            .await?
+            .into_iter()
+            .filter_map(|entry| Some((entry.id, entry.lead?.phones.first()?.clone())))
+            .collect();
+        Ok(logs
+            .into_iter()
+            .map(|l| UncertainMessage {
+                to: phones.get(&l.lead_id).cloned(),
+                send_id: l.send_id,
+                lead_id: l.lead_id,
+                channel: l.channel,
+                since: l.updated_at,
+                reason: l.error_message,
+            })
+            .collect())
     }
 
     /// A lead's messages across campaigns, newest first.

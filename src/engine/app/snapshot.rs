@@ -1,5 +1,6 @@
 //! A read-only snapshot of everything an operator watches: campaigns with stats, queue depth
-//! per topic, workers (stale ones marked), channel accounts, recent message events. Dashboards
+//! per topic, workers (stale ones marked), channel accounts (with their connection and why
+//! their next send waits), recent message events. Dashboards
 //! and health checks poll it; it writes nothing.
 
 use super::App;
@@ -48,10 +49,15 @@ impl App {
         let mut channels = self.channels().await?.describe();
         // Connection states recorded by any process (a WhatsApp session's, from the worker).
         let states = store.channel_states().await?;
+        let mut waits = store.account_waits().await?;
         for account in &mut channels {
             if let Some(record) = states.iter().find(|r| r.account == account.name) {
                 account.connection = Some(record.state.clone());
                 account.connection_updated_at = Some(record.updated_at);
+            }
+            // Why its next send waits, as a send worker last recorded it.
+            if let Some(i) = waits.iter().position(|w| w.account == account.name) {
+                account.wait = Some(waits.swap_remove(i));
             }
         }
         Ok(Snapshot {

@@ -50,6 +50,8 @@ pub enum LoginProgress {
     PairCode(String),
     /// The phone refused a pairing attempt; a new code follows.
     Retry(String),
+    /// Every QR code expired unscanned: a new session starts, with new codes.
+    StartingOver,
 }
 
 /// How a login ended.
@@ -199,87 +201,97 @@ impl App {
         mut progress: impl FnMut(LoginProgress),
         mut shutdown: Shutdown,
     ) -> Result<LoginOutcome> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut heard = false;
-        let mut paired: Option<Option<String>> = None;
-        let first_answer = tokio::time::sleep(CONNECT_TIMEOUT);
-        tokio::pin!(first_answer);
-        let settle = tokio::time::sleep(Duration::MAX / 4);
-        tokio::pin!(settle);
-        let mut ended: Option<std::result::Result<(), String>> = None;
-        let result = {
-            let run = client.run(tx);
-            tokio::pin!(run);
-            loop {
-                let live = ended.is_none();
-                tokio::select! {
-                    // Events first: those sent just before the client stopped still count.
-                    biased;
-                    Some(event) = rx.recv() => {
-                        if !matches!(event, WaEvent::Connecting) {
-                            heard = true;
-                        }
-                        match event {
-                            WaEvent::Qr { payload, .. } => {
-                                let state = ChannelState::PairingNeeded { qr: Some(payload.clone()) };
-                                self.record_whatsapp_state(account, &state).await;
-                                progress(LoginProgress::Qr(payload));
+        // Each pass is one client run; a run whose QR codes all expired unscanned starts over.
+        'attempt: loop {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut heard = false;
+            let mut showed_qr = false;
+            let mut paired: Option<Option<String>> = None;
+            let first_answer = tokio::time::sleep(CONNECT_TIMEOUT);
+            tokio::pin!(first_answer);
+            let settle = tokio::time::sleep(Duration::MAX / 4);
+            tokio::pin!(settle);
+            let mut ended: Option<std::result::Result<(), String>> = None;
+            let result = {
+                let run = client.run(tx);
+                tokio::pin!(run);
+                loop {
+                    let live = ended.is_none();
+                    tokio::select! {
+                        // Events first: those sent just before the client stopped still count.
+                        biased;
+                        Some(event) = rx.recv() => {
+                            if !matches!(event, WaEvent::Connecting) {
+                                heard = true;
                             }
-                            WaEvent::PairCode { code } => progress(LoginProgress::PairCode(code)),
-                            WaEvent::PairError(why) => progress(LoginProgress::Retry(why)),
-                            WaEvent::PairSuccess { jid } => {
-                                let phone = phone_of_jid(&jid);
-                                self.record_whatsapp_state(account, &ChannelState::Connected { phone: phone.clone() }).await;
-                                paired = Some(phone);
-                                settle.as_mut().reset(tokio::time::Instant::now() + SETTLE_TIMEOUT);
-                            }
-                            WaEvent::Connected => {
-                                let phone = paired.clone().flatten();
-                                self.record_whatsapp_state(account, &ChannelState::Connected { phone: phone.clone() }).await;
-                                let already_linked = paired.is_none() && had_session;
-                                break Ok(LoginOutcome { account: account.into(), phone, already_linked });
-                            }
-                            WaEvent::LoggedOut | WaEvent::StreamReplaced => {
-                                let state = ChannelState::LoggedOut { reason: "the phone refused the session".into() };
-                                self.record_whatsapp_state(account, &state).await;
-                                break Err(Error::Conflict(format!(
-                                    "WhatsApp ended the session of account '{account}'; log out to wipe it, then log in again"
-                                )));
-                            }
-                            event @ WaEvent::TemporaryBan { .. } => {
-                                if let Some(state) = crate::engine::channel::whatsapp::state_after(&event, Utc::now()) {
+                            match event {
+                                WaEvent::Qr { payload, .. } => {
+                                    showed_qr = true;
+                                    let state = ChannelState::PairingNeeded { qr: Some(payload.clone()) };
                                     self.record_whatsapp_state(account, &state).await;
-                                    break Err(unreachable(account, state.describe()));
+                                    progress(LoginProgress::Qr(payload));
                                 }
+                                WaEvent::PairCode { code } => progress(LoginProgress::PairCode(code)),
+                                WaEvent::PairError(why) => progress(LoginProgress::Retry(why)),
+                                WaEvent::PairSuccess { jid } => {
+                                    let phone = phone_of_jid(&jid);
+                                    self.record_whatsapp_state(account, &ChannelState::Connected { phone: phone.clone() }).await;
+                                    paired = Some(phone);
+                                    settle.as_mut().reset(tokio::time::Instant::now() + SETTLE_TIMEOUT);
+                                }
+                                WaEvent::Connected => {
+                                    let phone = paired.clone().flatten();
+                                    self.record_whatsapp_state(account, &ChannelState::Connected { phone: phone.clone() }).await;
+                                    let already_linked = paired.is_none() && had_session;
+                                    break Ok(LoginOutcome { account: account.into(), phone, already_linked });
+                                }
+                                WaEvent::LoggedOut | WaEvent::StreamReplaced => {
+                                    let state = ChannelState::LoggedOut { reason: "the phone refused the session".into() };
+                                    self.record_whatsapp_state(account, &state).await;
+                                    break Err(Error::Conflict(format!(
+                                        "WhatsApp ended the session of account '{account}'; log out to wipe it, then log in again"
+                                    )));
+                                }
+                                event @ WaEvent::TemporaryBan { .. } => {
+                                    if let Some(state) = crate::engine::channel::whatsapp::state_after(&event, Utc::now()) {
+                                        self.record_whatsapp_state(account, &state).await;
+                                        break Err(unreachable(account, state.describe()));
+                                    }
+                                }
+                                WaEvent::ConnectFailure(why) if paired.is_none() => break Err(unreachable(account, why)),
+                                WaEvent::Disconnected if paired.is_none() && !had_session => {
+                                    break Err(unreachable(account, "the connection closed"));
+                                }
+                                _ => {}
                             }
-                            WaEvent::ConnectFailure(why) if paired.is_none() => break Err(unreachable(account, why)),
-                            WaEvent::Disconnected if paired.is_none() && !had_session => {
-                                break Err(unreachable(account, "the connection closed"));
-                            }
-                            _ => {}
                         }
-                    }
-                    done = &mut run, if live => ended = Some(done),
-                    _ = &mut first_answer, if live && !heard => {
-                        break Err(unreachable(account, format!("no answer within {CONNECT_TIMEOUT:?}")));
-                    }
-                    _ = &mut settle, if live && paired.is_some() => {
-                        break Ok(LoginOutcome { account: account.into(), phone: paired.clone().flatten(), already_linked: false });
-                    }
-                    _ = shutdown.wait(), if live => break Err(Error::Usage("login interrupted".into())),
-                    // The client stopped and its events are all read.
-                    else => {
-                        break match (paired.clone(), ended.take()) {
-                            (Some(phone), _) => Ok(LoginOutcome { account: account.into(), phone, already_linked: false }),
-                            (None, Some(Err(why))) => Err(unreachable(account, why)),
-                            (None, _) => Err(unreachable(account, "the client stopped")),
-                        };
+                        done = &mut run, if live => ended = Some(done),
+                        _ = &mut first_answer, if live && !heard => {
+                            break Err(unreachable(account, format!("no answer within {CONNECT_TIMEOUT:?}")));
+                        }
+                        _ = &mut settle, if live && paired.is_some() => {
+                            break Ok(LoginOutcome { account: account.into(), phone: paired.clone().flatten(), already_linked: false });
+                        }
+                        _ = shutdown.wait(), if live => break Err(Error::Usage("login interrupted".into())),
+                        // The client stopped and its events are all read.
+                        else => {
+                            break match (paired.clone(), ended.take()) {
+                                (Some(phone), _) => Ok(LoginOutcome { account: account.into(), phone, already_linked: false }),
+                                (None, Some(Err(why))) => Err(unreachable(account, why)),
+                                // wa-rs ends `run()` once its QR codes expire: new codes, same login.
+                                (None, Some(Ok(()))) if showed_qr => {
+                                    progress(LoginProgress::StartingOver);
+                                    continue 'attempt;
+                                }
+                                (None, _) => Err(unreachable(account, "the client stopped")),
+                            };
+                        }
                     }
                 }
-            }
-        };
-        client.disconnect().await;
-        result
+            };
+            client.disconnect().await;
+            return result;
+        }
     }
 
     /// Ends the account's session: asks the client to log out when one can be started, and
@@ -354,6 +366,35 @@ mod tests {
         assert_eq!(wa.kind, "whatsapp");
         assert_eq!(wa.connection.as_ref().map(|c| c["state"].clone()), Some(serde_json::json!("connected")));
         assert!(wa.connection_updated_at.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn login_starts_over_when_the_qr_codes_run_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path()).await;
+        let fake = Arc::new(FakeWaClient::default());
+        let qr = |p: &str| WaEvent::Qr { payload: p.into(), valid_for: Duration::from_secs(20) };
+        // wa-rs ends the run once its codes expire unscanned; the next run has new ones.
+        fake.script(vec![WaEvent::Connecting, qr("2@one"), qr("2@two")], Ok(()));
+        fake.script(vec![WaEvent::Connecting, qr("2@three")], Ok(()));
+        let paired = vec![qr("2@four"), WaEvent::PairSuccess { jid: "447911123456@s.whatsapp.net".into() }];
+        fake.script([paired, vec![WaEvent::Connected]].concat(), Ok(()));
+        let mut seen = Vec::new();
+        let (_t, shutdown) = shutdown_signal();
+        let outcome =
+            app.whatsapp_login_with("wa", fake.clone(), false, |p| seen.push(p), shutdown).await.expect("logged in");
+        let q = |p: &str| LoginProgress::Qr(p.into());
+        let expected = [
+            q("2@one"),
+            q("2@two"),
+            LoginProgress::StartingOver,
+            q("2@three"),
+            LoginProgress::StartingOver,
+            q("2@four"),
+        ];
+        assert_eq!(seen, expected);
+        assert_eq!(fake.runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(outcome.phone.as_deref(), Some("+447911123456"));
     }
 
     #[tokio::test(start_paused = true)]

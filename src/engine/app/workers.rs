@@ -10,6 +10,7 @@ use crate::engine::channel::whatsapp::supervisor::Supervisor;
 use crate::engine::error::{Error, Result};
 use crate::engine::pipeline::aggregator::run_aggregator;
 use crate::engine::pipeline::expander::run_expander;
+use crate::engine::pipeline::replies::ReplyHandler;
 use crate::engine::pipeline::sender::{SenderConfig, run_sender};
 use crate::engine::pipeline::webhook::{InboundHooks, serve_webhooks, webhooks_router};
 use crate::engine::pipeline::worker::{HEARTBEAT_EVERY, Shutdown};
@@ -109,7 +110,13 @@ impl App {
                     continue;
                 }
                 let lock = SessionLock::acquire(&account.session_dir).map_err(|e| Error::Conflict(e.to_string()))?;
-                let supervisor = Supervisor::for_channel(name, &account.channel, store.campaigns.clone());
+                let replies = ReplyHandler {
+                    leads: store.leads.clone(),
+                    store: store.campaigns.clone(),
+                    stop_words: config.webhook.stop_words.value.clone(),
+                };
+                let supervisor =
+                    Supervisor::for_channel(name, &account.channel, store.campaigns.clone()).with_replies(replies);
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     supervisor.run(shutdown).await;

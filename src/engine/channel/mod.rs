@@ -120,4 +120,10 @@ pub trait Channel: Send + Sync {
     fn paused_for(&self) -> Option<Duration> {
         None
     }
+
+    /// Why the account cannot send, in a few words (`temporarily banned until …`), while
+    /// [`Channel::paused_for`] says it cannot.
+    fn pause_reason(&self) -> Option<String> {
+        None
+    }
 }

@@ -38,6 +38,10 @@ pub struct AccountInfo {
     pub connection: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why the account's next send waits and until when, as a sender last recorded it (a
+    /// `next_at` in the past: it is not waiting); filled in by `App::snapshot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::engine::store::campaigns::AccountWait>,
 }
 
 #[derive(Clone, Default)]
@@ -247,6 +251,7 @@ impl ChannelRegistry {
                 max_length: Some(a.channel.max_length()),
                 connection: None,
                 connection_updated_at: None,
+                wait: None,
             })
             .chain(self.unavailable.iter().map(|(name, (kind, why))| AccountInfo {
                 name: name.clone(),
@@ -255,6 +260,7 @@ impl ChannelRegistry {
                 max_length: None,
                 connection: None,
                 connection_updated_at: None,
+                wait: None,
             }))
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));

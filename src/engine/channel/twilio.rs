@@ -263,4 +263,4 @@ pub fn bare_number(address: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,7 +8,7 @@ use super::worker::{Progress, Shutdown, heartbeat_loop, sleep_or_shutdown, worke
 use crate::engine::bus::{Bus, Delivery, Outgoing, topic};
 use crate::engine::campaign::{CampaignId, CampaignStatus, ExpandJob, NewLog, SendJob, send_id};
 use crate::engine::error::Result;
-use crate::engine::store::campaigns::CampaignStore;
+use crate::engine::store::campaigns::{AudienceLead, CampaignStore};
 use crate::engine::template::Template;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -48,6 +48,29 @@ pub async fn run_expander(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, shut
     Ok(())
 }
 
+/// The message `entry` gets from `campaign` (its first phone, the rendered template, attempt 1),
+/// or why it gets none: `lead deleted`, `opted out`, `no phone number` (the skipped log's reason).
+pub(crate) fn send_job_for(
+    campaign: CampaignId,
+    template: &Template,
+    entry: &AudienceLead,
+) -> std::result::Result<SendJob, &'static str> {
+    let Some(lead) = &entry.lead else { return Err("lead deleted") };
+    if entry.opted_out {
+        return Err("opted out");
+    }
+    let Some(to) = lead.phones.first().cloned() else { return Err("no phone number") };
+    Ok(SendJob {
+        send_id: send_id(campaign, entry.id),
+        campaign_id: campaign,
+        lead_id: entry.id,
+        to,
+        message: template.render(lead),
+        attempt: 1,
+        timezone: lead.metadata.get("timezone").cloned(),
+    })
+}
+
 /// Expands one chunk; returns how many leads it held.
 async fn expand_chunk(
     store: &dyn CampaignStore,
@@ -79,26 +102,13 @@ async fn expand_chunk(
     let mut jobs: HashMap<String, SendJob> = HashMap::with_capacity(leads.len());
     for entry in leads {
         let id = send_id(job.campaign_id, entry.id);
-        let phone = entry.lead.as_ref().and_then(|l| l.phones.first().cloned());
-        let skip_reason = match (&entry.lead, &phone) {
-            (None, _) => Some("lead deleted".to_string()),
-            _ if entry.opted_out => Some("opted out".to_string()),
-            (_, None) => Some("no phone number".to_string()),
-            _ => None,
+        let skip_reason = match send_job_for(job.campaign_id, template, &entry) {
+            Ok(send) => {
+                jobs.insert(id.clone(), send);
+                None
+            }
+            Err(reason) => Some(reason.to_string()),
         };
-        if let (Some(lead), Some(to), None) = (&entry.lead, phone, &skip_reason) {
-            let message = template.render(lead);
-            let job = SendJob {
-                send_id: id.clone(),
-                campaign_id: job.campaign_id,
-                lead_id: entry.id,
-                to,
-                message,
-                attempt: 1,
-                timezone: lead.metadata.get("timezone").cloned(),
-            };
-            jobs.insert(id.clone(), job);
-        }
         logs.push(NewLog { send_id: id, lead_id: entry.id, skip_reason });
     }
     let pending = store.insert_logs(job.campaign_id, channel, &logs).await?;

@@ -7,6 +7,7 @@ pub mod aggregator;
 pub mod expander;
 pub mod launch;
 pub mod limits;
+pub mod replies;
 pub mod sender;
 pub mod webhook;
 pub mod worker;

@@ -29,7 +29,7 @@ use crate::engine::bus::{Bus, Delivery, Outgoing, topic};
 use crate::engine::campaign::{CampaignStatus, DeadLetter, SendJob, SendStatus, StatusUpdate};
 use crate::engine::channel::{Channel, ChannelError, ChannelRegistry, OutboundMessage};
 use crate::engine::error::Result;
-use crate::engine::store::campaigns::{CampaignStore, Claim, LogUpdate};
+use crate::engine::store::campaigns::{AccountWait, CampaignStore, Claim, LogUpdate};
 use chrono::Utc;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -180,10 +180,44 @@ pub async fn run_sender(
             (shared.clone(), bus.clone(), progress.clone(), shutdown.clone(), id.clone());
         loops.spawn(async move { batch_loop(&shared, bus.as_ref(), &progress, shutdown, &id).await });
     }
+    let waits = tokio::spawn(publish_waits(shared.clone(), shutdown.clone()));
     while loops.join_next().await.is_some() {}
     let _ = beat.await;
+    let _ = waits.await;
     tracing::info!(worker = %id, processed = progress.get(), "Sender stopped.");
     Ok(())
+}
+
+/// How often the accounts' waits are written to the store (when they changed).
+const WAITS_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes each account's latest wait (why its next send waits, until when) to the store when
+/// it changed, so `campaigns status` in another process can say it; once more on shutdown.
+async fn publish_waits(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(WAITS_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = shutdown.wait() => true,
+        };
+        for (name, account) in &shared.accounts {
+            let Some(wait) = account.limits.waits().take_changed() else { continue };
+            let record = AccountWait {
+                account: name.clone(),
+                next_at: wait.next_at,
+                reason: wait.reason.kind().to_string(),
+                detail: wait.reason.to_string(),
+                updated_at: Utc::now(),
+            };
+            if let Err(e) = shared.store.set_account_wait(&record).await {
+                tracing::debug!(account = %name, error = %e, "Could not record why the account waits.");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 async fn batch_loop(shared: &Arc<Shared>, bus: &dyn Bus, progress: &Progress, shutdown: Shutdown, id: &str) {

@@ -19,15 +19,15 @@
 //!
 //! [`Channel::parse_receipts`]: crate::engine::channel::Channel::parse_receipts
 
+use super::replies::{IncomingReply, ReplyHandler};
 use super::worker::Shutdown;
 use crate::engine::channel::ChannelRegistry;
 use crate::engine::channel::twilio::{INBOUND_PATH, STATUS_PATH, TwilioChannel, bare_number, map_status};
 use crate::engine::error::{Error, Result};
-use crate::engine::lead::phone_key;
 use crate::engine::phone::{Region, normalize_phone};
 use crate::engine::store::Store;
 use crate::engine::store::campaigns::CampaignStore;
-use crate::engine::store::campaigns::{LogUpdate, Reply};
+use crate::engine::store::campaigns::LogUpdate;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -113,9 +113,9 @@ pub struct InboundHooks {
 }
 
 impl InboundHooks {
-    fn is_stop_word(&self, text: &str) -> bool {
-        let text = text.trim().trim_end_matches(['.', '!']).trim().to_lowercase();
-        !text.is_empty() && self.stop_words.iter().any(|w| w.trim().to_lowercase() == text)
+    /// Replies are handled as on every channel (see [`super::replies`]).
+    fn replies(&self) -> ReplyHandler {
+        ReplyHandler { leads: self.leads.clone(), store: self.store.clone(), stop_words: self.stop_words.clone() }
     }
 }
 
@@ -237,30 +237,15 @@ async fn twilio_inbound(State(hooks): State<Arc<InboundHooks>>, headers: HeaderM
         tracing::info!(account, "A reply from an unreadable number; ignored.");
         return empty_twiml();
     };
-    let handled = async {
-        let Some(lead) = hooks.leads.find_lead_by_key(&phone_key(&phone)).await? else { return Ok(None) };
-        if hooks.is_stop_word(text) {
-            let changed = hooks.store.opt_out_via(lead.id, &format!("reply via {account}")).await?;
-            tracing::info!(lead = lead.id, account, changed, "A stop word opted a lead out.");
-        } else {
-            let reply = Reply {
-                lead_id: lead.id,
-                channel: account.clone(),
-                body: text.to_string(),
-                received_at: chrono::Utc::now(),
-                provider_message_id: post.get("MessageSid").or(post.get("SmsSid")).map(str::to_string),
-            };
-            let stored = hooks.store.add_reply(&reply).await?;
-            tracing::info!(lead = lead.id, account, stored, "A reply was kept in the lead's history.");
-        }
-        Ok::<_, Error>(Some(lead.id))
+    let reply = IncomingReply {
+        account,
+        from: phone,
+        text: text.to_string(),
+        received_at: chrono::Utc::now(),
+        provider_message_id: post.get("MessageSid").or(post.get("SmsSid")).map(str::to_string),
     };
-    match handled.await {
-        Ok(Some(_)) => empty_twiml(),
-        Ok(None) => {
-            tracing::info!(account, "A reply from a number no lead has; ignored.");
-            empty_twiml()
-        }
+    match hooks.replies().handle(&reply).await {
+        Ok(_) => empty_twiml(),
         Err(e) => {
             tracing::warn!(error = %e, "Cannot record a reply; Twilio will retry.");
             plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; try again")

@@ -82,6 +82,31 @@ pub struct OptOutRecord {
     pub source: Option<String>,
 }
 
+/// Why a channel account's next send waits, and until when, as a sender last noted it (so
+/// `crm campaigns status` and dashboards in any process can say when the next send happens).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AccountWait {
+    pub account: String,
+    /// The next send is not before this (a time in the past: the account is not waiting).
+    pub next_at: DateTime<Utc>,
+    /// A stable name: `rate_limit`, `jitter`, `quiet_hours`, `daily_cap`, `breaker_open`,
+    /// `account_paused`.
+    pub reason: String,
+    /// The reason in words (`quiet hours at the recipient's until 08:00 (UTC+01:00)`).
+    pub detail: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an operator decided about messages whose outcome is unknown (UNCERTAIN: the vendor may
+/// or may not have them, and a channel without an idempotency key cannot be asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Send again: the log goes back to pending with a fresh try.
+    Resend,
+    /// The recipient got it: the log becomes sent.
+    MarkSent,
+}
+
 /// The connection state a channel account last reported (e.g. a WhatsApp session's), as JSON
 /// the channel defines, so `crm whatsapp status` and dashboards in any process can show it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -183,4 +208,22 @@ pub trait CampaignStore: Send + Sync {
     ) -> Result<()>;
     /// Every account's last recorded state, by account name.
     async fn channel_states(&self) -> Result<Vec<ChannelStateRecord>>;
+
+    /// Records why `wait.account`'s next send waits (one row per account; the newer
+    /// `updated_at` wins, as for [`CampaignStore::set_channel_state`]).
+    async fn set_account_wait(&self, wait: &AccountWait) -> Result<()>;
+    /// Every account's last recorded wait, by account name.
+    async fn account_waits(&self) -> Result<Vec<AccountWait>>;
+
+    /// Resolves `campaign`'s logs that are UNCERTAIN now — those among `send_ids`, or every one
+    /// when `send_ids` is None — in one transaction; logs in any other status (or of another
+    /// campaign) are left alone. `MarkSent`: they become sent. `Resend`: they go back to pending
+    /// (attempt 0, no lease, error cleared) and a COMPLETED campaign becomes RUNNING again, so
+    /// the caller can publish their send jobs. Returns the logs it changed, as they are now.
+    async fn resolve_uncertain(
+        &self,
+        campaign: CampaignId,
+        send_ids: Option<&[String]>,
+        resolution: Resolution,
+    ) -> Result<Vec<CommunicationLog>>;
 }

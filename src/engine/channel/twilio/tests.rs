@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 /// One request the fake Twilio received.
 #[derive(Debug, Clone)]
-struct Seen {
+pub(crate) struct Seen {
     method: Method,
     path: String,
     authorization: Option<String>,
@@ -18,8 +18,8 @@ struct Seen {
 type Answer = Option<(u16, String, Option<String>)>;
 
 #[derive(Clone, Default)]
-struct Fake {
-    seen: Arc<Mutex<Vec<Seen>>>,
+pub(crate) struct Fake {
+    pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
     /// The status and body to answer with (201 + a message resource when None).
     answer: Arc<Mutex<Answer>>,
 }
@@ -54,7 +54,7 @@ async fn handle(
     }
 }
 
-async fn fake_twilio() -> (Fake, String) {
+pub(crate) async fn fake_twilio() -> (Fake, String) {
     let fake = Fake::default();
     let app = axum::Router::new().fallback(handle).with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -65,7 +65,7 @@ async fn fake_twilio() -> (Fake, String) {
     (fake, format!("http://{addr}"))
 }
 
-fn config(api_base: &str, from: &str) -> TwilioConfig {
+pub(crate) fn config(api_base: &str, from: &str) -> TwilioConfig {
     TwilioConfig {
         name: "twilio".into(),
         account_sid: "AC123".into(),

@@ -71,6 +71,20 @@ pub enum WaEvent {
     },
     ConnectFailure(String),
     Receipt(WaReceipt),
+    /// A text message someone sent this number (a lead's reply).
+    Inbound(WaInbound),
+}
+
+/// A text message sent to this number, in our terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaInbound {
+    /// The sender's JID: a phone JID (`447911123456@s.whatsapp.net`) when WhatsApp revealed
+    /// the number, else the hidden-user one (`…@lid`), which no lead can be matched by.
+    pub from: String,
+    pub text: String,
+    /// WhatsApp's message id (a redelivered message is kept once).
+    pub id: String,
+    pub at: DateTime<Utc>,
 }
 
 /// A receipt: which of our messages, in which chat, and what kind.
@@ -180,7 +194,7 @@ pub fn state_after(event: &WaEvent, now: DateTime<Utc>) -> Option<ChannelState> 
         WaEvent::TemporaryBan { expires_in, .. } => ChannelState::TemporarilyBanned {
             until: now + chrono::Duration::from_std(*expires_in).unwrap_or(chrono::Duration::days(1)),
         },
-        WaEvent::Receipt(_) => return None,
+        WaEvent::Receipt(_) | WaEvent::Inbound(_) => return None,
     })
 }
 
@@ -398,7 +412,20 @@ impl Channel for WhatsAppChannel {
     fn paused_for(&self) -> Option<Duration> {
         self.state().pause(Utc::now())
     }
+
+    fn pause_reason(&self) -> Option<String> {
+        let state = self.state();
+        state.pause(Utc::now())?;
+        Some(match state {
+            ChannelState::LoggedOut { reason } => format!("logged out ({reason})"),
+            ChannelState::PairingNeeded { .. } => "not paired".into(),
+            ChannelState::TemporarilyBanned { until } => format!("temporarily banned until {}", until.to_rfc3339()),
+            other => other.describe(),
+        })
+    }
 }
 
+#[cfg(test)]
+mod sender_tests;
 #[cfg(test)]
 mod tests;

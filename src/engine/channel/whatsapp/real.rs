@@ -1,6 +1,8 @@
 //! [`WaClient`] over wa-rs 0.2: a `Bot` per run, with wa-rs's SQLite session storage in the
 //! account's session directory, its tokio WebSocket transport and ureq HTTP client. Events are
 //! translated into [`WaEvent`]s ([`translate`]); everything else stays inside this file.
+//! Incoming text messages (not our own, not groups) become [`WaEvent::Inbound`], named by the
+//! sender's phone JID when wa-rs knows it (`sender`, or `sender_alt` for an `@lid` sender).
 //!
 //! What wa-rs 0.2 does not have, and what we do instead: no logout call (a session is ended by
 //! disconnecting and wiping its files; the phone lists the linked device until it is removed
@@ -8,7 +10,7 @@
 //! client is connected is [`WaSendError::Ambiguous`] (UNCERTAIN, never resent).
 
 use super::session::SESSION_DB;
-use super::{ReceiptKind, WaClient, WaEvent, WaReceipt, WaSendError, lock};
+use super::{ReceiptKind, WaClient, WaEvent, WaInbound, WaReceipt, WaSendError, lock};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -77,6 +79,19 @@ pub fn translate(event: &Event) -> Option<WaEvent> {
         Event::ConnectFailure(f) => WaEvent::ConnectFailure(format!("{:?}: {}", f.reason, f.message)),
         Event::ClientOutdated(_) => WaEvent::ConnectFailure("WhatsApp refused this client version (outdated)".into()),
         Event::StreamError(e) => WaEvent::ConnectFailure(format!("stream error: {e:?}")),
+        Event::Message(message, info) if !info.source.is_from_me && !info.source.is_group => {
+            let text = message
+                .conversation
+                .clone()
+                .or_else(|| message.extended_text_message.as_ref().and_then(|m| m.text.clone()))?;
+            // A hidden (@lid) sender often comes with its phone JID as `sender_alt`.
+            let from = std::iter::once(&info.source.sender)
+                .chain(info.source.sender_alt.as_ref())
+                .map(ToString::to_string)
+                .find(|jid| super::phone_of_jid(jid).is_some())
+                .unwrap_or_else(|| info.source.sender.to_string());
+            WaEvent::Inbound(WaInbound { from, text, id: info.id.clone(), at: info.timestamp })
+        }
         Event::Receipt(r) => WaEvent::Receipt(WaReceipt {
             chat: r.source.chat.to_string(),
             message_ids: r.message_ids.clone(),

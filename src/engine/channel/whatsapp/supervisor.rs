@@ -6,9 +6,14 @@
 //! [`ReceiptTracker`]. When the client stops, it is restarted after a capped, jittered backoff
 //! (reset once a connection came up) — except after LoggedOut or StreamReplaced (a new
 //! `crm whatsapp login` is needed; the account stays paused) and TemporaryBan (it waits out
-//! the ban, paused, and never retries into it).
+//! the ban, paused, and never retries into it). Messages leads send to the number go through
+//! the same [`ReplyHandler`] as Twilio's inbound webhook: a stop word opts the lead out, any
+//! other text is kept in the lead's history.
 
-use super::{ChannelState, ReceiptTracker, WaClient, WaEvent, WhatsAppChannel, lock, state_after};
+use super::{
+    ChannelState, ReceiptTracker, WaClient, WaEvent, WaInbound, WhatsAppChannel, lock, phone_of_jid, state_after,
+};
+use crate::engine::pipeline::replies::{IncomingReply, ReplyHandler};
 use crate::engine::pipeline::worker::{Shutdown, sleep_or_shutdown};
 use crate::engine::store::campaigns::CampaignStore;
 use chrono::Utc;
@@ -47,6 +52,8 @@ pub struct Supervisor {
     pub tracker: Arc<ReceiptTracker>,
     pub store: Arc<dyn CampaignStore>,
     pub restart: RestartPolicy,
+    /// Where leads' replies go; None: they are only logged.
+    pub replies: Option<ReplyHandler>,
 }
 
 impl Supervisor {
@@ -59,6 +66,32 @@ impl Supervisor {
             tracker: channel.tracker(),
             store,
             restart: RestartPolicy::default(),
+            replies: None,
+        }
+    }
+
+    /// The same supervisor, handing leads' replies to `replies`.
+    pub fn with_replies(self, replies: ReplyHandler) -> Supervisor {
+        Supervisor { replies: Some(replies), ..self }
+    }
+
+    /// A lead's message: matched by phone and handled like every channel's replies. A sender
+    /// whose number WhatsApp hides (`@lid`) cannot be matched to a lead.
+    async fn reply(&self, message: &WaInbound) {
+        let Some(replies) = &self.replies else { return };
+        let Some(from) = phone_of_jid(&message.from) else {
+            tracing::info!(account = %self.account, "A WhatsApp reply from a hidden number (@lid); no lead can be matched.");
+            return;
+        };
+        let reply = IncomingReply {
+            account: self.account.clone(),
+            from,
+            text: message.text.clone(),
+            received_at: message.at,
+            provider_message_id: Some(message.id.clone()),
+        };
+        if let Err(e) = replies.handle(&reply).await {
+            tracing::warn!(account = %self.account, error = %e, "Could not record a WhatsApp reply.");
         }
     }
 
@@ -76,6 +109,10 @@ impl Supervisor {
 
     /// Returns whether a connection came up.
     async fn handle(&self, event: WaEvent) -> bool {
+        if let WaEvent::Inbound(message) = &event {
+            self.reply(message).await;
+            return false;
+        }
         if let WaEvent::Receipt(receipt) = &event {
             let updates = self.tracker.updates_for(receipt);
             if !updates.is_empty()

@@ -353,3 +353,55 @@ async fn an_ambiguous_send_through_the_sender_is_uncertain_and_sent_once() {
     assert!(matches!(result, Err(LimitError::CircuitOpen(_))), "{result:?}");
     assert_eq!(fake.sent().len(), 1);
 }
+
+/// Leads' WhatsApp messages go through the same reply handling as Twilio's webhook: a stop word
+/// opts the lead out (source `reply via wa`), other text is kept once per message id, and a
+/// hidden (`@lid`) or unknown sender changes nothing.
+#[tokio::test(start_paused = true)]
+async fn whatsapp_replies_opt_out_on_stop_and_are_kept_otherwise() {
+    use crate::engine::lead::LeadDraft;
+    use crate::engine::pipeline::replies::ReplyHandler;
+    use crate::engine::store::Store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Arc::new(SqliteStore::open(&dir.path().join("crm.db")).await.expect("store"));
+    let draft = |phone: &str| LeadDraft { phones: vec![phone.into()], ..LeadDraft::default() };
+    let ann = sqlite.add_lead(draft("+447911000001")).await.expect("lead").id;
+    let bob = sqlite.add_lead(draft("+447911000002")).await.expect("lead").id;
+    let inbound = |from: &str, text: &str, id: &str| {
+        WaEvent::Inbound(WaInbound {
+            from: from.into(),
+            text: text.into(),
+            id: id.into(),
+            at: at("2026-03-02T10:00:00Z"),
+        })
+    };
+    let fake = Arc::new(FakeWaClient::connected());
+    fake.script(
+        vec![
+            WaEvent::Connected,
+            inbound("447911000002@s.whatsapp.net", " Stop! ", "m1"),
+            inbound("447911000001:3@s.whatsapp.net", "Is it still on sale?", "m2"),
+            inbound("447911000001@s.whatsapp.net", "Is it still on sale?", "m2"),
+            inbound("1234567890@lid", "STOP", "m3"),
+            inbound("447000000000@s.whatsapp.net", "stop", "m4"),
+        ],
+        Ok(()),
+    );
+    let channel = WhatsAppChannel::new("wa", fake.clone(), WaSettings::default());
+    let store: Arc<dyn CampaignStore> = sqlite.clone();
+    let replies = ReplyHandler { leads: sqlite.clone(), store: store.clone(), stop_words: vec!["STOP".into()] };
+    let sup = Supervisor::for_channel("wa", &channel, store.clone()).with_replies(replies);
+    let (trigger, shutdown) = shutdown_signal();
+    let task = tokio::spawn(sup.run(shutdown));
+    wait_for(|| fake.runs.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
+    trigger.trigger();
+    task.await.expect("stops");
+    let opted: Vec<(i64, Option<String>)> =
+        store.list_opt_out_records().await.expect("opt-outs").into_iter().map(|r| (r.lead_id, r.source)).collect();
+    assert_eq!(opted, [(bob, Some("reply via wa".to_string()))]);
+    let kept = store.list_replies(ann, 10).await.expect("replies");
+    assert_eq!(kept.len(), 1, "kept once: {kept:?}");
+    assert_eq!((kept[0].body.as_str(), kept[0].channel.as_str()), ("Is it still on sale?", "wa"));
+    assert_eq!(kept[0].provider_message_id.as_deref(), Some("m2"));
+    assert!(store.list_replies(bob, 10).await.expect("replies").is_empty(), "a stop word is not a reply");
+}

@@ -13,12 +13,14 @@ pub mod pacing;
 pub mod policy;
 pub mod rate;
 pub mod retry;
+pub mod waits;
 
 pub use breaker::{BreakerOpen, BreakerPermit, BreakerState, CircuitBreaker};
 pub use pacing::{Pace, Pacer, QuietHours};
 pub use policy::SenderPolicy;
 pub use rate::RateLimiter;
 pub use retry::{RetryPolicy, backoff, backoff_ceiling};
+pub use waits::{Wait, WaitBoard, WaitReason};
 
 use super::worker::Shutdown;
 use crate::engine::channel::{Channel, ChannelError, OutboundMessage, SendOutcome};
@@ -68,10 +70,20 @@ pub struct Limits {
     breaker: CircuitBreaker,
     retry: RetryPolicy,
     pacer: Pacer,
+    waits: WaitBoard,
 }
 
 impl Limits {
     pub fn new(policy: &SenderPolicy) -> Limits {
+        Limits::with_pacer(policy, Pacer::new(policy.jitter, policy.daily_cap, policy.quiet_hours))
+    }
+
+    /// Limits whose safe-sending clock reads `wall` now (tests under a paused clock).
+    pub fn starting_at(policy: &SenderPolicy, wall: chrono::DateTime<chrono::Utc>) -> Limits {
+        Limits::with_pacer(policy, Pacer::starting_at(policy.jitter, policy.daily_cap, policy.quiet_hours, wall))
+    }
+
+    fn with_pacer(policy: &SenderPolicy, pacer: Pacer) -> Limits {
         let max_concurrency = policy.concurrency.max(1);
         Limits {
             rate: RateLimiter::new(policy.rate_per_minute, policy.burst),
@@ -79,8 +91,23 @@ impl Limits {
             max_concurrency,
             breaker: CircuitBreaker::new(policy.breaker_failures, policy.breaker_cooldown),
             retry: policy.retry(),
-            pacer: Pacer::new(policy.jitter, policy.daily_cap, policy.quiet_hours),
+            pacer,
+            waits: WaitBoard::default(),
         }
+    }
+
+    /// Why the account's next send waits, and until when (see [`waits`]).
+    pub fn waits(&self) -> &WaitBoard {
+        &self.waits
+    }
+
+    fn note_wait(&self, after: Duration, reason: WaitReason) {
+        let now = self.pacer.now();
+        let next_at = chrono::Duration::from_std(after)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        self.waits.note(now, Wait { next_at, reason });
     }
 
     pub fn pacer(&self) -> &Pacer {
@@ -117,10 +144,21 @@ impl Limits {
         gate: impl Future<Output = Gate>,
     ) -> Result<SendOutcome, LimitError> {
         // An account that cannot send (logged out, banned) has its circuit opened at once.
-        if let Some(pause) = channel.paused_for() {
+        let paused = channel.paused_for();
+        if let Some(pause) = paused {
             self.breaker.trip(pause);
         }
-        let permit = self.breaker.try_acquire()?;
+        let permit = match self.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(open) => {
+                let reason = match (paused, channel.pause_reason()) {
+                    (Some(_), Some(why)) => WaitReason::AccountPaused { why },
+                    _ => WaitReason::BreakerOpen,
+                };
+                self.note_wait(open.retry_in, reason);
+                return Err(open.into());
+            }
+        };
         // Safe sending: quiet hours at the recipient's and the daily cap hold the message
         // (nothing is sent); otherwise a jittered wait after the rate slot.
         let pace = self.pacer.check(&msg.to, msg.timezone.as_deref(), &mut rand::rng());
@@ -128,9 +166,17 @@ impl Limits {
             Pace::Go(jitter) => jitter,
             Pace::Hold { after, why } => {
                 tracing::debug!(to = %msg.to, ?after, %why, "Send held by the safe-sending policy.");
+                self.note_wait(after, why);
                 return Err(LimitError::Held(after));
             }
         };
+        let slot_in = self.rate.next_slot_in();
+        if !slot_in.is_zero() {
+            self.note_wait(slot_in, WaitReason::RateLimit);
+        }
+        if !jitter.is_zero() {
+            self.note_wait(slot_in + jitter, WaitReason::Jitter);
+        }
         let waited = async {
             self.rate.acquire().await;
             if !jitter.is_zero() {
@@ -169,6 +215,8 @@ impl Limits {
                 drop(permit);
                 self.pacer.unreserve();
                 self.breaker.trip(*retry_after);
+                let why = channel.pause_reason().unwrap_or_else(|| "the channel paused its sends".into());
+                self.note_wait(*retry_after, WaitReason::AccountPaused { why });
                 return Err(LimitError::CircuitOpen(BreakerOpen { retry_in: *retry_after }));
             }
         }
@@ -315,6 +363,53 @@ mod tests {
         assert!(matches!(go(&limits, &channel).await, Err(LimitError::Channel(ChannelError::Permanent(_)))));
         assert!(about(elapsed_since(start), Duration::from_secs(4)), "the second send waited out Retry-After");
         assert_eq!(limits.breaker().state(), BreakerState::Closed);
+    }
+
+    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(text).expect("time").with_timezone(&chrono::Utc)
+    }
+
+    async fn send_to(limits: &Limits, channel: &dyn Channel, to: &str) -> Result<SendOutcome, LimitError> {
+        let (_trigger, mut shutdown) = crate::engine::pipeline::worker::shutdown_signal();
+        let msg = OutboundMessage { to: to.into(), ..msg() };
+        limits.send(channel, &msg, &mut shutdown, async { Gate::Go }).await
+    }
+
+    fn noted(limits: &Limits) -> Option<(chrono::DateTime<chrono::Utc>, WaitReason)> {
+        limits.waits().take_changed().map(|w| (w.next_at, w.reason))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_wait_is_noted_with_its_reason_and_when_it_ends() {
+        // 06:00 UTC: quiet in London until 08:00, not in India; one message a day; 30 a minute.
+        let policy = SenderPolicy {
+            quiet_hours: QuietHours::parse("21:00-08:00").ok(),
+            daily_cap: Some(1),
+            ..SenderPolicy::default()
+        };
+        let limits = Limits::starting_at(&policy, at("2026-03-02T06:00:00Z"));
+        let channel = Scripted::new(vec![], Duration::ZERO);
+        assert_eq!(send_to(&limits, &channel, "+447911123456").await, Err(LimitError::Held(Duration::from_secs(7200))));
+        let quiet = WaitReason::QuietHours { until: "08:00".into(), zone: "UTC+00:00".into() };
+        assert_eq!(noted(&limits), Some((at("2026-03-02T08:00:00Z"), quiet)));
+        assert!(send_to(&limits, &channel, "+919812345678").await.is_ok());
+        assert_eq!(noted(&limits), None, "the first send had a free slot: no wait");
+        assert!(matches!(send_to(&limits, &channel, "+919812345678").await, Err(LimitError::Held(_))));
+        assert_eq!(noted(&limits), Some((at("2026-03-03T00:00:00Z"), WaitReason::DailyCap { cap: 1 })));
+
+        // The rate limit: the second send waits two seconds for its slot.
+        let limits = Limits::starting_at(&SenderPolicy::default(), at("2026-03-02T06:00:00Z"));
+        assert!(send_to(&limits, &channel, "+447911123456").await.is_ok());
+        assert!(send_to(&limits, &channel, "+447911123456").await.is_ok());
+        assert_eq!(noted(&limits), Some((at("2026-03-02T06:00:02Z"), WaitReason::RateLimit)));
+
+        // An open breaker.
+        let policy = SenderPolicy { breaker_failures: 1, ..unlimited_policy() };
+        let limits = Limits::starting_at(&policy, at("2026-03-02T06:00:00Z"));
+        let failing = Scripted::new(vec![Err(ChannelError::Transient("503".into()))], Duration::ZERO);
+        assert!(matches!(go(&limits, &failing).await, Err(LimitError::Channel(_))));
+        assert!(matches!(go(&limits, &failing).await, Err(LimitError::CircuitOpen(_))));
+        assert_eq!(noted(&limits), Some((at("2026-03-02T06:00:30Z"), WaitReason::BreakerOpen)));
     }
 
     #[tokio::test(start_paused = true)]

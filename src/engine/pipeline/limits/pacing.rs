@@ -15,6 +15,7 @@
 //! `tokio::time::pause` and can start at any wall time.
 
 use super::lock;
+use super::waits::WaitReason;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Timelike, Utc};
 use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -221,7 +222,7 @@ pub enum Pace {
     /// Go, after this extra (jitter) wait.
     Go(Duration),
     /// Not now: quiet hours at the recipient's, or the daily cap is reached; look again after.
-    Hold { after: Duration, why: String },
+    Hold { after: Duration, why: WaitReason },
 }
 
 /// The safe-sending state of one account.
@@ -262,9 +263,11 @@ impl Pacer {
     pub fn check(&self, to: &str, timezone: Option<&str>, rng: &mut impl Rng) -> Pace {
         let now = self.now();
         if let Some(quiet) = self.quiet {
-            let local = now.with_timezone(&recipient_offset(to, timezone)).time();
+            let zone = recipient_offset(to, timezone);
+            let local = now.with_timezone(&zone).time();
             if let Some(after) = quiet.remaining(local) {
-                return Pace::Hold { after, why: format!("quiet hours ({quiet}) at the recipient's") };
+                let until = quiet.end.format("%H:%M").to_string();
+                return Pace::Hold { after, why: WaitReason::QuietHours { until, zone: format!("UTC{zone}") } };
             }
         }
         if let Some(cap) = self.daily_cap {
@@ -275,7 +278,7 @@ impl Pacer {
             if day.1 >= cap {
                 let midnight = now.date_naive().succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
                 let after = midnight.and_then(|m| (m - now).to_std().ok()).unwrap_or(Duration::from_secs(3600));
-                return Pace::Hold { after, why: format!("daily cap of {cap} messages reached") };
+                return Pace::Hold { after, why: WaitReason::DailyCap { cap } };
             }
             day.1 += 1;
         }
@@ -348,7 +351,8 @@ mod tests {
         assert_eq!(pacer.check("+919812345678", None, &mut rng), Pace::Go(Duration::ZERO));
         let Pace::Hold { after, why } = pacer.check("+447911123456", None, &mut rng) else { panic!("quiet in London") };
         assert_eq!(after, Duration::from_secs(2 * 3600));
-        assert!(why.contains("quiet hours"), "{why}");
+        let quiet_until = WaitReason::QuietHours { until: "08:00".into(), zone: "UTC+00:00".into() };
+        assert_eq!(why, quiet_until);
         tokio::time::advance(after).await;
         assert_eq!(pacer.check("+447911123456", None, &mut rng), Pace::Go(Duration::ZERO), "they ended");
         // The lead's own zone wins: Tokyo at 17:00 is not quiet.

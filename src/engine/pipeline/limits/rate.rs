@@ -65,6 +65,14 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// How long until a slot would be free (taking nothing): zero when one is free now.
+    pub fn next_slot_in(&self) -> Duration {
+        let now = Instant::now();
+        let slots = lock(&self.state);
+        let (start, _) = self.plan(&slots, now);
+        start.saturating_duration_since(now)
+    }
+
     /// Lets nothing through for `pause` (a vendor's `Retry-After`), whatever the rate.
     pub fn hold_off(&self, pause: Duration) {
         let until = Instant::now() + pause;

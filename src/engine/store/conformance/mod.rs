@@ -16,6 +16,7 @@
 //! - `pipeline`: communication logs (insert, claim, release, forward-only updates), dead
 //!   letters, and one campaign told end to end.
 //! - `inbound`: logs by vendor message id, failover's channel, opt-out sources, replies.
+//! - `operators`: resolving uncertain messages, why an account's next send waits.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,6 +24,7 @@ pub mod campaigns;
 pub mod import;
 pub mod inbound;
 pub mod leads;
+pub mod operators;
 pub mod pipeline;
 pub mod segments;
 
@@ -197,6 +199,10 @@ macro_rules! store_conformance_tests {
                 logs_by_provider_id_and_failover_channel,
                 opt_outs_record_their_source,
                 replies_are_kept_once_newest_first,
+            ];
+            operators: [
+                uncertain_logs_are_resolved_by_an_operator,
+                account_waits_keep_the_newest_per_account,
             ];
         );
     };

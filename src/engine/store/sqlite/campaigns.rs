@@ -15,7 +15,8 @@ use crate::engine::lead::LeadId;
 use crate::engine::segment::Rule;
 use crate::engine::segment::sql::to_sql_from;
 use crate::engine::store::campaigns::{
-    AudienceLead, CampaignStore, ChannelStateRecord, Claim, LogQuery, LogUpdate, OptOutRecord, Reply,
+    AccountWait, AudienceLead, CampaignStore, ChannelStateRecord, Claim, LogQuery, LogUpdate, OptOutRecord, Reply,
+    Resolution,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -484,6 +485,29 @@ impl CampaignStore for SqliteStore {
     async fn channel_states(&self) -> Result<Vec<ChannelStateRecord>> {
         let store = self.describe_path();
         self.call(move |conn| processes::channel_states(conn).map_err(db_err(&store))).await
+    }
+
+    async fn set_account_wait(&self, wait: &AccountWait) -> Result<()> {
+        let (store, wait) = (self.describe_path(), wait.clone());
+        self.call(move |conn| processes::set_account_wait(conn, &wait).map_err(db_err(&store))).await
+    }
+
+    async fn account_waits(&self) -> Result<Vec<AccountWait>> {
+        let store = self.describe_path();
+        self.call(move |conn| processes::account_waits(conn).map_err(db_err(&store))).await
+    }
+
+    async fn resolve_uncertain(
+        &self,
+        campaign: CampaignId,
+        send_ids: Option<&[String]>,
+        resolution: Resolution,
+    ) -> Result<Vec<CommunicationLog>> {
+        let (store, ids) = (self.describe_path(), send_ids.map(<[String]>::to_vec));
+        self.call(move |conn| {
+            logs::resolve_uncertain(conn, campaign, ids.as_deref(), resolution).map_err(db_err(&store))
+        })
+        .await
     }
 }
 

@@ -136,6 +136,15 @@ const STEPS: &[&str] = &[
          state      TEXT    NOT NULL,
          updated_at INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // Why each channel account's next send waits (rate limit, quiet hours, daily cap, breaker),
+    // so `campaigns status` in any process can say when the next send happens.
+    "CREATE TABLE account_waits (
+         account    TEXT PRIMARY KEY,
+         next_at    INTEGER NOT NULL,
+         reason     TEXT    NOT NULL,
+         detail     TEXT    NOT NULL,
+         updated_at INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;

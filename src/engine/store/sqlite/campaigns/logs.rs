@@ -1,10 +1,10 @@
 //! Communication logs: inserting a chunk's logs once, claiming one for a sender, moving one
-//! forward, and listing the latest.
+//! forward, listing the latest, and an operator's decision on uncertain ones.
 
 use super::super::rows::from_ms;
 use super::rows::{now_ms, write_tx};
 use crate::engine::campaign::{CampaignId, CommunicationLog, NewLog, SendStatus};
-use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate};
+use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate, Resolution};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::time::Duration;
 
@@ -140,4 +140,60 @@ pub(super) fn by_provider_id(
     ))?
     .query_row([provider_message_id], log_from_row)
     .optional()
+}
+
+/// Resolves the campaign's logs that are uncertain now (those among `send_ids`, or all); see
+/// `CampaignStore::resolve_uncertain`.
+pub(super) fn resolve_uncertain(
+    conn: &mut Connection,
+    campaign: CampaignId,
+    send_ids: Option<&[String]>,
+    resolution: Resolution,
+) -> rusqlite::Result<Vec<CommunicationLog>> {
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let uncertain: Vec<String> = {
+        let mut all = tx.prepare_cached(
+            "SELECT send_id FROM communication_logs WHERE campaign_id = ?1 AND status = 'uncertain' ORDER BY send_id",
+        )?;
+        let all: Vec<String> = all.query_map([campaign], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        match send_ids {
+            None => all,
+            Some(wanted) => {
+                let wanted: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
+                all.into_iter().filter(|id| wanted.contains(id.as_str())).collect()
+            }
+        }
+    };
+    {
+        // Resending is the operator's explicit "try again": the one move back out of uncertain.
+        let sql = match resolution {
+            Resolution::MarkSent => {
+                "UPDATE communication_logs SET status = 'sent', lease_until = NULL,
+                     error_message = 'marked sent by an operator', updated_at = ?2
+                 WHERE send_id = ?1 AND status = 'uncertain'"
+            }
+            Resolution::Resend => {
+                "UPDATE communication_logs SET status = 'pending', attempt = 0, lease_until = NULL,
+                     error_message = NULL, updated_at = ?2
+                 WHERE send_id = ?1 AND status = 'uncertain'"
+            }
+        };
+        let mut update = tx.prepare_cached(sql)?;
+        for id in &uncertain {
+            update.execute(params![id, now])?;
+        }
+    }
+    if resolution == Resolution::Resend && !uncertain.is_empty() {
+        tx.execute(
+            "UPDATE campaigns SET status = 'RUNNING', updated_at = ?2 WHERE id = ?1 AND status = 'COMPLETED'",
+            params![campaign, now],
+        )?;
+    }
+    let changed = {
+        let mut one = tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} FROM communication_logs WHERE send_id = ?1"))?;
+        uncertain.iter().map(|id| one.query_row([id], log_from_row)).collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    tx.commit()?;
+    Ok(changed)
 }

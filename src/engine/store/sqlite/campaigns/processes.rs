@@ -1,9 +1,9 @@
-//! What running processes leave in the store: worker heartbeats and channel accounts'
-//! connection states (one row each, so any process can show them).
+//! What running processes leave in the store: worker heartbeats, channel accounts' connection
+//! states and why their next send waits (one row each, so any process can show them).
 
 use super::super::rows::{from_ms, to_ms};
 use crate::engine::campaign::Heartbeat;
-use crate::engine::store::campaigns::ChannelStateRecord;
+use crate::engine::store::campaigns::{AccountWait, ChannelStateRecord};
 use rusqlite::{Connection, params};
 
 pub(super) fn beat(conn: &Connection, h: &Heartbeat) -> rusqlite::Result<()> {
@@ -56,6 +56,34 @@ pub(super) fn channel_states(conn: &Connection) -> rusqlite::Result<Vec<ChannelS
             account: r.get(0)?,
             state: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
             updated_at: from_ms(r.get(2)?),
+        })
+    })?
+    .collect()
+}
+
+/// Records an account's wait unless a newer one is already stored.
+pub(super) fn set_account_wait(conn: &Connection, w: &AccountWait) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO account_waits (account, next_at, reason, detail, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (account) DO UPDATE SET next_at = excluded.next_at, reason = excluded.reason,
+             detail = excluded.detail, updated_at = excluded.updated_at
+         WHERE excluded.updated_at >= account_waits.updated_at",
+    )?
+    .execute(params![w.account, to_ms(&w.next_at), w.reason, w.detail, to_ms(&w.updated_at)])?;
+    Ok(())
+}
+
+/// Every account's last wait, by account name.
+pub(super) fn account_waits(conn: &Connection) -> rusqlite::Result<Vec<AccountWait>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT account, next_at, reason, detail, updated_at FROM account_waits ORDER BY account")?;
+    stmt.query_map([], |r| {
+        Ok(AccountWait {
+            account: r.get(0)?,
+            next_at: from_ms(r.get(1)?),
+            reason: r.get(2)?,
+            detail: r.get(3)?,
+            updated_at: from_ms(r.get(4)?),
         })
     })?
     .collect()
