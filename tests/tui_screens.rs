@@ -3,163 +3,24 @@
 //! and read back the requests it makes).
 #![cfg(feature = "tui")]
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use crm::engine::app::snapshot::{QueueDepth, Snapshot};
-use crm::engine::app::workers::WorkerInfo;
-use crm::engine::bus::{TopicDepth, topic};
-use crm::engine::campaign::{Campaign, CampaignStats, CampaignStatus, CommunicationLog, Heartbeat, SendStatus};
+mod tui_fixtures;
+
+use chrono::Duration;
+use crm::engine::bus::topic;
+use crm::engine::campaign::{CampaignStats, CampaignStatus, SendStatus};
 use crm::engine::channel::registry::AccountInfo;
-use crm::tui::queue::{CampaignAction, Reply, Request};
+use crm::tui::queue::{CampaignAction, LeadHistory, Reply, Request};
 use crm::tui::theme::Theme;
 use crm::tui::ui::{Tab, Ui};
 use crm::tui::widgets::{Counters, History, progress, sparkline};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::widgets::Widget;
 use std::time::Instant;
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).single().expect("a valid time")
-}
-
-fn stats(audience: u64, sent: u64, delivered: u64, read: u64, failed: u64) -> CampaignStats {
-    CampaignStats {
-        audience,
-        sent,
-        delivered,
-        read,
-        failed,
-        pending: audience - sent - failed,
-        ..CampaignStats::default()
-    }
-}
-
-fn campaign(id: i64, name: &str, status: CampaignStatus, stats: CampaignStats) -> Campaign {
-    Campaign {
-        id,
-        name: name.into(),
-        segment_id: 1,
-        message_template: "Hi {{name}}".into(),
-        channel: "sim".into(),
-        created_by: None,
-        status,
-        stats,
-        created_at: t0() - Duration::hours(1),
-        updated_at: t0(),
-    }
-}
-
-fn worker(kind: &str, pid: u32, seen_ago: i64, rate: f64, stale: bool) -> WorkerInfo {
-    WorkerInfo {
-        heartbeat: Heartbeat {
-            id: format!("{kind}-{pid}"),
-            kind: kind.into(),
-            pid,
-            started: t0() - Duration::minutes(10),
-            last_seen: t0() - Duration::seconds(seen_ago),
-            processed: 100,
-            rate,
-        },
-        stale,
-    }
-}
-
-fn event(lead: i64, status: SendStatus, secs: i64, error: Option<&str>) -> CommunicationLog {
-    CommunicationLog {
-        send_id: format!("1:{lead}"),
-        campaign_id: 1,
-        lead_id: lead,
-        status,
-        attempt: 1,
-        channel: "sim".into(),
-        provider_message_id: None,
-        error_message: error.map(String::from),
-        created_at: t0() - Duration::seconds(secs),
-        updated_at: t0() - Duration::seconds(secs),
-    }
-}
-
-/// A store with one running campaign (400 of 1000 sent), one draft, a worker per role.
-fn snapshot(at: DateTime<Utc>, sent: u64) -> Snapshot {
-    Snapshot {
-        taken_at: at,
-        store: "sqlite:/data/crm.db".into(),
-        campaigns: vec![
-            campaign(1, "spring-sale", CampaignStatus::Running, stats(1000, sent, sent / 2, sent / 4, 3)),
-            campaign(2, "winback", CampaignStatus::Draft, stats(0, 0, 0, 0, 0)),
-        ],
-        queues: vec![
-            QueueDepth { topic: topic::JOBS, depth: TopicDepth { ready: 0, in_flight: 1, delayed: 0 } },
-            QueueDepth { topic: topic::SEND_JOBS, depth: TopicDepth { ready: 590, in_flight: 4, delayed: 3 } },
-            QueueDepth { topic: topic::STATUS_UPDATES, depth: TopicDepth { ready: 12, in_flight: 0, delayed: 0 } },
-            QueueDepth { topic: topic::DLQ, depth: TopicDepth::default() },
-        ],
-        workers: vec![worker("sender", 4242, 1, 25.0, false), worker("aggregator", 4243, 2, 30.5, false)],
-        channels: vec![AccountInfo {
-            name: "sim".into(),
-            kind: "sim",
-            state: "ready".into(),
-            max_length: None,
-            connection: None,
-            connection_updated_at: None,
-            wait: None,
-        }],
-        events: vec![
-            event(17, SendStatus::Delivered, 1, None),
-            event(18, SendStatus::Failed, 2, Some("number not on WhatsApp")),
-            event(19, SendStatus::Sent, 3, None),
-        ],
-        dead_letters: 2,
-    }
-}
-
-fn ui_with(snapshots: Vec<Snapshot>, now: DateTime<Utc>) -> Ui {
-    let mut ui = Ui::new(Theme::plain(), now);
-    for s in snapshots {
-        ui.apply(Reply::Snapshot { at: s.taken_at, result: Ok(s) });
-    }
-    ui.tick(now, Instant::now());
-    ui
-}
-
-fn key(code: KeyCode) -> KeyEvent {
-    KeyEvent::new(code, KeyModifiers::NONE)
-}
-
-fn press(ui: &mut Ui, keys: &str) {
-    for c in keys.chars() {
-        ui.on_key(key(KeyCode::Char(c)));
-    }
-}
-
-/// The screen as text, one line per row, trailing spaces cut.
-fn screen(ui: &mut Ui, width: u16, height: u16) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
-    terminal.draw(|f| ui.draw(f)).expect("draw");
-    buffer_text(terminal.backend().buffer())
-}
-
-fn buffer_text(buffer: &Buffer) -> String {
-    let area = buffer.area;
-    let mut out = String::new();
-    for y in 0..area.height {
-        let mut line = String::new();
-        for x in 0..area.width {
-            line.push_str(buffer[(x, y)].symbol());
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// A running campaign seen twice, 10 s apart: 100 more messages settled, so 10/s.
-fn running() -> Ui {
-    ui_with(vec![snapshot(t0() - Duration::seconds(10), 300), snapshot(t0(), 400)], t0())
-}
+use tui_fixtures::*;
 
 #[test]
 fn dashboard_with_a_running_campaign_80x24() {
@@ -187,6 +48,7 @@ fn dashboard_marks_a_stale_worker() {
     assert!(wide.contains("Workers (3, 1 stale)"), "{wide}");
     assert!(wide.contains("STALE"), "{wide}");
     assert!(wide.contains("2m00s"), "{wide}");
+    insta::assert_snapshot!("dashboard_stale_worker_120x40", wide);
     let narrow = screen(&mut ui, 80, 24);
     assert!(narrow.contains("!expand…"), "{narrow}");
     insta::assert_snapshot!("dashboard_stale_worker_80x24", narrow);
@@ -202,6 +64,9 @@ fn dashboard_with_an_unreachable_backend_keeps_the_data_and_warns_with_its_age()
     // The last data stays on screen.
     assert!(text.contains("#1 spring-sale"), "{text}");
     insta::assert_snapshot!("dashboard_unreachable_80x24", text);
+    let wide = screen(&mut ui, 120, 40);
+    assert!(wide.contains("⚠ STALE, data from 12s ago: database is locked"), "{wide}");
+    insta::assert_snapshot!("dashboard_unreachable_120x40", wide);
 
     // Recovery clears the warning.
     ui.apply(Reply::Snapshot {
@@ -235,8 +100,8 @@ fn campaigns_cancel_asks_first_then_sends_the_request() {
     let mut ui = running();
     press(&mut ui, "2");
     assert_eq!(ui.tab, Tab::Campaigns);
-    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
-    ui.apply(Reply::CampaignLogs { id: 1, result: Ok(snapshot(t0(), 400).events) });
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1, status: None }]);
+    ui.apply(Reply::CampaignLogs { id: 1, status: None, result: Ok(messages()) });
     press(&mut ui, "c");
     assert!(ui.confirm.is_some());
     assert!(ui.take_requests().is_empty(), "nothing is sent before the answer");
@@ -244,6 +109,9 @@ fn campaigns_cancel_asks_first_then_sends_the_request() {
     assert!(text.contains("Cancel campaign"), "{text}");
     assert!(text.contains("403 of 1000"), "{text}");
     insta::assert_snapshot!("campaigns_cancel_confirmation_80x24", text);
+    let wide = screen(&mut ui, 120, 40);
+    assert!(wide.contains("403 of 1000"), "{wide}");
+    insta::assert_snapshot!("campaigns_cancel_confirmation_120x40", wide);
 
     // No: nothing happens.
     press(&mut ui, "n");
@@ -272,7 +140,7 @@ fn campaigns_refuse_actions_the_status_does_not_allow() {
     assert!(screen(&mut ui, 80, 24).contains("cannot run"));
     // The draft below it can be run; pause applies to the running one.
     ui.on_key(key(KeyCode::Down));
-    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 2 }]);
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 2, status: None }]);
     press(&mut ui, "r");
     assert_eq!(ui.take_requests(), vec![Request::Campaign { id: 2, action: CampaignAction::Run }]);
     ui.on_key(key(KeyCode::Up));
@@ -285,14 +153,8 @@ fn campaigns_refuse_actions_the_status_does_not_allow() {
 fn campaigns_screen_120x40() {
     let mut ui = running();
     press(&mut ui, "2");
-    ui.apply(Reply::CampaignLogs { id: 1, result: Ok(snapshot(t0(), 400).events) });
+    ui.apply(Reply::CampaignLogs { id: 1, status: None, result: Ok(messages()) });
     insta::assert_snapshot!("campaigns_120x40", screen(&mut ui, 120, 40));
-}
-
-fn type_text(ui: &mut Ui, text: &str) {
-    for c in text.chars() {
-        ui.on_key(key(KeyCode::Char(c)));
-    }
 }
 
 #[test]
@@ -365,15 +227,19 @@ fn leads_page_through_the_store_instead_of_loading_it() {
     press(&mut ui, "3");
     let requests = ui.take_requests();
     assert!(
-        matches!(requests.as_slice(), [Request::Leads { offset: 0, limit: 100, search: None, .. }]),
+        matches!(requests.as_slice(), [Request::Leads { offset: 0, limit: 100, search: None, count: true, .. }]),
         "{requests:?}"
     );
     let Request::Leads { seq, .. } = requests[0] else { unreachable!() };
-    ui.apply(Reply::Leads { seq, offset: 0, result: Ok((Vec::new(), 250)) });
+    ui.apply(Reply::Leads { seq, offset: 0, result: Ok((Vec::new(), Some(250))) });
     // The last lead is on the third page: only that page is asked for.
     press(&mut ui, "G");
     let requests = ui.take_requests();
-    assert!(matches!(requests.as_slice(), [Request::Leads { offset: 200, limit: 100, .. }]), "{requests:?}");
+    // Pages do not count the store again: only a new search does.
+    assert!(
+        matches!(requests.as_slice(), [Request::Leads { offset: 200, limit: 100, count: false, .. }]),
+        "{requests:?}"
+    );
     // `/` searches: typed text is not a command.
     press(&mut ui, "/");
     type_text(&mut ui, "q1");
@@ -381,7 +247,7 @@ fn leads_page_through_the_store_instead_of_loading_it() {
     assert!(!ui.should_quit());
     let requests = ui.take_requests();
     assert!(
-        matches!(requests.as_slice(), [Request::Leads { offset: 0, search: Some(s), .. }] if s == "q1"),
+        matches!(requests.as_slice(), [Request::Leads { offset: 0, search: Some(s), count: true, .. }] if s == "q1"),
         "{requests:?}"
     );
 }
@@ -466,9 +332,9 @@ fn mouse_wheel_scrolls_the_campaign_list() {
     ui.take_requests();
     let wheel = |kind| Event::Mouse(MouseEvent { kind, column: 5, row: 5, modifiers: KeyModifiers::NONE });
     assert!(ui.on_event(wheel(MouseEventKind::ScrollDown)));
-    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 2 }]);
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 2, status: None }]);
     assert!(ui.on_event(wheel(MouseEventKind::ScrollUp)));
-    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1, status: None }]);
     // A resize redraws; a plain mouse move does not.
     assert!(ui.on_event(Event::Resize(100, 30)));
     assert!(!ui.on_event(wheel(MouseEventKind::Moved)));
@@ -510,38 +376,25 @@ fn no_color_draws_without_colours() {
     assert!(buffer.content().iter().all(|c| c.bg == Color::Reset));
 }
 
-fn lead(id: i64, name: &str) -> crm::engine::lead::Lead {
-    crm::engine::lead::Lead {
-        id,
-        name: name.into(),
-        emails: vec![format!("{}@example.com", name.to_lowercase())],
-        phones: vec!["+447911123456".into()],
-        total_spend: 120.5,
-        visits: 3,
-        last_order_at: None,
-        tags: vec!["vip".into()],
-        metadata: [("city".to_string(), "Leeds".to_string())].into_iter().collect(),
-        created_at: t0(),
-        updated_at: t0(),
-    }
-}
-
 #[test]
 fn a_lead_opens_with_its_message_history() {
     let mut ui = running();
     press(&mut ui, "3");
     let requests = ui.take_requests();
     let Some(Request::Leads { seq, .. }) = requests.first() else { panic!("{requests:?}") };
-    ui.apply(Reply::Leads { seq: *seq, offset: 0, result: Ok((vec![lead(17, "Ada"), lead(18, "Bo")], 2)) });
+    ui.apply(Reply::Leads { seq: *seq, offset: 0, result: Ok((vec![lead(17, "Ada"), lead(18, "Bo")], Some(2))) });
     let list = screen(&mut ui, 80, 24);
     assert!(list.contains("Leads 1/2"), "{list}");
     ui.on_key(key(KeyCode::Down));
     ui.on_key(key(KeyCode::Enter));
-    assert_eq!(ui.take_requests(), vec![Request::LeadLogs { id: 18 }]);
+    assert_eq!(ui.take_requests(), vec![Request::LeadHistory { id: 18 }]);
     assert!(screen(&mut ui, 80, 24).contains("loading…"));
-    ui.apply(Reply::LeadLogs {
+    ui.apply(Reply::LeadHistory {
         id: 18,
-        result: Ok(vec![event(18, SendStatus::Failed, 2, Some("number not on WhatsApp"))]),
+        result: Ok(LeadHistory {
+            logs: vec![event(18, SendStatus::Failed, 2, Some("number not on WhatsApp"))],
+            replies: Vec::new(),
+        }),
     });
     let detail = screen(&mut ui, 80, 24);
     for needle in ["Lead #18", "bo@example.com", "city", "Leeds", "campaign #1", "failed", "number not on WhatsApp"] {
@@ -559,7 +412,7 @@ fn each_poll_refreshes_the_visible_campaigns_messages_only() {
     press(&mut ui, "2");
     ui.take_requests();
     ui.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 420)) });
-    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1 }]);
+    assert_eq!(ui.take_requests(), vec![Request::CampaignLogs { id: 1, status: None }]);
     // A failed poll asks for nothing more.
     ui.apply(Reply::Snapshot { at: t0(), result: Err("down".into()) });
     assert!(ui.take_requests().is_empty());

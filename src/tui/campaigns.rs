@@ -1,11 +1,12 @@
 //! The campaigns screen: every campaign with its status and stats; on the selected one run,
-//! pause, resume and cancel (asking first), with its counters and newest messages.
+//! pause, resume and cancel (asking first), with its counters and newest messages — all of
+//! them, or (`U`) only its uncertain ones, the sends nobody can tell arrived.
 
 use super::component::{Component, KeyHelp, Shared, block, fit, movement, step};
 use super::dashboard::status_style;
 use super::queue::{CampaignAction, Confirm, Event, Queue, Reply, Request};
 use super::widgets::{Counters, progress};
-use crate::engine::campaign::{Campaign, CampaignId, CampaignStatus, CommunicationLog};
+use crate::engine::campaign::{Campaign, CampaignId, CampaignStatus, CommunicationLog, SendStatus};
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -17,6 +18,8 @@ pub struct Campaigns {
     /// The selected campaign, by id (stable while the list changes under it).
     selected: Option<CampaignId>,
     logs: Option<(CampaignId, Result<Vec<CommunicationLog>, String>)>,
+    /// The messages shown: all (`None`) or only those in one status (`U`: uncertain).
+    filter: Option<SendStatus>,
     table: TableState,
     page: i64,
     /// Shown at least once: until then nothing is selected (the dashboard shows running ones).
@@ -47,8 +50,24 @@ impl Campaigns {
         if id != self.selected {
             self.selected = id;
             if let Some(id) = id {
-                queue.request(Request::CampaignLogs { id });
+                self.request_logs(id, queue);
             }
+        }
+    }
+
+    fn request_logs(&self, id: CampaignId, queue: &mut Queue) {
+        queue.request(Request::CampaignLogs { id, status: self.filter });
+    }
+
+    /// Only uncertain messages, or all again.
+    fn toggle_uncertain(&mut self, queue: &mut Queue) {
+        self.filter = match self.filter {
+            Some(SendStatus::Uncertain) => None,
+            _ => Some(SendStatus::Uncertain),
+        };
+        self.logs = None;
+        if let Some(id) = self.selected {
+            self.request_logs(id, queue);
         }
     }
 
@@ -102,8 +121,12 @@ impl Component for Campaigns {
             KeyCode::Char('c') => CampaignAction::Cancel,
             KeyCode::Char('l') | KeyCode::Enter => {
                 if let Some(id) = self.selected {
-                    queue.request(Request::CampaignLogs { id });
+                    self.request_logs(id, queue);
                 }
+                return true;
+            }
+            KeyCode::Char('U') => {
+                self.toggle_uncertain(queue);
                 return true;
             }
             _ => return false,
@@ -117,17 +140,17 @@ impl Component for Campaigns {
         if self.index(shared).is_none() {
             self.select(step(None, 0, Self::list(shared).len()), shared, queue);
         } else if let Some(id) = self.selected {
-            queue.request(Request::CampaignLogs { id });
+            self.request_logs(id, queue);
         }
     }
 
     fn on_reply(&mut self, reply: &Reply, shared: &Shared, queue: &mut Queue) {
         match reply {
-            Reply::CampaignLogs { id, result } if Some(*id) == self.selected => {
+            Reply::CampaignLogs { id, status, result } if Some(*id) == self.selected && *status == self.filter => {
                 self.logs = Some((*id, result.clone()));
             }
             Reply::Campaign { id, .. } if Some(*id) == self.selected => {
-                queue.request(Request::CampaignLogs { id: *id });
+                self.request_logs(*id, queue);
             }
             Reply::Snapshot { result: Ok(_), .. } if self.shown && self.index(shared).is_none() => {
                 // The first snapshot, or the selected campaign went away.
@@ -139,7 +162,7 @@ impl Component for Campaigns {
 
     fn on_poll(&mut self, _shared: &Shared, queue: &mut Queue) {
         if let Some(id) = self.selected {
-            queue.request(Request::CampaignLogs { id });
+            self.request_logs(id, queue);
         }
     }
 
@@ -204,7 +227,10 @@ impl Component for Campaigns {
             Some((id, _)) if Some(*id) != self.selected => {}
             None => {}
             Some((_, Err(e))) => lines.push(Line::styled(format!("cannot read the logs: {e}"), t.warn())),
-            Some((_, Ok(logs))) if logs.is_empty() => lines.push(Line::styled("no messages yet", t.dim())),
+            Some((_, Ok(logs))) if logs.is_empty() => {
+                let none = if self.filter.is_some() { "no uncertain messages" } else { "no messages yet" };
+                lines.push(Line::styled(none, t.dim()));
+            }
             Some((_, Ok(logs))) => {
                 for l in logs {
                     let mut spans = vec![
@@ -220,7 +246,18 @@ impl Component for Campaigns {
                 }
             }
         }
-        frame.render_widget(Paragraph::new(lines).block(block("Messages (l: refresh)", shared)), logs_area);
+        let title = match self.filter {
+            Some(_) => {
+                // What uncertain means, since the operator must decide about these by hand.
+                lines.insert(
+                    0,
+                    Line::styled("sent, but no answer says whether they arrived; never resent by crm", t.dim()),
+                );
+                "Uncertain messages (U: all, l: refresh)"
+            }
+            None => "Messages (l: refresh, U: uncertain only)",
+        };
+        frame.render_widget(Paragraph::new(lines).block(block(title, shared)), logs_area);
     }
 
     fn keys(&self) -> KeyHelp {
@@ -230,6 +267,7 @@ impl Component for Campaigns {
             ("p u", "pause, resume"),
             ("c", "cancel (asks first)"),
             ("l Enter", "refresh messages"),
+            ("U", "uncertain messages only / all"),
         ]
     }
 }

@@ -67,6 +67,12 @@ pub trait Component {
         false
     }
 
+    /// When time-based work is due (a debounced preview), so the loop wakes then rather than
+    /// at the next render tick.
+    fn due(&self) -> Option<Instant> {
+        None
+    }
+
     /// Mouse wheel: `lines` down (negative: up).
     fn on_scroll(&mut self, _lines: i32, _shared: &Shared, _queue: &mut Queue) {}
 

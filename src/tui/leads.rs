@@ -1,11 +1,10 @@
 //! The leads screen: a searchable list paged through the store (one page of [`PAGE`] leads at
 //! a time via `LeadQuery` limit/offset; the store is never loaded whole), and a lead's detail
-//! with its message history.
+//! with its message history and the replies it sent back.
 
 use super::component::{Component, Input, KeyHelp, Shared, block, fit, movement};
 use super::dashboard::status_style;
-use super::queue::{Queue, Reply, Request};
-use crate::engine::campaign::CommunicationLog;
+use super::queue::{LeadHistory, Queue, Reply, Request};
 use crate::engine::lead::Lead;
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
@@ -16,8 +15,8 @@ use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
 /// Leads fetched per request.
 pub const PAGE: usize = 100;
 
-/// A lead's messages, or why they could not be read.
-type Logs = Result<Vec<CommunicationLog>, String>;
+/// A lead's messages and replies, or why they could not be read.
+type History = Result<LeadHistory, String>;
 
 #[derive(Debug, Default)]
 pub struct Leads {
@@ -30,14 +29,16 @@ pub struct Leads {
     rows: Vec<Lead>,
     /// Leads matching the search, all pages.
     total: u64,
+    /// The search changed since `total` was counted: the next page request counts again.
+    recount: bool,
     /// The selected lead's position among all matches.
     selected: usize,
     /// The newest request's number; older replies are dropped.
     seq: u64,
     loading: bool,
     error: Option<String>,
-    /// The lead shown in detail, with its messages once they arrive.
-    detail: Option<(Lead, Option<Logs>)>,
+    /// The lead shown in detail, with its messages and replies once they arrive.
+    detail: Option<(Lead, Option<History>)>,
     table: TableState,
     visible: usize,
     loaded_once: bool,
@@ -47,7 +48,14 @@ impl Leads {
     fn fetch(&mut self, offset: usize, queue: &mut Queue) {
         self.seq += 1;
         self.loading = true;
-        queue.request(Request::Leads { seq: self.seq, search: self.search.clone(), offset, limit: PAGE });
+        let count = self.recount;
+        queue.request(Request::Leads { seq: self.seq, search: self.search.clone(), offset, limit: PAGE, count });
+    }
+
+    /// Fetches the first page of a new search (or a reload), counting its matches again.
+    fn fetch_counted(&mut self, offset: usize, queue: &mut Queue) {
+        self.recount = true;
+        self.fetch(offset, queue);
     }
 
     /// Moves the selection; asks for the page holding it when that is not the one held.
@@ -91,28 +99,55 @@ impl Leads {
         }
         lines.push(Line::raw(""));
         lines.push(Line::styled("Messages", t.title()));
-        match logs {
-            None => lines.push(Line::styled("loading…", t.dim())),
-            Some(Err(e)) => lines.push(Line::styled(format!("cannot read the messages: {e}"), t.warn())),
-            Some(Ok(logs)) if logs.is_empty() => lines.push(Line::styled("none", t.dim())),
-            Some(Ok(logs)) => {
-                for l in logs {
-                    let mut spans = vec![
-                        Span::styled(l.updated_at.format("%Y-%m-%d %H:%M ").to_string(), t.dim()),
-                        Span::raw(format!("campaign #{:<4} ", l.campaign_id)),
-                        Span::styled(l.status.as_str(), status_style(l.status, shared)),
-                        Span::styled(format!(" via {}", l.channel), t.dim()),
-                    ];
-                    if let Some(err) = &l.error_message {
-                        spans.push(Span::styled(format!("  {err}"), t.warn()));
-                    }
-                    lines.push(Line::from(spans));
+        let history = match logs {
+            None => {
+                lines.push(Line::styled("loading…", t.dim()));
+                None
+            }
+            Some(Err(e)) => {
+                lines.push(Line::styled(format!("cannot read the messages: {e}"), t.warn()));
+                None
+            }
+            Some(Ok(history)) => Some(history),
+        };
+        if let Some(history) = history {
+            if history.logs.is_empty() {
+                lines.push(Line::styled("none", t.dim()));
+            }
+            for l in &history.logs {
+                let mut spans = vec![
+                    Span::styled(l.updated_at.format("%Y-%m-%d %H:%M ").to_string(), t.dim()),
+                    Span::raw(format!("campaign #{:<4} ", l.campaign_id)),
+                    Span::styled(l.status.as_str(), status_style(l.status, shared)),
+                    Span::styled(format!(" via {}", l.channel), t.dim()),
+                ];
+                if let Some(err) = &l.error_message {
+                    spans.push(Span::styled(format!("  {err}"), t.warn()));
                 }
+                lines.push(Line::from(spans));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("Replies", t.title()));
+            if history.replies.is_empty() {
+                lines.push(Line::styled("none", t.dim()));
+            }
+            for r in &history.replies {
+                lines.push(Line::from(vec![
+                    Span::styled(r.received_at.format("%Y-%m-%d %H:%M ").to_string(), t.dim()),
+                    Span::styled(format!("via {}  ", r.channel), t.dim()),
+                    Span::raw(printable(&r.body)),
+                ]));
             }
         }
         let title = format!("Lead #{} (Esc: back)", lead.id);
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block(title, shared)), area);
     }
+}
+
+/// A lead's text on one line: control characters (escape sequences, new lines) become spaces,
+/// so what a lead sends cannot move the cursor or restyle the terminal.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 impl Component for Leads {
@@ -128,7 +163,7 @@ impl Component for Leads {
                     self.search = (!text.is_empty()).then_some(text);
                     self.input = None;
                     self.selected = 0;
-                    self.fetch(0, queue);
+                    self.fetch_counted(0, queue);
                 }
                 KeyCode::Esc => self.input = None,
                 _ => {
@@ -156,18 +191,18 @@ impl Component for Leads {
             KeyCode::Esc if self.search.is_some() => {
                 self.search = None;
                 self.selected = 0;
-                self.fetch(0, queue);
+                self.fetch_counted(0, queue);
                 true
             }
             KeyCode::Enter => {
                 if let Some(lead) = self.current().cloned() {
-                    queue.request(Request::LeadLogs { id: lead.id });
+                    queue.request(Request::LeadHistory { id: lead.id });
                     self.detail = Some((lead, None));
                 }
                 true
             }
             KeyCode::Char('R') => {
-                self.fetch(self.offset, queue);
+                self.fetch_counted(self.offset, queue);
                 true
             }
             _ => false,
@@ -177,7 +212,7 @@ impl Component for Leads {
     fn on_show(&mut self, _shared: &Shared, queue: &mut Queue) {
         if !self.loaded_once {
             self.loaded_once = true;
-            self.fetch(0, queue);
+            self.fetch_counted(0, queue);
         }
     }
 
@@ -190,14 +225,17 @@ impl Component for Leads {
                         self.error = None;
                         self.offset = *offset;
                         self.rows = rows.clone();
-                        self.total = *total;
+                        if let Some(total) = total {
+                            self.total = *total;
+                            self.recount = false;
+                        }
                         let last = (self.offset + self.rows.len()).saturating_sub(1);
                         self.selected = self.selected.clamp(self.offset, last.max(self.offset));
                     }
                     Err(e) => self.error = Some(e.clone()),
                 }
             }
-            Reply::LeadLogs { id, result } => {
+            Reply::LeadHistory { id, result } => {
                 if let Some((lead, logs)) = &mut self.detail {
                     if lead.id == *id {
                         *logs = Some(result.clone());
@@ -211,7 +249,7 @@ impl Component for Leads {
     fn on_poll(&mut self, _shared: &Shared, queue: &mut Queue) {
         // An open lead's messages follow the campaign; the list stays put while browsing.
         if let Some((lead, _)) = &self.detail {
-            queue.request(Request::LeadLogs { id: lead.id });
+            queue.request(Request::LeadHistory { id: lead.id });
         }
     }
 
@@ -303,7 +341,7 @@ impl Component for Leads {
             ("g G", "first, last"),
             ("/", "search, Enter applies"),
             ("Esc", "clear search / back"),
-            ("Enter", "details, messages"),
+            ("Enter", "details, messages, replies"),
             ("R", "reload"),
         ]
     }

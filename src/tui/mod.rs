@@ -16,6 +16,7 @@ pub mod queue;
 pub mod segments;
 pub mod theme;
 pub mod ui;
+pub mod whatsapp;
 pub mod widgets;
 
 use crate::engine::app::App;
@@ -93,6 +94,7 @@ async fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, app: Arc<
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
     let outcome = loop {
+        let due = ui.next_due();
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(event)) => {
@@ -108,6 +110,13 @@ async fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, app: Arc<
             Some(reply) = rx.recv() => {
                 ui.apply(reply);
                 dirty = true;
+            }
+            // Debounced work (a segment preview) goes out when due, not at the next tick.
+            _ = wake_at(due) => {
+                if ui.tick(Utc::now(), Instant::now()) {
+                    terminal.draw(|f| ui.draw(f))?;
+                    dirty = false;
+                }
             }
             _ = tick.tick() => {
                 dirty |= ui.tick(Utc::now(), Instant::now());
@@ -132,6 +141,14 @@ async fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, app: Arc<
     };
     poller.abort();
     outcome
+}
+
+/// Sleeps until `due`, or forever without one.
+async fn wake_at(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Fetches a snapshot every [`POLL_EVERY`]; one that fails or times out is sent as an error.
@@ -172,22 +189,26 @@ async fn carry_out(app: Arc<App>, request: Request, tx: UnboundedSender<Reply>) 
             };
             Reply::Campaign { id, action, result: result.map_err(text) }
         }
-        Request::CampaignLogs { id } => {
-            let result = app.campaign_logs(&id.to_string(), None, LOGS).await.map(|(_, logs)| logs);
-            Reply::CampaignLogs { id, result: result.map_err(text) }
+        Request::CampaignLogs { id, status } => {
+            let result = app.campaign_logs(&id.to_string(), status, LOGS).await.map(|(_, logs)| logs);
+            Reply::CampaignLogs { id, status, result: result.map_err(text) }
         }
-        Request::Leads { seq, search, offset, limit } => {
+        Request::Leads { seq, search, offset, limit, count } => {
             let filter = LeadFilter { search, ..LeadFilter::default() };
             let query = LeadQuery { filter: filter.clone(), limit: Some(limit), offset, ..LeadQuery::default() };
             let result = async {
                 let rows = app.list_leads(&query).await?;
-                let total = app.count_leads(&filter).await?;
+                let total = if count { Some(app.count_leads(&filter).await?) } else { None };
                 Ok::<_, crate::engine::Error>((rows, total))
             }
             .await;
             Reply::Leads { seq, offset, result: result.map_err(text) }
         }
-        Request::LeadLogs { id } => Reply::LeadLogs { id, result: app.lead_logs(id, LOGS).await.map_err(text) },
+        Request::LeadHistory { id } => {
+            let result = tokio::try_join!(app.lead_logs(id, LOGS), app.lead_replies(id, LOGS))
+                .map(|(logs, replies)| queue::LeadHistory { logs, replies });
+            Reply::LeadHistory { id, result: result.map_err(text) }
+        }
         Request::Segments => Reply::Segments(app.list_segments().await.map_err(text)),
         Request::Preview { seq, rule } => {
             let result = app.preview_rule(&rule, segments::SAMPLE, false).await.map(|p| p.preview);

@@ -6,11 +6,18 @@
 use crate::engine::app::segments::CountedSegment;
 use crate::engine::app::snapshot::Snapshot;
 use crate::engine::audience::Preview;
-use crate::engine::campaign::{CampaignId, CommunicationLog};
+use crate::engine::campaign::{CampaignId, CommunicationLog, SendStatus};
 use crate::engine::lead::{Lead, LeadId};
 use crate::engine::segment::{Rule, Segment};
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
+
+/// A lead's newest messages to it and replies from it, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeadHistory {
+    pub logs: Vec<CommunicationLog>,
+    pub replies: Vec<crate::engine::store::campaigns::Reply>,
+}
 
 /// An operator's action on a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,17 +46,22 @@ pub enum Request {
         id: CampaignId,
         action: CampaignAction,
     },
+    /// A campaign's newest messages, only those in `status` when given.
     CampaignLogs {
         id: CampaignId,
+        status: Option<SendStatus>,
     },
-    /// One page of leads; `seq` lets a newer search win over a slower older one.
+    /// One page of leads; `seq` lets a newer search win over a slower older one. `count`: also
+    /// count every match (once per search, not per page: a count reads the whole store).
     Leads {
         seq: u64,
         search: Option<String>,
         offset: usize,
         limit: usize,
+        count: bool,
     },
-    LeadLogs {
+    /// A lead's messages and replies.
+    LeadHistory {
         id: LeadId,
     },
     Segments,
@@ -124,16 +136,18 @@ pub enum Reply {
     },
     CampaignLogs {
         id: CampaignId,
+        status: Option<SendStatus>,
         result: Result<Vec<CommunicationLog>, String>,
     },
+    /// A page, and the number of matches when it was asked for.
     Leads {
         seq: u64,
         offset: usize,
-        result: Result<(Vec<Lead>, u64), String>,
+        result: Result<(Vec<Lead>, Option<u64>), String>,
     },
-    LeadLogs {
+    LeadHistory {
         id: LeadId,
-        result: Result<Vec<CommunicationLog>, String>,
+        result: Result<LeadHistory, String>,
     },
     Segments(Result<Vec<CountedSegment>, String>),
     Preview {

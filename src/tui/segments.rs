@@ -212,6 +212,10 @@ impl Component for Segments {
         queue.request(Request::Segments);
     }
 
+    fn due(&self) -> Option<Instant> {
+        self.builder.as_ref().and_then(|b| b.due)
+    }
+
     fn on_tick(&mut self, now: Instant, queue: &mut Queue) -> bool {
         let Some(b) = &mut self.builder else { return false };
         match (b.due, &b.parsed) {

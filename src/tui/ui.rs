@@ -53,7 +53,7 @@ const GLOBAL_KEYS: KeyHelp = &[
 pub struct Ui {
     pub shared: Shared,
     pub tab: Tab,
-    dashboard: Dashboard,
+    pub dashboard: Dashboard,
     pub campaigns: Campaigns,
     pub leads: Leads,
     pub segments: Segments,
@@ -70,7 +70,7 @@ impl Ui {
         Ui {
             shared: Shared::new(theme, now),
             tab: Tab::Dashboard,
-            dashboard: Dashboard,
+            dashboard: Dashboard::default(),
             campaigns: Campaigns::default(),
             leads: Leads::default(),
             segments: Segments::default(),
@@ -248,6 +248,12 @@ impl Ui {
             let tab = self.tab;
             self.with_component(tab, |c, shared, queue| c.on_poll(shared, queue));
         }
+    }
+
+    /// When the visible screen has time-based work due (see [`Component::due`]).
+    pub fn next_due(&mut self) -> Option<Instant> {
+        let tab = self.tab;
+        self.component(tab).due()
     }
 
     /// A render tick: the clock moves on and debounced work goes out. Returns whether to redraw

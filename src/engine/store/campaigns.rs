@@ -164,6 +164,11 @@ pub trait CampaignStore: Send + Sync {
         campaign: Option<CampaignId>,
         include_replayed: bool,
     ) -> Result<Vec<DeadLetterRecord>>;
+    /// How many dead letters there are (not yet replayed unless `include_replayed`), without
+    /// reading them.
+    async fn count_dead_letters(&self, include_replayed: bool) -> Result<u64>;
+    /// The newest dead letters, replayed or not, newest first, at most `limit`.
+    async fn recent_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterRecord>>;
     /// Resets the logs of un-replayed dead letters to pending (attempt 0) and returns them
     /// with send jobs to publish; call [`CampaignStore::mark_replayed`] once published.
     async fn prepare_replay(&self, campaign: Option<CampaignId>) -> Result<Vec<(i64, SendJob)>>;
@@ -190,6 +195,8 @@ pub trait CampaignStore: Send + Sync {
     async fn opt_out_via(&self, lead: LeadId, source: &str) -> Result<bool>;
     /// Every opt-out with its source, by lead.
     async fn list_opt_out_records(&self) -> Result<Vec<OptOutRecord>>;
+    /// The newest opt-outs, newest first (ties: the higher lead id first), at most `limit`.
+    async fn recent_opt_outs(&self, limit: usize) -> Result<Vec<OptOutRecord>>;
     /// Keeps a reply in the lead's history; false when a reply with the same vendor message id
     /// is already stored (a retried webhook).
     async fn add_reply(&self, reply: &Reply) -> Result<bool>;

@@ -17,6 +17,8 @@
 //!   letters, and one campaign told end to end.
 //! - `inbound`: logs by vendor message id, failover's channel, opt-out sources, replies.
 //! - `operators`: resolving uncertain messages, why an account's next send waits.
+//! - `recent`: bounded reads for dashboards: dead letters counted, the newest dead letters
+//!   and opt-outs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,6 +28,7 @@ pub mod inbound;
 pub mod leads;
 pub mod operators;
 pub mod pipeline;
+pub mod recent;
 pub mod segments;
 
 use crate::engine::campaign::{CampaignId, NewCampaign, NewLog, send_id};
@@ -203,6 +206,10 @@ macro_rules! store_conformance_tests {
             operators: [
                 uncertain_logs_are_resolved_by_an_operator,
                 account_waits_keep_the_newest_per_account,
+            ];
+            recent: [
+                dead_letters_are_counted_and_the_newest_listed,
+                opt_outs_newest_first,
             ];
         );
     };

@@ -27,6 +27,7 @@ use std::time::Duration;
 mod inbound;
 mod logs;
 mod processes;
+mod recent;
 mod rows;
 
 use logs::{apply_update, claim_one};
@@ -358,6 +359,16 @@ impl CampaignStore for SqliteStore {
         .await
     }
 
+    async fn count_dead_letters(&self, include_replayed: bool) -> Result<u64> {
+        let store = self.describe_path();
+        self.call(move |conn| recent::count_dead_letters(conn, include_replayed).map_err(db_err(&store))).await
+    }
+
+    async fn recent_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterRecord>> {
+        let store = self.describe_path();
+        self.call(move |conn| recent::dead_letters(conn, limit).map_err(db_err(&store))).await
+    }
+
     async fn prepare_replay(&self, campaign: Option<CampaignId>) -> Result<Vec<(i64, SendJob)>> {
         let store = self.describe_path();
         self.call(move |conn| {
@@ -454,6 +465,11 @@ impl CampaignStore for SqliteStore {
     async fn list_opt_out_records(&self) -> Result<Vec<OptOutRecord>> {
         let store = self.describe_path();
         self.call(move |conn| inbound::opt_out_records(conn).map_err(db_err(&store))).await
+    }
+
+    async fn recent_opt_outs(&self, limit: usize) -> Result<Vec<OptOutRecord>> {
+        let store = self.describe_path();
+        self.call(move |conn| recent::opt_outs(conn, limit).map_err(db_err(&store))).await
     }
 
     async fn add_reply(&self, reply: &Reply) -> Result<bool> {

@@ -130,13 +130,13 @@ const STEPS: &[&str] = &[
          provider_message_id TEXT    UNIQUE
      );
      CREATE INDEX lead_replies_lead ON lead_replies (lead_id, received_at);",
-    // Channel accounts' connection states (a WhatsApp session: pairing, connected, banned…).
+    // 5: channel accounts' connection states (a WhatsApp session: pairing, connected, banned…).
     "CREATE TABLE channel_states (
          account    TEXT PRIMARY KEY,
          state      TEXT    NOT NULL,
          updated_at INTEGER NOT NULL
      ) WITHOUT ROWID;",
-    // Why each channel account's next send waits (rate limit, quiet hours, daily cap, breaker),
+    // 6: why each channel account's next send waits (rate limit, quiet hours, daily cap, breaker),
     // so `campaigns status` in any process can say when the next send happens.
     "CREATE TABLE account_waits (
          account    TEXT PRIMARY KEY,
@@ -145,6 +145,8 @@ const STEPS: &[&str] = &[
          detail     TEXT    NOT NULL,
          updated_at INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 7: the newest opt-outs first, for the dashboard's event tail (a bounded query each poll).
+    "CREATE INDEX lead_opt_outs_at ON lead_opt_outs (at);",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;
