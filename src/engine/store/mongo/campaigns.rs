@@ -1,5 +1,6 @@
 //! [`CampaignStore`] on MongoDB: campaign records and statuses here; logs, dead letters and
-//! claims in `logs.rs`; opt-outs, replies, heartbeats and channel states in `inbound.rs`.
+//! claims in `logs.rs`; opt-outs, replies, heartbeats and channel states in `inbound.rs`;
+//! resolving uncertain logs, account waits and dashboards' bounded reads in `operators.rs`.
 //!
 //! A status change names the status it moves from in its filter, so two processes moving one
 //! campaign cannot both succeed. Stats are counted from the logs when read (an aggregation
@@ -15,7 +16,8 @@ use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
 use crate::engine::segment::Rule;
 use crate::engine::store::campaigns::{
-    AudienceLead, CampaignStore, ChannelStateRecord, Claim, LogQuery, LogUpdate, OptOutRecord, Reply,
+    AccountWait, AudienceLead, CampaignStore, ChannelStateRecord, Claim, LogQuery, LogUpdate, OptOutRecord, Reply,
+    Resolution,
 };
 use async_trait::async_trait;
 use bson::{Document, doc};
@@ -264,6 +266,14 @@ impl CampaignStore for MongoStore {
         self.dead_letters(campaign, include_replayed).await
     }
 
+    async fn count_dead_letters(&self, include_replayed: bool) -> Result<u64> {
+        self.dead_letter_count(include_replayed).await
+    }
+
+    async fn recent_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterRecord>> {
+        self.newest_dead_letters(limit).await
+    }
+
     async fn prepare_replay(&self, campaign: Option<CampaignId>) -> Result<Vec<(i64, SendJob)>> {
         self.replay(campaign).await
     }
@@ -319,6 +329,10 @@ impl CampaignStore for MongoStore {
         self.opt_out_records().await
     }
 
+    async fn recent_opt_outs(&self, limit: usize) -> Result<Vec<OptOutRecord>> {
+        self.newest_opt_outs(limit).await
+    }
+
     async fn add_reply(&self, reply: &Reply) -> Result<bool> {
         self.insert_reply(reply).await
     }
@@ -342,5 +356,22 @@ impl CampaignStore for MongoStore {
 
     async fn channel_states(&self) -> Result<Vec<ChannelStateRecord>> {
         self.load_channel_states().await
+    }
+
+    async fn set_account_wait(&self, wait: &AccountWait) -> Result<()> {
+        self.record_account_wait(wait).await
+    }
+
+    async fn account_waits(&self) -> Result<Vec<AccountWait>> {
+        self.load_account_waits().await
+    }
+
+    async fn resolve_uncertain(
+        &self,
+        campaign: CampaignId,
+        send_ids: Option<&[String]>,
+        resolution: Resolution,
+    ) -> Result<Vec<CommunicationLog>> {
+        self.resolve(campaign, send_ids, resolution).await
     }
 }

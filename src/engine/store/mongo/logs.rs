@@ -20,7 +20,7 @@ use std::time::Duration;
 /// How often a call that keeps losing races to other processes looks again.
 const RETRIES: usize = 8;
 
-fn log_from_doc(d: &Document) -> CommunicationLog {
+pub(super) fn log_from_doc(d: &Document) -> CommunicationLog {
     let created_at = date(d, "created_at").unwrap_or_default();
     CommunicationLog {
         send_id: text(d, "_id"),
@@ -36,7 +36,7 @@ fn log_from_doc(d: &Document) -> CommunicationLog {
     }
 }
 
-fn dead_letter_from_doc(d: &Document) -> Result<DeadLetterRecord, String> {
+pub(super) fn dead_letter_from_doc(d: &Document) -> Result<DeadLetterRecord, String> {
     let id = int(d, "_id");
     let payload: SendJob = d
         .get_document("payload")

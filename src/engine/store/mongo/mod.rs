@@ -20,6 +20,7 @@ mod import;
 mod inbound;
 mod leads;
 mod logs;
+mod operators;
 mod schema;
 mod segments;
 #[cfg(test)]

@@ -9,8 +9,12 @@
 //! - `segments.name_key`, `campaigns.name_key` unique (names ignore case); `campaigns.segment_id`;
 //! - `communication_logs`: `_id` is the send id (unique); `{campaign_id, status}` (stats,
 //!   completion), `provider_message_id` (status callbacks; partial), `updated_at` (newest first);
-//! - `dead_letters {campaign_id, replayed_at}`; `replies {lead_id, received_at}` and
-//!   `replies.provider_message_id` unique (partial: replies without a vendor id are kept).
+//! - `dead_letters {campaign_id, replayed_at}` and `replayed_at` (counting un-replayed ones);
+//!   `opt_outs {at, _id}` (the newest first, for dashboards); `replies {lead_id, received_at}`
+//!   and `replies.provider_message_id` unique (partial: replies without a vendor id are kept).
+//!
+//! Version 2 added the `dead_letters.replayed_at` and `opt_outs` indexes: a version 1 database
+//! is set up again (idempotently) on its next writable open.
 
 use super::MongoStore;
 use super::docs;
@@ -19,7 +23,7 @@ use crate::engine::store::Access;
 use bson::{Document, doc};
 
 /// The schema this crm writes; a database set up by a newer one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Counters and the collection whose `_id`s each hands out.
 const COUNTERS: [(&str, &str); 5] = [
@@ -70,7 +74,14 @@ fn indexes() -> Vec<(&'static str, Vec<Document>)> {
                 index("updated_at", doc! { "updated_at": -1 }),
             ],
         ),
-        ("dead_letters", vec![index("campaign_replayed", doc! { "campaign_id": 1, "replayed_at": 1 })]),
+        (
+            "dead_letters",
+            vec![
+                index("campaign_replayed", doc! { "campaign_id": 1, "replayed_at": 1 }),
+                index("replayed_at", doc! { "replayed_at": 1 }),
+            ],
+        ),
+        ("opt_outs", vec![index("at", doc! { "at": -1, "_id": -1 })]),
         (
             "replies",
             vec![
