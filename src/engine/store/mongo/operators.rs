@@ -112,7 +112,11 @@ impl MongoStore {
 
     /// Dead letters not yet replayed (all with `include_replayed`), counted by the server.
     pub(super) async fn dead_letter_count(&self, include_replayed: bool) -> Result<u64> {
-        let filter = if include_replayed { Document::new() } else { doc! { "replayed_at": Bson::Null } };
+        let filter = if include_replayed {
+            Document::new()
+        } else {
+            doc! { "replayed_at": Bson::Null }
+        };
         self.coll("dead_letters").count_documents(filter).await.map_err(self.err())
     }
 
@@ -122,8 +126,13 @@ impl MongoStore {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let cursor =
-            self.coll("dead_letters").find(doc! {}).sort(doc! { "_id": -1 }).limit(limit(n)).await.map_err(self.err())?;
+        let cursor = self
+            .coll("dead_letters")
+            .find(doc! {})
+            .sort(doc! { "_id": -1 })
+            .limit(limit(n))
+            .await
+            .map_err(self.err())?;
         let found = collect(cursor).await.map_err(self.err())?;
         found.iter().map(|d| dead_letter_from_doc(d).map_err(|e| self.fail(e))).collect()
     }
