@@ -9,6 +9,7 @@ use chrono::Duration;
 use crm::engine::bus::topic;
 use crm::engine::campaign::{CampaignStats, CampaignStatus, SendStatus};
 use crm::engine::channel::registry::AccountInfo;
+use crm::engine::store::campaigns::AccountWait;
 use crm::tui::queue::{CampaignAction, LeadHistory, Reply, Request};
 use crm::tui::theme::Theme;
 use crm::tui::ui::{Tab, Ui};
@@ -293,7 +294,7 @@ fn counters_with_an_empty_audience_show_zero_percent() {
     assert_eq!(progress(&c.stats), (0, 0, 0.0));
     let area = Rect::new(0, 0, 60, Counters::HEIGHT);
     let mut buf = Buffer::empty(area);
-    Counters { campaign: &c, rate: None, theme: Theme::plain() }.render(area, &mut buf);
+    Counters { campaign: &c, rate: None, waiting: None, theme: Theme::plain() }.render(area, &mut buf);
     let text = buffer_text(&buf);
     assert!(text.contains("  0%  0/0"), "{text}");
     assert!(text.contains("ETA done"), "{text}");
@@ -416,4 +417,28 @@ fn each_poll_refreshes_the_visible_campaigns_messages_only() {
     // A failed poll asks for nothing more.
     ui.apply(Reply::Snapshot { at: t0(), result: Err("down".into()) });
     assert!(ui.take_requests().is_empty());
+}
+
+#[test]
+fn a_running_campaign_says_when_its_next_send_happens_and_why_it_waits() {
+    let mut s = snapshot(t0(), 400);
+    let detail = "quiet hours at the recipient's until 08:00 (UTC+01:00)";
+    s.channels[0].wait = Some(AccountWait {
+        account: "sim".into(),
+        next_at: t0() + Duration::minutes(95),
+        reason: "quiet_hours".into(),
+        detail: detail.into(),
+        updated_at: t0(),
+    });
+    let mut ui = ui_with(vec![s.clone()], t0());
+    let text = screen(&mut ui, 120, 40);
+    assert!(text.contains("next send in 1h35m: quiet hours"), "{text}");
+
+    // A wait that has passed, or the ordinary pace between two sends, says nothing.
+    if let Some(w) = s.channels[0].wait.as_mut() {
+        w.next_at = t0() + Duration::seconds(1);
+    }
+    let mut ui = ui_with(vec![s], t0());
+    let text = screen(&mut ui, 120, 40);
+    assert!(!text.contains("next send in"), "{text}");
 }

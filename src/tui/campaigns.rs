@@ -5,7 +5,7 @@
 use super::component::{Component, KeyHelp, Shared, block, fit, movement, step};
 use super::dashboard::status_style;
 use super::queue::{CampaignAction, Confirm, Event, Queue, Reply, Request};
-use super::widgets::{Counters, progress};
+use super::widgets::{Counters, next_send, progress};
 use crate::engine::campaign::{Campaign, CampaignId, CampaignStatus, CommunicationLog, SendStatus};
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
@@ -215,7 +215,15 @@ impl Component for Campaigns {
         match self.current(shared) {
             Some(campaign) => {
                 let rate = shared.history.rate(campaign.id);
-                frame.render_widget(Counters { campaign, rate, theme: t }, inner);
+                frame.render_widget(
+                    Counters {
+                        campaign,
+                        rate,
+                        waiting: shared.snapshot.as_ref().and_then(|s| next_send(s, campaign)),
+                        theme: t,
+                    },
+                    inner,
+                );
             }
             None => {
                 frame.render_widget(Paragraph::new("No campaigns yet (crm campaigns create).").style(t.dim()), inner)

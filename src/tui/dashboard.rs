@@ -6,7 +6,7 @@
 use super::component::{Component, KeyHelp, Shared, block, fit};
 use super::queue::Queue;
 use super::whatsapp::{self, QrCache};
-use super::widgets::{Counters, short_duration, sparkline};
+use super::widgets::{Counters, next_send, short_duration, sparkline};
 use crate::engine::app::snapshot::{RecentEvent, Snapshot};
 use crate::engine::campaign::{Campaign, CampaignStatus, SendStatus};
 use crate::engine::channel::whatsapp::ChannelState;
@@ -76,7 +76,10 @@ impl Dashboard {
             let height = Counters::HEIGHT.min(inner.y + inner.height - y);
             let rect = Rect { y, height, ..inner };
             let rate = shared.history.rate(campaign.id);
-            frame.render_widget(Counters { campaign, rate, theme: shared.theme }, rect);
+            frame.render_widget(
+                Counters { campaign, rate, waiting: next_send(snapshot, campaign), theme: shared.theme },
+                rect,
+            );
             y += Counters::HEIGHT + 1;
         }
     }

@@ -3,7 +3,7 @@
 
 use super::theme::Theme;
 use crate::engine::app::snapshot::Snapshot;
-use crate::engine::campaign::{Campaign, CampaignId, CampaignStats};
+use crate::engine::campaign::{Campaign, CampaignId, CampaignStats, CampaignStatus};
 use chrono::{DateTime, Utc};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -122,11 +122,27 @@ pub fn eta(pending: u64, rate: Option<f64>) -> Option<i64> {
     }
 }
 
+/// When a running campaign's next send happens and why it waits, from the wait its account's
+/// sender last recorded (rate limit, quiet hours, daily cap, breaker…): `next send in 7h 12m:
+/// quiet hours …`. None when the campaign is not running or its account is not waiting (a wait
+/// under two seconds is the ordinary pace, not worth a word).
+pub fn next_send(snapshot: &Snapshot, campaign: &Campaign) -> Option<String> {
+    if campaign.status != CampaignStatus::Running {
+        return None;
+    }
+    let account = snapshot.channels.iter().find(|a| a.name == campaign.channel)?;
+    let wait = account.wait.as_ref()?;
+    let secs = (wait.next_at - snapshot.taken_at).num_seconds();
+    (secs >= 2).then(|| format!("next send in {}: {}", short_duration(secs), wait.detail))
+}
+
 /// A campaign's live counters: a title line, a progress gauge, the counts, rate and ETA.
 /// Needs 5 lines; fewer show what fits.
 pub struct Counters<'a> {
     pub campaign: &'a Campaign,
     pub rate: Option<f64>,
+    /// When the next send happens and why sending waits, if it does (see [`next_send`]).
+    pub waiting: Option<String>,
     pub theme: Theme,
 }
 
@@ -189,6 +205,9 @@ impl Widget for Counters<'_> {
         ];
         if s.cancelled > 0 {
             last.extend(num("cancelled", s.cancelled, t.dim()));
+        }
+        if let Some(waiting) = self.waiting {
+            last.push(Span::styled(waiting, t.warn()));
         }
         lines.push(Line::from(last));
         // Title, gauge, then the rest.
