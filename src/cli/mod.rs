@@ -137,6 +137,9 @@ impl Context {
         if app.created_store() && self.chatty() {
             say!("Created a new store at {}.", app.describe_store());
         }
+        if let Some(notice) = app.store_notice().filter(|_| self.chatty()) {
+            say!("Note: {notice}.");
+        }
         Ok(app)
     }
 

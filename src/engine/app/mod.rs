@@ -64,6 +64,11 @@ impl App {
         self.store.created
     }
 
+    /// What the front end should tell the user about the store it opened, if anything.
+    pub fn store_notice(&self) -> Option<&str> {
+        self.store.notice.as_deref()
+    }
+
     /// Where the store lives, for messages.
     pub fn describe_store(&self) -> String {
         self.store.describe()

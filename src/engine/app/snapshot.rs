@@ -2,7 +2,8 @@
 //! per topic, workers (stale ones marked), channel accounts (with their connection and why
 //! their next send waits), and recent events (message changes, opt-outs, dead letters, channel
 //! state changes, merged newest first). Dashboards and health checks poll it every second, so
-//! every read in it is bounded: a limit or a count, never a whole table.
+//! every read in it is bounded: a limit, a count, or one row per channel account, never a
+//! whole table.
 
 use super::App;
 use super::workers::WorkerInfo;

@@ -164,13 +164,13 @@ pub trait CampaignStore: Send + Sync {
         campaign: Option<CampaignId>,
         include_replayed: bool,
     ) -> Result<Vec<DeadLetterRecord>>;
-    /// Resets the logs of un-replayed dead letters to pending (attempt 0) and returns them
-    /// with send jobs to publish; call [`CampaignStore::mark_replayed`] once published.
     /// How many dead letters there are (not yet replayed unless `include_replayed`), without
     /// reading them.
     async fn count_dead_letters(&self, include_replayed: bool) -> Result<u64>;
     /// The newest dead letters, replayed or not, newest first, at most `limit`.
     async fn recent_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterRecord>>;
+    /// Resets the logs of un-replayed dead letters to pending (attempt 0) and returns them
+    /// with send jobs to publish; call [`CampaignStore::mark_replayed`] once published.
     async fn prepare_replay(&self, campaign: Option<CampaignId>) -> Result<Vec<(i64, SendJob)>>;
     async fn mark_replayed(&self, ids: &[i64]) -> Result<()>;
 

@@ -12,6 +12,8 @@
 pub mod campaigns;
 #[cfg(test)]
 pub mod conformance;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 mod open;
 pub mod sqlite;
 

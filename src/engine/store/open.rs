@@ -29,6 +29,9 @@ pub struct OpenedStore {
     pub campaigns: Arc<dyn CampaignStore>,
     /// True when this open created the store.
     pub created: bool,
+    /// Something a front end should tell the user about the store it opened (a MongoDB
+    /// database without crm data, opened by a command that only reads).
+    pub notice: Option<String>,
 }
 
 impl OpenedStore {
@@ -51,11 +54,24 @@ impl OpenedStore {
                     });
                 }
                 let store = Arc::new(SqliteStore::open(path).await?);
-                Ok(OpenedStore { leads: store.clone(), campaigns: store, created: !exists, location })
+                Ok(OpenedStore { leads: store.clone(), campaigns: store, created: !exists, notice: None, location })
             }
-            StoreLocation::MongoDb(_) => {
-                Err(Error::Usage("the MongoDB store is not available in this build yet; use a SQLite path".into()))
+            #[cfg(feature = "mongodb")]
+            StoreLocation::MongoDb(url) => {
+                let opened = super::mongo::MongoStore::open(url, access).await?;
+                let store = Arc::new(opened.store);
+                Ok(OpenedStore {
+                    leads: store.clone(),
+                    campaigns: store,
+                    created: opened.created,
+                    notice: opened.notice,
+                    location,
+                })
             }
+            #[cfg(not(feature = "mongodb"))]
+            StoreLocation::MongoDb(_) => Err(Error::Usage(
+                "this crm was built without MongoDB support (the `mongodb` feature); use a SQLite path".into(),
+            )),
         }
     }
 
@@ -64,6 +80,7 @@ impl OpenedStore {
     pub async fn reopen(&self) -> Result<OpenedStore> {
         let mut again = OpenedStore::open_location(self.location.clone(), Access::Existing).await?;
         again.created = false;
+        again.notice = None;
         Ok(again)
     }
 

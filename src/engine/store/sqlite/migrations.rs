@@ -130,7 +130,7 @@ const STEPS: &[&str] = &[
          provider_message_id TEXT    UNIQUE
      );
      CREATE INDEX lead_replies_lead ON lead_replies (lead_id, received_at);",
-    // Channel accounts' connection states (a WhatsApp session: pairing, connected, banned…).
+    // 5: channel accounts' connection states (a WhatsApp session: pairing, connected, banned…).
     "CREATE TABLE channel_states (
          account    TEXT PRIMARY KEY,
          state      TEXT    NOT NULL,

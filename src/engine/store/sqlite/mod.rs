@@ -16,6 +16,16 @@ mod rows;
 mod search;
 mod segments;
 
+/// The search text and term rules, shared with the MongoDB store so search means the same there.
+#[cfg_attr(not(feature = "mongodb"), allow(unused_imports))]
+pub(crate) use search::{normalize_term as normalize_search_term, text_of as search_text_of};
+/// How imports describe conflicts and recognise rows that undid each other, shared likewise.
+#[cfg_attr(not(feature = "mongodb"), allow(unused_imports))]
+pub(crate) use {
+    import::{content_hash, lead_list},
+    rows::describe_owners,
+};
+
 use crate::engine::error::{Error, Result};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};

@@ -90,7 +90,7 @@ pub(super) fn leads_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// "email ada@x.com belongs to lead 12, phone +44… to lead 40".
-pub(super) fn describe_owners(owners: &[(String, LeadId)]) -> String {
+pub(crate) fn describe_owners(owners: &[(String, LeadId)]) -> String {
     owners
         .iter()
         .map(|(key, id)| {

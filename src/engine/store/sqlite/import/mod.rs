@@ -96,7 +96,7 @@ struct State {
 const MAX_ORIGINALS: usize = 500_000;
 
 /// A hash of everything about a lead but `updated_at`.
-fn content_hash(lead: &Lead) -> u64 {
+pub(crate) fn content_hash(lead: &Lead) -> u64 {
     let mut copy = lead.clone();
     copy.updated_at = chrono::DateTime::<Utc>::UNIX_EPOCH;
     xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&copy).unwrap_or_default())
@@ -375,7 +375,7 @@ impl State {
 }
 
 /// "leads 3 and 7", "leads 3, 7 and 9": the distinct leads of `owners`, in order.
-fn lead_list(owners: &[(String, LeadId)]) -> String {
+pub(crate) fn lead_list(owners: &[(String, LeadId)]) -> String {
     let mut ids: Vec<LeadId> = Vec::new();
     for (_, id) in owners {
         if !ids.contains(id) {
