@@ -96,6 +96,20 @@ fn a_snapshot_with_no_age_update_for_long_is_stale() {
     assert!(text.contains("⚠ STALE, data from 30s ago"), "{text}");
 }
 
+/// On Kafka the queues panel shows each topic's consumer lag (one figure) instead of the
+/// embedded bus's ready / in flight / delayed.
+#[test]
+fn on_kafka_the_queues_show_consumer_lag() {
+    let mut kafka = snapshot(t0(), 400);
+    kafka.bus = "kafka://127.0.0.1:9092".into();
+    let mut ui = ui_with(vec![kafka], t0());
+    let text = screen(&mut ui, 120, 40);
+    assert!(text.contains("consumer lag"), "{text}");
+    assert!(!text.contains("flight"), "{text}");
+    let send_jobs = text.lines().find(|l| l.contains("send_jobs")).expect("the send_jobs row");
+    assert!(send_jobs.contains(" 597"), "590 + 4 + 3: {send_jobs}");
+}
+
 /// On a store whose snapshots are slow the poller looks less often and says so; a snapshot is
 /// stale only after two of those intervals.
 #[test]

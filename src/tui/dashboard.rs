@@ -159,8 +159,13 @@ impl Dashboard {
         let b = block(title, shared);
         let inner = b.inner(area);
         frame.render_widget(b, area);
-        let header =
-            Line::styled(format!("{:<14}{:>7}{:>7}{:>7}  history", "topic", "ready", "flight", "delay"), t.dim());
+        // Kafka: a topic's depth is its consumer groups' lag (what the workers have not finished).
+        let lag = snapshot.bus.starts_with("kafka");
+        let header = if lag {
+            Line::styled(format!("{:<14}{:>21}  history", "topic", "consumer lag"), t.dim())
+        } else {
+            Line::styled(format!("{:<14}{:>7}{:>7}{:>7}  history", "topic", "ready", "flight", "delay"), t.dim())
+        };
         frame.render_widget(Paragraph::new(header), Rect { height: 1.min(inner.height), ..inner });
         let spark_x = inner.x + 35;
         for (i, q) in snapshot.queues.iter().enumerate() {
@@ -169,7 +174,12 @@ impl Dashboard {
                 break;
             }
             let d = &q.depth;
-            let text = format!("{:<14}{:>7}{:>7}{:>7}", fit(short_topic(q.topic), 14), d.ready, d.in_flight, d.delayed);
+            let name = fit(short_topic(q.topic), 14);
+            let text = if lag {
+                format!("{name:<14}{:>21}", d.total())
+            } else {
+                format!("{name:<14}{:>7}{:>7}{:>7}", d.ready, d.in_flight, d.delayed)
+            };
             frame.render_widget(Paragraph::new(text), Rect { y, height: 1, ..inner });
             if spark_x + 2 < inner.x + inner.width {
                 let width = inner.x + inner.width - spark_x - 1;

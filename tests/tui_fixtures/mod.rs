@@ -94,6 +94,7 @@ pub fn snapshot(at: DateTime<Utc>, sent: u64) -> Snapshot {
     Snapshot {
         taken_at: at,
         store: "sqlite:/data/crm.db".into(),
+        bus: "embedded:/data/crm.db".into(),
         campaigns: vec![
             campaign(1, "spring-sale", CampaignStatus::Running, stats(1000, sent, sent / 2, sent / 4, 3)),
             campaign(2, "winback", CampaignStatus::Draft, stats(0, 0, 0, 0, 0)),

@@ -27,6 +27,9 @@ pub struct QueueDepth {
 pub struct Snapshot {
     pub taken_at: DateTime<Utc>,
     pub store: String,
+    /// The bus the queues are on (`embedded:…`, `kafka://…`): on Kafka a topic's depth is its
+    /// consumer groups' lag.
+    pub bus: String,
     pub campaigns: Vec<Campaign>,
     pub queues: Vec<QueueDepth>,
     pub workers: Vec<WorkerInfo>,
@@ -115,6 +118,7 @@ impl App {
         Ok(Snapshot {
             taken_at: Utc::now(),
             store: self.describe_store(),
+            bus: bus.describe(),
             campaigns: store.list_campaigns().await?,
             queues,
             workers: self.list_workers(false).await?,
