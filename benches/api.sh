@@ -52,6 +52,16 @@ ALL=$(total "")
 MATCHES=$(total "&search=$COMMON")
 NONE=$(total "&search=$NOMATCH")
 echo "store: $STORE ($ALL leads); '$COMMON' matches $MATCHES, '$NOMATCH' $NONE"
+# The first request of a listing computes it (later pages are cut from it until a lead
+# changes): time that one on its own, on a fresh server, before the loads.
+cold() {
+  curl -s -o /dev/null -w '%{time_total}' -H "$AUTH" "http://$ADDR/api/v1/leads?limit=20$1" \
+    | python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f} ms")'
+}
+echo "first requests on a fresh server:"
+echo "  page $(((ALL / 20) / 2)) of all leads: $(cold "&page=$(((ALL / 20) / 2))&sort_by=name")  (sorted by name: builds that listing)"
+echo "  search=${COMMON}x (new term): $(cold "&search=${COMMON}x")"
+echo "  search=${NOMATCH}y (new term, no match): $(cold "&search=${NOMATCH}y")"
 echo "wrk: $THREADS threads, $CONNECTIONS connections, $DURATION each; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # A wrk script asking for random pages of `query` among `pages`.

@@ -27,7 +27,7 @@ pub enum WhatsappCmd {
         #[arg(long, value_name = "NUMBER")]
         phone: Option<String>,
     },
-    /// Show each WhatsApp account's session and connection state
+    /// Show each WhatsApp account's number, connection state and when it last connected
     Status,
     /// Log out: wipe the account's session files (log in again to send)
     Logout {
@@ -51,15 +51,19 @@ impl WhatsappCmd {
                     let col = |header, flexible, right| Column { header, flexible, right };
                     let mut table = Table::new(vec![
                         col("ACCOUNT", false, false),
+                        col("NUMBER", false, false),
                         col("STATE", true, false),
                         col("IN USE BY", false, true),
+                        col("LAST CONNECTED", false, false),
                         col("UPDATED", false, false),
                     ]);
                     for s in &all {
                         table.push(vec![
                             s.account.clone(),
+                            s.phone.clone().unwrap_or_default(),
                             s.describe(),
                             s.held_by.map(|p| format!("pid {p}")).unwrap_or_default(),
+                            s.last_connected.as_ref().map(format_time).unwrap_or_else(|| "never".into()),
                             s.updated_at.as_ref().map(format_time).unwrap_or_default(),
                         ]);
                     }

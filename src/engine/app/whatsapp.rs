@@ -28,6 +28,9 @@ pub struct WhatsAppStatus {
     /// The state last recorded in the store, and when.
     pub state: Option<ChannelState>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The paired number and when the session last connected (from the session directory).
+    pub phone: Option<String>,
+    pub last_connected: Option<DateTime<Utc>>,
 }
 
 impl WhatsAppStatus {
@@ -139,7 +142,10 @@ impl App {
         for name in self.whatsapp_accounts() {
             let (_, wa) = self.whatsapp_account(Some(&name))?;
             let record = stored.iter().find(|r| r.account == name);
+            let info = session::read_info(&wa.session_dir);
             out.push(WhatsAppStatus {
+                phone: info.phone,
+                last_connected: info.last_connected,
                 account: name.clone(),
                 has_session: session::has_session(&wa.session_dir),
                 held_by: SessionLock::holder(&wa.session_dir),
@@ -179,6 +185,11 @@ impl App {
             let client = crate::engine::channel::whatsapp::real::RealWaClient::new(wa.session_dir.clone(), phone);
             let had_session = session::has_session(&wa.session_dir);
             let outcome = self.whatsapp_login_with(&name, Arc::new(client), had_session, progress, shutdown).await;
+            if let Ok(done) = &outcome
+                && let Err(e) = session::note_connected(&wa.session_dir, done.phone.as_deref(), Utc::now())
+            {
+                tracing::warn!(account = %name, error = %e, "Could not note the WhatsApp connection.");
+            }
             if outcome.is_err() && !had_session {
                 // wa-rs created its session file before pairing: an unpaired one is no session.
                 let _ = session::wipe(&wa.session_dir);

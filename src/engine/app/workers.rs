@@ -106,8 +106,9 @@ impl App {
                     store: store.campaigns.clone(),
                     stop_words: config.webhook.stop_words.value.clone(),
                 };
-                let supervisor =
-                    Supervisor::for_channel(name, &account.channel, store.campaigns.clone()).with_replies(replies);
+                let supervisor = Supervisor::for_channel(name, &account.channel, store.campaigns.clone())
+                    .with_replies(replies)
+                    .with_session_dir(account.session_dir.clone());
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     supervisor.run(shutdown).await;

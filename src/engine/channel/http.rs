@@ -20,6 +20,19 @@ pub(crate) fn transport(err: reqwest::Error) -> ChannelError {
     ChannelError::Transient(format!("{what}: {}", error_chain(&err)))
 }
 
+/// The same for a vendor that takes no idempotency key (Twilio): a request that never
+/// connected did not leave and is retried, but once it may have reached the vendor (a timeout
+/// waiting for the answer, a connection dropped mid-request) the outcome is unknown, and
+/// sending again could send twice: [`ChannelError::Ambiguous`], which the sender records as
+/// UNCERTAIN for an operator to resolve.
+pub(crate) fn transport_unkeyed(err: reqwest::Error) -> ChannelError {
+    if err.is_builder() || err.is_connect() {
+        return transport(err);
+    }
+    let what = if err.is_timeout() { "no answer in time" } else { "the connection failed mid-request" };
+    ChannelError::Ambiguous(format!("{what}, so the message may have been sent: {}", error_chain(&err)))
+}
+
 /// An error and its causes, joined with `: `.
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

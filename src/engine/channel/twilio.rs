@@ -5,13 +5,15 @@
 //! (`/webhooks/twilio/status`, see `pipeline::webhook`), replies to `/webhooks/twilio/inbound`.
 //!
 //! Twilio takes no idempotency key and has no lookup by one: [`Channel::lookup`] answers
-//! `Err(Permanent)`, so a send interrupted by a crash becomes UNCERTAIN instead of going twice.
+//! `Err(Permanent)`, so a send interrupted by a crash becomes UNCERTAIN instead of going twice;
+//! so does a request that timed out or lost its connection after it may have reached Twilio
+//! (one that never connected is retried).
 //!
 //! Webhook signatures ([`signature`], [`verify_signature`]): base64 of HMAC-SHA1, keyed by the
 //! account's auth token, over the full URL Twilio called followed by every POST parameter sorted
 //! by name, each name immediately followed by its value.
 
-use super::http::{retry_after, transport};
+use super::http::{retry_after, transport_unkeyed};
 use super::{Channel, ChannelError, OutboundMessage, SendOutcome};
 use crate::engine::campaign::SendStatus;
 use async_trait::async_trait;
@@ -95,12 +97,13 @@ impl TwilioChannel {
             .map_err(|()| ChannelError::Permanent(format!("{base} cannot take a path")))?
             .pop_if_empty()
             .extend(["2010-04-01", "Accounts", &config.account_sid, "Messages.json"]);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ChannelError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+        let client = http_client(REQUEST_TIMEOUT)?;
         Ok(TwilioChannel { config, messages_url, client })
+    }
+
+    /// The same account with another limit on each request (tests).
+    pub fn with_request_timeout(self, timeout: Duration) -> Result<TwilioChannel, ChannelError> {
+        Ok(TwilioChannel { client: http_client(timeout)?, ..self })
     }
 
     pub fn config(&self) -> &TwilioConfig {
@@ -128,6 +131,17 @@ impl TwilioChannel {
         let given = Url::parse(msg.callback_url.as_deref()?).ok()?;
         Some(format!("{}{STATUS_PATH}", given.origin().ascii_serialization()))
     }
+}
+
+/// How long a send may wait for Twilio's answer before its outcome counts as unknown.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn http_client(timeout: Duration) -> Result<reqwest::Client, ChannelError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .build()
+        .map_err(|e| ChannelError::Permanent(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Twilio's answer to a send (only what we read).
@@ -166,15 +180,15 @@ impl Channel for TwilioChannel {
             .form(&form)
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(transport_unkeyed)?;
         let status = response.status();
         if !status.is_success() {
             return Err(refusal(response).await);
         }
-        let text = response.text().await.map_err(transport)?;
+        let text = response.text().await.map_err(transport_unkeyed)?;
         // Accepted but unreadable: the message may be out, and Twilio cannot be asked by key.
         let message: MessageResource = serde_json::from_str(&text).map_err(|e| {
-            ChannelError::Permanent(format!(
+            ChannelError::Ambiguous(format!(
                 "Twilio accepted the message but its answer is unreadable ({e}); it may have been sent"
             ))
         })?;

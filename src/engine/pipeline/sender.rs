@@ -174,6 +174,7 @@ pub async fn run_sender(
     let progress = Arc::new(Progress::default());
     let beat = tokio::spawn(heartbeat_loop(store.clone(), id.clone(), "send", progress.clone(), shutdown.clone()));
     let shared = Arc::new(Shared::new(store.clone(), &channels, &config));
+    seed_daily_caps(&shared).await;
     let names: Vec<&String> = shared.accounts.keys().collect();
     tracing::info!(worker = %id, batch = shared.pace.batch, loops = config.loops, accounts = ?names, "Sender started.");
     // Several batch loops share the policies: while one records its batch, another sends.
@@ -189,6 +190,26 @@ pub async fn run_sender(
     let _ = waits.await;
     tracing::info!(worker = %id, processed = progress.get(), "Sender stopped.");
     Ok(())
+}
+
+/// Starts each capped account's daily count from the store, so a restarted worker does not
+/// send a second day's worth. A store error leaves the count at zero, loudly.
+async fn seed_daily_caps(shared: &Shared) {
+    for (name, account) in &shared.accounts {
+        let pacer = account.limits.pacer();
+        if !pacer.has_daily_cap() {
+            continue;
+        }
+        match shared.store.sent_since(name, pacer.today_start()).await {
+            Ok(sent) => {
+                pacer.seed_today(u32::try_from(sent).unwrap_or(u32::MAX));
+                tracing::info!(account = %name, sent_today = sent, "Daily cap counted from the store.");
+            }
+            Err(e) => {
+                tracing::warn!(account = %name, error = %e, "Could not count today's sends; the daily cap starts at 0.")
+            }
+        }
+    }
 }
 
 /// How often the accounts' waits are written to the store (when they changed).

@@ -205,6 +205,10 @@ pub trait CampaignStore: Send + Sync {
     /// How many of a campaign's messages each account sent (logs sent, delivered or read, by
     /// the account the log names), by account name.
     async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>>;
+    /// How many messages `account` has sent since `since`, over all campaigns: logs that name
+    /// the account, sent, delivered, read or uncertain (it may have left), last changed since
+    /// then. Seeds a restarted sender's daily cap, so a restart does not reset it.
+    async fn sent_since(&self, account: &str, since: DateTime<Utc>) -> Result<u64>;
     /// Records `account`'s channel state (one row per account; the newer `updated_at` wins, so
     /// a late write from a stopped process cannot overwrite a newer state).
     async fn set_channel_state(

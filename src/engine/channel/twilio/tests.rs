@@ -171,8 +171,30 @@ async fn refusals_map_to_the_three_kinds() {
     assert!(matches!(channel.send(&message()).await, Err(ChannelError::Permanent(m)) if m.contains("20003")));
     answer(201, "not json", None);
     assert!(
-        matches!(channel.send(&message()).await, Err(ChannelError::Permanent(m)) if m.contains("may have been sent"))
+        matches!(channel.send(&message()).await, Err(ChannelError::Ambiguous(m)) if m.contains("may have been sent"))
     );
+}
+
+/// A request that reached Twilio and got no answer in time may have sent the message: its
+/// outcome is unknown (UNCERTAIN), never retried into a second send.
+#[tokio::test]
+async fn a_request_without_an_answer_in_time_is_ambiguous() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Takes the connection and the request, and never answers.
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let channel = TwilioChannel::new(config(&format!("http://{addr}"), "+14155238886"))
+        .and_then(|c| c.with_request_timeout(Duration::from_millis(300)))
+        .expect("channel");
+    let err = channel.send(&message()).await.expect_err("no answer");
+    assert!(matches!(&err, ChannelError::Ambiguous(m) if m.contains("no answer in time")), "{err:?}");
+    assert!(!err.is_retryable());
+    held.abort();
 }
 
 #[tokio::test]

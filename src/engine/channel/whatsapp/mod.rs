@@ -270,6 +270,13 @@ impl ReceiptTracker {
         t.by_chat.entry(chat.to_string()).or_default().push((message_id.to_string(), send_id.to_string(), campaign));
     }
 
+    /// The receipt's message ids this process did not send (sent before a restart, or by
+    /// another worker): the supervisor finds their logs in the store instead.
+    pub fn unknown_ids(&self, receipt: &WaReceipt) -> Vec<String> {
+        let t = lock(&self.inner);
+        receipt.message_ids.iter().filter(|id| !t.by_message.contains_key(*id)).cloned().collect()
+    }
+
     /// The log updates a receipt makes (forward-only is the store's job; this never moves a
     /// message backward in its own list either: only the named messages and earlier ones).
     pub fn updates_for(&self, receipt: &WaReceipt) -> Vec<LogUpdate> {

@@ -190,3 +190,38 @@ async fn a_worker_that_died_between_send_and_record_leaves_the_log_uncertain() {
     assert_eq!(p.status(1).await, Some(SendStatus::Uncertain));
     assert_eq!(fake.sent().len(), 1, "never sent a second time: {:?}", fake.sent());
 }
+
+/// The daily cap counts the account's sends today from the store: a sender restarted after
+/// reaching the cap sends nothing more, even when the held job is published again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_sender_keeps_todays_count_under_the_daily_cap() {
+    let p = Pipeline::new("wa", 3).await;
+    let fake = Arc::new(FakeWaClient::connected());
+    let settings = WaSettings { check_on_whatsapp: false, ..WaSettings::default() };
+    let capped = || {
+        let mut account = p.wa_account(settings.clone());
+        account.policy = SenderPolicy { daily_cap: Some(2), ..unlimited() };
+        let mut registry = ChannelRegistry::default();
+        registry.insert_whatsapp("wa", fake.clone(), account);
+        registry
+    };
+    let run_for = |registry: ChannelRegistry, time: Duration| {
+        let (store, bus) = (p.store.clone(), p.bus.clone());
+        async move {
+            let (trigger, shutdown) = shutdown_signal();
+            let sender = tokio::spawn(run_sender(store, bus, registry, SenderConfig::default(), shutdown));
+            tokio::time::sleep(time).await;
+            trigger.trigger();
+            sender.await.expect("join").expect("sender");
+        }
+    };
+    p.publish().await;
+    run_for(capped(), Duration::from_millis(1500)).await;
+    assert_eq!(fake.sent().len(), 2, "the cap: {:?}", fake.sent());
+    // A new process: the held job comes again (an operator's replay, a redelivery).
+    p.publish().await;
+    run_for(capped(), Duration::from_millis(1500)).await;
+    assert_eq!(fake.sent().len(), 2, "still the cap after a restart: {:?}", fake.sent());
+    let pending = [p.status(1).await, p.status(2).await, p.status(3).await];
+    assert_eq!(pending.iter().filter(|s| **s == Some(SendStatus::Pending)).count(), 1, "{pending:?}");
+}

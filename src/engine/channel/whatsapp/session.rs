@@ -3,8 +3,12 @@
 //! directory apart from the CRM store: `<data dir>/whatsapp/NAME/` (`session_dir = "…"` in the
 //! account's section overrides it). `session.lock` names the pid of the process using the
 //! session; a second process is told which one holds it. A lock left by a process that no
-//! longer runs is taken over.
+//! longer runs is taken over. `account.json` ([`SessionInfo`]) keeps the paired number and
+//! when the session last connected, written by the process holding the lock and read by
+//! `crm whatsapp status` from any process; a logout wipes it with the session.
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +40,36 @@ pub fn wipe(dir: &Path) -> std::io::Result<()> {
         if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
     }
     Ok(())
+}
+
+const INFO_FILE: &str = "account.json";
+
+/// What the session's holder learned about the account: the paired number (WhatsApp says it
+/// at pairing and on some connects) and when it last connected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub phone: Option<String>,
+    pub last_connected: Option<DateTime<Utc>>,
+}
+
+/// The session's info; empty when none was written (or it cannot be read).
+pub fn read_info(dir: &Path) -> SessionInfo {
+    std::fs::read(dir.join(INFO_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Records a connection at `at`, keeping the known number when this one names none. Written
+/// to a temporary file and renamed, so a reader never sees half of it.
+pub fn note_connected(dir: &Path, phone: Option<&str>, at: DateTime<Utc>) -> std::io::Result<SessionInfo> {
+    let mut info = read_info(dir);
+    if let Some(phone) = phone {
+        info.phone = Some(phone.to_string());
+    }
+    info.last_connected = Some(at);
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{INFO_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, dir.join(INFO_FILE))?;
+    Ok(info)
 }
 
 /// The session lock, held until dropped.
@@ -118,6 +152,20 @@ mod tests {
         assert_eq!(SessionLock::holder(&session), None);
         let again = SessionLock::acquire(&session).expect("free again");
         drop(again);
+    }
+
+    #[test]
+    fn the_info_keeps_the_number_across_connects_and_a_wipe_removes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_info(dir.path()), SessionInfo::default());
+        let t1 = DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z").expect("time").to_utc();
+        let t2 = DateTime::parse_from_rfc3339("2026-03-02T11:00:00Z").expect("time").to_utc();
+        note_connected(dir.path(), Some("+447911000001"), t1).expect("note");
+        let info = note_connected(dir.path(), None, t2).expect("note");
+        assert_eq!(info, SessionInfo { phone: Some("+447911000001".into()), last_connected: Some(t2) });
+        assert_eq!(read_info(dir.path()), info);
+        wipe(dir.path()).expect("wipe");
+        assert_eq!(read_info(dir.path()), SessionInfo::default());
     }
 
     #[test]

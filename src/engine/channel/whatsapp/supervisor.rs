@@ -10,14 +10,17 @@
 //! the same [`ReplyHandler`] as Twilio's inbound webhook: a stop word opts the lead out, any
 //! other text is kept in the lead's history.
 
+use super::session;
 use super::{
-    ChannelState, ReceiptTracker, WaClient, WaEvent, WaInbound, WhatsAppChannel, lock, phone_of_jid, state_after,
+    ChannelState, ReceiptTracker, WaClient, WaEvent, WaInbound, WaReceipt, WhatsAppChannel, lock, phone_of_jid,
+    receipt_status, state_after,
 };
 use crate::engine::pipeline::replies::{IncomingReply, ReplyHandler};
 use crate::engine::pipeline::worker::{Shutdown, sleep_or_shutdown};
-use crate::engine::store::campaigns::CampaignStore;
+use crate::engine::store::campaigns::{CampaignStore, LogUpdate};
 use chrono::Utc;
 use rand::Rng;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +57,8 @@ pub struct Supervisor {
     pub restart: RestartPolicy,
     /// Where leads' replies go; None: they are only logged.
     pub replies: Option<ReplyHandler>,
+    /// The session directory, where connects are noted ([`session::note_connected`]).
+    pub session_dir: Option<PathBuf>,
 }
 
 impl Supervisor {
@@ -67,7 +72,13 @@ impl Supervisor {
             store,
             restart: RestartPolicy::default(),
             replies: None,
+            session_dir: None,
         }
+    }
+
+    /// The same supervisor, noting connects (and the paired number) in `dir`.
+    pub fn with_session_dir(self, dir: PathBuf) -> Supervisor {
+        Supervisor { session_dir: Some(dir), ..self }
     }
 
     /// The same supervisor, handing leads' replies to `replies`.
@@ -95,6 +106,24 @@ impl Supervisor {
         }
     }
 
+    /// Updates for the receipt's messages this process did not send, found in the store by
+    /// their WhatsApp message id (only the named messages: the chat's order is not known here,
+    /// and the forward-only rule covers the rest when their own receipts come).
+    async fn stored_updates(&self, receipt: &WaReceipt) -> Vec<LogUpdate> {
+        let Some(status) = receipt_status(&receipt.kind) else { return Vec::new() };
+        let mut updates = Vec::new();
+        for id in self.tracker.unknown_ids(receipt) {
+            match self.store.log_by_provider_id(&id).await {
+                Ok(Some(log)) => {
+                    updates.push(LogUpdate { send_id: log.send_id, status, provider_message_id: Some(id), error: None })
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(account = %self.account, error = %e, "Could not look up a WhatsApp receipt."),
+            }
+        }
+        updates
+    }
+
     async fn set_state(&self, state: ChannelState) {
         *lock(&self.state) = state.clone();
         let json = serde_json::to_value(&state).unwrap_or_default();
@@ -114,7 +143,8 @@ impl Supervisor {
             return false;
         }
         if let WaEvent::Receipt(receipt) = &event {
-            let updates = self.tracker.updates_for(receipt);
+            let mut updates = self.tracker.updates_for(receipt);
+            updates.extend(self.stored_updates(receipt).await);
             if !updates.is_empty()
                 && let Err(e) = self.store.apply_log_updates(&updates).await
             {
@@ -128,6 +158,15 @@ impl Supervisor {
             (&next, self.current())
         {
             next = ChannelState::Connected { phone: Some(p) };
+        }
+        if let (ChannelState::Connected { phone }, Some(dir)) = (&mut next, &self.session_dir) {
+            match session::note_connected(dir, phone.as_deref(), Utc::now()) {
+                // The number the session was paired with, when this connect did not say it.
+                Ok(info) => *phone = phone.take().or(info.phone),
+                Err(e) => {
+                    tracing::warn!(account = %self.account, error = %e, "Could not note the WhatsApp connection.")
+                }
+            }
         }
         let connected = matches!(next, ChannelState::Connected { .. });
         match &next {

@@ -405,3 +405,65 @@ async fn whatsapp_replies_opt_out_on_stop_and_are_kept_otherwise() {
     assert_eq!(kept[0].provider_message_id.as_deref(), Some("m2"));
     assert!(store.list_replies(bob, 10).await.expect("replies").is_empty(), "a stop word is not a reply");
 }
+
+/// Receipts for messages this process did not send (sent before a restart) find their logs in
+/// the store by WhatsApp message id; ids the store does not know change nothing. A connect is
+/// noted in the session directory, and the number paired earlier is kept in the state.
+#[tokio::test(start_paused = true)]
+async fn receipts_for_messages_sent_before_a_restart_move_their_logs() {
+    use crate::engine::campaign::SendStatus as S;
+    use crate::engine::store::campaigns::LogUpdate;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn CampaignStore> = Arc::new(SqliteStore::open(&dir.path().join("crm.db")).await.expect("store"));
+    let new = NewCampaign {
+        name: "wa".into(),
+        segment_id: 1,
+        message_template: "Hi".into(),
+        channel: "wa".into(),
+        created_by: None,
+    };
+    let c = store.create_campaign(new).await.expect("campaign").id;
+    let logs: Vec<NewLog> =
+        [1, 2].iter().map(|&l| NewLog { send_id: send_id(c, l), lead_id: l, skip_reason: None }).collect();
+    store.insert_logs(c, "wa", &logs).await.expect("logs");
+    // Sent by an earlier process: the store knows the message ids, this tracker does not.
+    let sent = |lead: i64, mid: &str| LogUpdate {
+        send_id: send_id(c, lead),
+        status: S::Sent,
+        provider_message_id: Some(mid.into()),
+        error: None,
+    };
+    store.apply_log_updates(&[sent(1, "3EB0AA"), sent(2, "3EB0BB")]).await.expect("sent");
+    let receipt = |ids: &[&str], kind: ReceiptKind| {
+        WaEvent::Receipt(WaReceipt {
+            chat: "447911000001@s.whatsapp.net".into(),
+            message_ids: ids.iter().map(|s| s.to_string()).collect(),
+            kind,
+        })
+    };
+    let fake = Arc::new(FakeWaClient::connected());
+    fake.script(
+        vec![
+            WaEvent::Connected,
+            receipt(&["3EB0AA", "UNKNOWN"], ReceiptKind::Other("delivery".into())),
+            receipt(&["3EB0BB"], ReceiptKind::Read),
+        ],
+        Ok(()),
+    );
+    let channel = WhatsAppChannel::new("wa", fake.clone(), WaSettings::default());
+    let session_dir = dir.path().join("wa");
+    super::session::note_connected(&session_dir, Some("+447911999999"), at("2026-03-01T10:00:00Z")).expect("paired");
+    let sup = Supervisor::for_channel("wa", &channel, store.clone()).with_session_dir(session_dir.clone());
+    let (trigger, shutdown) = shutdown_signal();
+    let task = tokio::spawn(sup.run(shutdown));
+    wait_for(|| fake.runs.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
+    // The restarted client connects without naming its number: the paired one is kept.
+    wait_for(|| channel.state() == ChannelState::Connected { phone: Some("+447911999999".into()) }).await;
+    trigger.trigger();
+    task.await.expect("stops");
+    let info = super::session::read_info(&session_dir);
+    assert_eq!(info.phone.as_deref(), Some("+447911999999"));
+    assert!(info.last_connected > Some(at("2026-03-02T00:00:00Z")), "{info:?}");
+    assert_eq!(store.log_status(&send_id(c, 1)).await.expect("status"), Some(S::Delivered));
+    assert_eq!(store.log_status(&send_id(c, 2)).await.expect("status"), Some(S::Read));
+}

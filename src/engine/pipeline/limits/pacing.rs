@@ -8,8 +8,10 @@
 //! country calling code ([`CALLING_CODES`]). **Limitation:** both tables are fixed UTC
 //! offsets (chrono-tz is not a dependency): no daylight saving time, and a country with
 //! several zones gets one (the US and Canada count as Eastern, Russia as Moscow, Australia as
-//! Sydney standard time, Brazil as Brasília). The daily cap counts this process's sends since
-//! UTC midnight; two send workers serving one account each count their own.
+//! Sydney standard time, Brazil as Brasília). The daily cap counts sends since UTC midnight:
+//! a sender starts from the store's count of the account's messages today
+//! ([`Pacer::seed_today`]), so a restart does not reset it; two send workers serving one
+//! account at the same time each count their own sends from there (run one per account).
 //!
 //! Time is tokio's clock, anchored to the wall clock once, so tests run under
 //! `tokio::time::pause` and can start at any wall time.
@@ -295,6 +297,26 @@ impl Pacer {
         }
     }
 
+    /// The midnight (UTC) the daily cap counts from.
+    pub fn today_start(&self) -> DateTime<Utc> {
+        self.now().date_naive().and_time(NaiveTime::MIN).and_utc()
+    }
+
+    /// Starts today's count at `sent` (what the store says the account sent today), unless
+    /// this process already counted more.
+    pub fn seed_today(&self, sent: u32) {
+        let today = self.now().date_naive();
+        let mut day = lock(&self.day);
+        if day.0 != today {
+            *day = (today, 0);
+        }
+        day.1 = day.1.max(sent);
+    }
+
+    pub fn has_daily_cap(&self) -> bool {
+        self.daily_cap.is_some()
+    }
+
     /// Sends counted today.
     pub fn sent_today(&self) -> u32 {
         lock(&self.day).1
@@ -357,6 +379,19 @@ mod tests {
         assert_eq!(pacer.check("+447911123456", None, &mut rng), Pace::Go(Duration::ZERO), "they ended");
         // The lead's own zone wins: Tokyo at 17:00 is not quiet.
         assert_eq!(pacer.check("+447911123456", Some("Asia/Tokyo"), &mut rng), Pace::Go(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seeded_count_counts_toward_the_cap_and_never_lowers_it() {
+        let pacer = Pacer::starting_at(Duration::ZERO, Some(3), None, at("2026-03-02T10:00:00Z"));
+        assert_eq!(pacer.today_start(), at("2026-03-02T00:00:00Z"));
+        let mut rng = SmallRng::seed_from_u64(1);
+        assert_eq!(pacer.check("+447911123456", None, &mut rng), Pace::Go(Duration::ZERO));
+        pacer.seed_today(0);
+        assert_eq!(pacer.sent_today(), 1, "a lower count from the store does not undo this process's");
+        pacer.seed_today(2);
+        assert_eq!(pacer.check("+447911123456", None, &mut rng), Pace::Go(Duration::ZERO), "2 sent, 1 left");
+        assert!(matches!(pacer.check("+447911123456", None, &mut rng), Pace::Hold { .. }));
     }
 
     #[tokio::test(start_paused = true)]

@@ -50,6 +50,54 @@ pub async fn logs_by_provider_id_and_failover_channel(f: &dyn StoreFixture) {
     assert!(store.sent_by_channel(c + 1000).await.unwrap().is_empty());
 }
 
+/// `sent_since` counts an account's messages that left (or may have: uncertain) over all
+/// campaigns since a time; pending, failed and other accounts' logs do not count.
+pub async fn sent_since_counts_an_accounts_messages_over_campaigns(f: &dyn StoreFixture) {
+    let (_, store) = f.open().await;
+    let before = Utc::now() - chrono::Duration::seconds(5);
+    let mut all = Vec::new();
+    for name in ["Cap A", "Cap B"] {
+        let c = new_campaign(store.as_ref(), name, 1).await.id;
+        let logs = logs_for(c, &[1, 2, 3]);
+        store.insert_logs(c, "wa", &logs).await.unwrap();
+        all.extend(send_ids(&logs));
+    }
+    let other = new_campaign(store.as_ref(), "Cap other", 1).await.id;
+    let other_logs = logs_for(other, &[1]);
+    store.insert_logs(other, "twilio", &other_logs).await.unwrap();
+    assert_eq!(store.sent_since("wa", before).await.unwrap(), 0);
+    store.claim_logs(&all, LEASE).await.unwrap();
+    store.claim_logs(&send_ids(&other_logs), LEASE).await.unwrap();
+    let update = |id: &String, status: SendStatus| LogUpdate {
+        send_id: id.clone(),
+        status,
+        provider_message_id: None,
+        error: None,
+    };
+    store
+        .apply_log_updates(&[
+            update(&all[0], SendStatus::Sent),
+            update(&all[1], SendStatus::Delivered),
+            update(&all[3], SendStatus::Failed),
+            update(&all[4], SendStatus::Read),
+            update(&all[5], SendStatus::Uncertain),
+            update(&send_ids(&other_logs)[0], SendStatus::Sent),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sent_since("wa", before).await.unwrap(),
+        4,
+        "sent, delivered, read and uncertain; failed and pending not"
+    );
+    assert_eq!(store.sent_since("twilio", before).await.unwrap(), 1);
+    assert_eq!(
+        store.sent_since("wa", Utc::now() + chrono::Duration::seconds(60)).await.unwrap(),
+        0,
+        "only since the time"
+    );
+}
+
 /// `opt_out_via` records the source of the first opt-out; plain `opt_out` records none; both
 /// show in `list_opt_out_records` (by lead) and in `list_opt_outs`.
 pub async fn opt_outs_record_their_source(f: &dyn StoreFixture) {

@@ -200,6 +200,7 @@ macro_rules! store_conformance_tests {
             ];
             inbound: [
                 logs_by_provider_id_and_failover_channel,
+                sent_since_counts_an_accounts_messages_over_campaigns,
                 opt_outs_record_their_source,
                 replies_are_kept_once_newest_first,
             ];

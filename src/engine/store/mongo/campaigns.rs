@@ -345,6 +345,10 @@ impl CampaignStore for MongoStore {
         self.sent_per_channel(campaign).await
     }
 
+    async fn sent_since(&self, account: &str, since: DateTime<Utc>) -> Result<u64> {
+        self.sent_by_account_since(account, since).await
+    }
+
     async fn set_channel_state(
         &self,
         account: &str,

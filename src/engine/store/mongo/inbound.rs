@@ -117,6 +117,15 @@ impl MongoStore {
             .collect())
     }
 
+    /// Logs naming `account` that left (or may have) and last changed at or after `since`.
+    pub(super) async fn sent_by_account_since(&self, account: &str, since: DateTime<Utc>) -> Result<u64> {
+        let left =
+            [SendStatus::Sent, SendStatus::Delivered, SendStatus::Read, SendStatus::Uncertain].map(SendStatus::as_str);
+        let filter =
+            doc! { "channel": account, "status": { "$in": left.to_vec() }, "updated_at": { "$gte": to_date(&since) } };
+        self.logs().count_documents(filter).await.map_err(self.err())
+    }
+
     pub(super) async fn record_beat(&self, h: &Heartbeat) -> Result<()> {
         let change = doc! {
             "$set": {

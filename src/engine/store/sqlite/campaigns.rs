@@ -293,10 +293,11 @@ impl CampaignStore for SqliteStore {
                 let tx = write_tx(conn)?;
                 let ids: Vec<CampaignId> = {
                     let mut stmt = tx.prepare_cached(
+                        // From the per-status counts the triggers keep (migration 9), not the logs.
                         "SELECT c.id FROM campaigns c WHERE c.status = 'RUNNING'
-                           AND (SELECT count(*) FROM communication_logs g WHERE g.campaign_id = c.id) >= c.audience
-                           AND NOT EXISTS (SELECT 1 FROM communication_logs g WHERE g.campaign_id = c.id
-                                           AND g.status IN ('pending', 'sending'))",
+                           AND (SELECT coalesce(sum(g.n), 0) FROM campaign_counts g WHERE g.campaign_id = c.id) >= c.audience
+                           AND NOT EXISTS (SELECT 1 FROM campaign_counts g WHERE g.campaign_id = c.id
+                                           AND g.status IN ('pending', 'sending') AND g.n > 0)",
                     )?;
                     stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
                 };
@@ -485,6 +486,11 @@ impl CampaignStore for SqliteStore {
     async fn sent_by_channel(&self, campaign: CampaignId) -> Result<Vec<(String, u64)>> {
         let store = self.describe_path();
         self.call(move |conn| inbound::sent_by_channel(conn, campaign).map_err(db_err(&store))).await
+    }
+
+    async fn sent_since(&self, account: &str, since: DateTime<Utc>) -> Result<u64> {
+        let (store, account) = (self.describe_path(), account.to_string());
+        self.call(move |conn| inbound::sent_since(conn, &account, since).map_err(db_err(&store))).await
     }
 
     async fn set_channel_state(

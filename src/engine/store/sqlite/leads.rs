@@ -10,7 +10,7 @@ use super::rows::{
     update_lead_columns,
 };
 use super::{SqliteStore, db_err};
-use super::{keys, search};
+use super::{keys, listing, search};
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::{Lead, LeadDraft, LeadId};
 use crate::engine::segment::{NewSegment, Rule, Segment, SegmentId};
@@ -114,14 +114,44 @@ fn only_search(filter: &LeadFilter) -> bool {
     filter.min_spend.is_none() && filter.max_spend.is_none() && filter.tags.is_empty()
 }
 
+/// Every id `query` covers, in its order (the listing its pages are cut from).
+fn ordered_ids(conn: &Connection, query: &LeadQuery) -> rusqlite::Result<Vec<LeadId>> {
+    let ids = search_ids(conn, &query.filter)?;
+    // Search matches come sorted by id: no SQL needed for an id order.
+    if let Some(mut found) = ids.clone().filter(|_| query.sort == SortKey::Id && only_search(&query.filter)) {
+        if query.desc {
+            found.reverse();
+        }
+        return Ok(found);
+    }
+    let mut params = Vec::new();
+    let clause = where_clause(&query.filter, ids.as_deref(), &mut params);
+    let sql = format!("SELECT l.id FROM leads l {clause} {}", order_by(query));
+    let mut stmt = conn.prepare(&sql)?;
+    stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?.collect()
+}
+
+/// A first page of an unfiltered listing in an indexed order, read straight from the index.
+fn direct_page(conn: &Connection, query: &LeadQuery) -> rusqlite::Result<Vec<Lead>> {
+    let limit = query.limit.map(|l| l.min(i64::MAX as usize) as i64).unwrap_or(-1);
+    let sql = format!(
+        "SELECT {LEAD_COLUMNS} FROM leads l {} LIMIT {limit} OFFSET {}",
+        order_by(query),
+        query.offset.min(i64::MAX as usize)
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_map([], lead_from_row)?.collect()
+}
+
 fn order_by(query: &LeadQuery) -> String {
     let dir = if query.desc { "DESC" } else { "ASC" };
     let column = match query.sort {
         SortKey::Id => return format!("ORDER BY l.id {dir}"),
+        // NOT NULL, and indexed with the id (`leads_created`): no NULL ordering to defeat it.
+        SortKey::CreatedAt => return format!("ORDER BY l.created_at {dir}, l.id {dir}"),
         SortKey::Name => "l.name COLLATE NOCASE",
         SortKey::TotalSpend => "l.total_spend",
         SortKey::Visits => "l.visits",
-        SortKey::CreatedAt => "l.created_at",
         SortKey::LastOrderAt => "l.last_order_at",
     };
     format!("ORDER BY {column} IS NULL, {column} {dir}, l.id {dir}")
@@ -210,47 +240,36 @@ impl Store for SqliteStore {
     }
 
     async fn list_leads(&self, query: &LeadQuery) -> Result<Vec<Lead>> {
-        let (store, query) = (self.describe_path(), query.clone());
+        let (store, query, listings) = (self.describe_path(), query.clone(), self.listings.clone());
         self.call(move |conn| {
-            let mut ids = search_ids(conn, &query.filter).map_err(db_err(&store))?;
-            let mut offset = query.offset;
-            // Search matches come sorted by id: page them here rather than in SQL.
-            if let Some(found) = ids.as_mut().filter(|_| query.sort == SortKey::Id && only_search(&query.filter)) {
-                if query.desc {
-                    found.reverse();
-                }
-                let end = query.limit.map_or(found.len(), |l| offset.saturating_add(l).min(found.len()));
-                *found = found.get(offset.min(end)..end).unwrap_or_default().to_vec();
-                offset = 0;
+            if listing::direct(&query) && !listings.has(conn, &query).map_err(db_err(&store))? {
+                return direct_page(conn, &query).map_err(db_err(&store));
             }
-            let mut params = Vec::new();
-            let clause = where_clause(&query.filter, ids.as_deref(), &mut params);
-            let limit = query.limit.map(|l| l.min(i64::MAX as usize) as i64).unwrap_or(-1);
-            // SQLite reads an OFFSET past i64 as a real and fails; no store is that big anyway.
-            let offset = offset.min(i64::MAX as usize);
-            let sql = format!(
-                "SELECT {LEAD_COLUMNS} FROM leads l {clause} {} LIMIT {limit} OFFSET {offset}",
-                order_by(&query)
-            );
-            let mut stmt = conn.prepare(&sql).map_err(db_err(&store))?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(params), lead_from_row).map_err(db_err(&store))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err(&store))
+            let ids = listings.ids(conn, &query, |c| ordered_ids(c, &query)).map_err(db_err(&store))?;
+            let mut leads = Vec::new();
+            for &id in listing::page(&ids, query.offset, query.limit) {
+                // A lead deleted by another process since the listing was read is left out.
+                leads.extend(load_lead(conn, id).map_err(db_err(&store))?);
+            }
+            Ok(leads)
         })
         .await
     }
 
     async fn count_leads(&self, filter: &LeadFilter) -> Result<u64> {
-        let (store, filter) = (self.describe_path(), filter.clone());
+        let (store, filter, listings) = (self.describe_path(), filter.clone(), self.listings.clone());
         self.call(move |conn| {
-            let ids = search_ids(conn, &filter).map_err(db_err(&store))?;
-            if let Some(ids) = ids.as_ref().filter(|_| only_search(&filter)) {
-                return Ok(ids.len() as u64);
-            }
-            let mut params = Vec::new();
-            let clause = where_clause(&filter, ids.as_deref(), &mut params);
-            let sql = format!("SELECT count(*) FROM leads l {clause}");
-            conn.query_row(&sql, rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
+            listings
+                .count(conn, &filter, |c| {
+                    let ids = search_ids(c, &filter)?;
+                    if let Some(ids) = ids.as_ref().filter(|_| only_search(&filter)) {
+                        return Ok(ids.len() as u64);
+                    }
+                    let mut params = Vec::new();
+                    let clause = where_clause(&filter, ids.as_deref(), &mut params);
+                    let sql = format!("SELECT count(*) FROM leads l {clause}");
+                    c.query_row(&sql, rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0)).map(|n| n as u64)
+                })
                 .map_err(db_err(&store))
         })
         .await

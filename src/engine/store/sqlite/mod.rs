@@ -11,6 +11,7 @@ mod conformance_tests;
 mod import;
 mod keys;
 mod leads;
+mod listing;
 mod migrations;
 mod rows;
 mod search;
@@ -35,6 +36,8 @@ use std::time::Duration;
 pub struct SqliteStore {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// Listings and counts of leads, reused while no lead changes (see `listing.rs`).
+    listings: Arc<listing::Listings>,
 }
 
 /// Opens a connection with the settings every connection to the file must share.
@@ -76,7 +79,7 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| Error::store(path.display().to_string(), e))??;
-        Ok(SqliteStore { path, conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteStore { path, conn: Arc::new(Mutex::new(conn)), listings: Arc::default() })
     }
 
     /// Runs `f` with the store's connection on the blocking pool.

@@ -6,6 +6,7 @@ use super::rows::now_ms;
 use crate::engine::campaign::CampaignId;
 use crate::engine::lead::LeadId;
 use crate::engine::store::campaigns::{OptOutRecord, Reply};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 pub(super) fn set_channel(conn: &Connection, send_id: &str, channel: &str) -> rusqlite::Result<bool> {
@@ -62,6 +63,15 @@ pub(super) fn replies(conn: &Connection, lead: LeadId, limit: usize) -> rusqlite
         })
     })?
     .collect()
+}
+
+pub(super) fn sent_since(conn: &Connection, account: &str, since: DateTime<Utc>) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM communication_logs
+         WHERE channel = ?1 AND updated_at >= ?2 AND status IN ('sent', 'delivered', 'read', 'uncertain')",
+    )?
+    .query_row(params![account, to_ms(&since)], |r| r.get::<_, i64>(0))
+    .map(|n| n.max(0) as u64)
 }
 
 pub(super) fn sent_by_channel(conn: &Connection, campaign: CampaignId) -> rusqlite::Result<Vec<(String, u64)>> {

@@ -97,3 +97,47 @@ async fn opted_out_leads_are_skipped_at_claim_and_drafts_only_deleted() {
     assert_eq!(s.set_campaign_status(c, CampaignStatus::Paused).await.ok(), Some(CampaignStatus::Running));
     assert!(matches!(s.set_campaign_status(c, CampaignStatus::Draft).await, Err(Error::Conflict(_))));
 }
+
+/// The per-status counts the triggers keep equal a count over the logs after inserts (skipped
+/// and pending), claims, releases, receipts, expiry recovery and a draft's deletion.
+#[tokio::test]
+async fn the_kept_counts_equal_a_count_over_the_logs() {
+    let (_dir, s, c) = store().await;
+    let counted = |s: &SqliteStore| {
+        let conn = s.conn.lock().expect("lock");
+        let grouped = |sql: &str| -> Vec<(i64, String, i64)> {
+            let mut stmt = conn.prepare(sql).expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect()
+        };
+        (
+            grouped("SELECT campaign_id, status, n FROM campaign_counts WHERE n != 0 ORDER BY 1, 2"),
+            grouped("SELECT campaign_id, status, count(*) FROM communication_logs GROUP BY 1, 2 ORDER BY 1, 2"),
+        )
+    };
+    let mut new = logs(c, &[1, 2, 3, 4, 5]);
+    new[4].skip_reason = Some("opted out".into());
+    s.insert_logs(c, "sim", &new).await.expect("insert");
+    s.insert_logs(c, "sim", &new).await.expect("insert again: nothing new");
+    let ids: Vec<String> = new.iter().map(|l| l.send_id.clone()).collect();
+    s.claim_logs(&ids[..4], Duration::from_millis(1)).await.expect("claim");
+    s.apply_log_updates(&[update(&ids[0], SendStatus::Sent), update(&ids[1], SendStatus::Failed)])
+        .await
+        .expect("apply");
+    s.apply_log_updates(&[update(&ids[0], SendStatus::Read), update(&ids[0], SendStatus::Delivered)])
+        .await
+        .expect("apply");
+    s.release_logs(&ids[2..3], true).await.expect("release");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    s.claim_logs(&ids[3..4], Duration::from_secs(30)).await.expect("expired lease recovered");
+    let (kept, logs_now) = counted(&s);
+    assert_eq!(kept, logs_now);
+    assert_eq!(kept.iter().map(|(_, _, n)| n).sum::<i64>(), 5);
+    let stats = s.get_campaign(c).await.expect("get").expect("campaign").stats;
+    assert_eq!((stats.sent, stats.failed, stats.skipped), (1, 1, 1), "{stats:?}");
+    assert!(s.delete_campaign(c).await.expect("delete"), "a draft");
+    let (kept, logs_now) = counted(&s);
+    assert_eq!((kept.len(), logs_now.len()), (0, 0));
+}
