@@ -4,7 +4,8 @@
 # simulator latency 0) on
 #   1. the embedded bus (SQLite store),
 #   2. Kafka + SQLite store,
-#   3. Kafka + MongoDB store (when SecantusDB or CRM_TEST_MONGODB_URI is at hand),
+#   3. Kafka + MongoDB store (with BENCH_MONGO=1: CRM_TEST_MONGODB_URI, or a SecantusDB started
+#      here — a Python server, far slower than mongod, so its figure says little),
 # beside raw rdkafka producing and consuming the same number of messages (examples/kafka_raw.rs),
 # with the ratios. The broker is BENCH_KAFKA (HOST:PORT), or a tansu started here (CRM_TANSU or
 # ~/.cargo/bin/tansu, in memory).
@@ -39,7 +40,9 @@ if [ -z "$BROKER" ]; then
 fi
 MONGO="${CRM_TEST_MONGODB_URI:-}"
 SECANTUSD="${CRM_SECANTUSD:-/var/tmp/crm-venv-mongo/bin/secantusd-py}"
-if [ -z "$MONGO" ] && [ -x "$SECANTUSD" ]; then
+if [ "${BENCH_MONGO:-0}" != 1 ]; then
+  MONGO=""
+elif [ -z "$MONGO" ] && [ -x "$SECANTUSD" ]; then
   MPORT=$(free_port)
   "$SECANTUSD" --host 127.0.0.1 --port "$MPORT" --storage-path :memory: --log-level WARNING >"$WORK/secantusd.log" 2>&1 &
   SERVERS="$SERVERS $!"
