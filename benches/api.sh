@@ -21,8 +21,13 @@ NOMATCH="${NOMATCH:-zzzqqxx}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-target}"
 mkdir -p "$WORK"
 
-cargo build --release --quiet --bin crm --example gen_leads
-CRM="$CARGO_TARGET_DIR/release/crm"
+# CRM_BIN=path: time that binary (e.g. one built from another commit) instead of building.
+if [ -n "${CRM_BIN:-}" ]; then
+  CRM="$CRM_BIN"
+else
+  cargo build --release --quiet --bin crm --example gen_leads
+  CRM="$CARGO_TARGET_DIR/release/crm"
+fi
 STORE="${1:-$WORK/api-$ROWS.db}"
 if [ ! -f "$STORE" ]; then
   CSV="$WORK/leads-$ROWS.csv"

@@ -21,8 +21,13 @@ WORK="${BENCH_DIR:-/tmp/crm-bench}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-target}"
 mkdir -p "$WORK"
 command -v tmux >/dev/null || { echo "tmux is needed (apt-get install tmux)" >&2; exit 2; }
-cargo build --release --quiet --bin crm --example gen_leads
-CRM="$CARGO_TARGET_DIR/release/crm"
+# CRM_BIN=path: time that binary (e.g. one built from another commit) instead of building.
+if [ -n "${CRM_BIN:-}" ]; then
+  CRM="$CRM_BIN"
+else
+  cargo build --release --quiet --bin crm --example gen_leads
+  CRM="$CARGO_TARGET_DIR/release/crm"
+fi
 GEN="$CARGO_TARGET_DIR/release/examples/gen_leads"
 
 # The leads store is built once and copied for each run, so every run starts with one campaign

@@ -96,6 +96,23 @@ fn a_snapshot_with_no_age_update_for_long_is_stale() {
     assert!(text.contains("⚠ STALE, data from 30s ago"), "{text}");
 }
 
+/// On a store whose snapshots are slow the poller looks less often and says so; a snapshot is
+/// stale only after two of those intervals.
+#[test]
+fn a_stretched_poll_interval_is_shown_and_moves_the_stale_mark() {
+    let mut ui = ui_with(vec![snapshot(t0(), 400)], t0());
+    ui.apply(Reply::PollEvery(std::time::Duration::from_secs(10)));
+    ui.tick(t0() + Duration::seconds(12), Instant::now());
+    let text = screen(&mut ui, 120, 40);
+    assert!(text.contains("updated 12s ago, every 10s"), "{text}");
+    assert!(!text.contains("STALE"), "{text}");
+    ui.tick(t0() + Duration::seconds(21), Instant::now());
+    assert!(screen(&mut ui, 120, 40).contains("⚠ STALE, data from 21s ago"));
+    ui.apply(Reply::PollEvery(std::time::Duration::from_secs(1)));
+    ui.tick(t0() + Duration::seconds(22), Instant::now());
+    assert!(screen(&mut ui, 120, 40).contains("STALE"), "back to the 5 s rule");
+}
+
 #[test]
 fn campaigns_cancel_asks_first_then_sends_the_request() {
     let mut ui = running();

@@ -26,6 +26,8 @@ pub struct Shared {
     pub now: DateTime<Utc>,
     /// The campaign chosen on the campaigns screen; the dashboard shows it first.
     pub selected_campaign: Option<CampaignId>,
+    /// How often snapshots come now (whole seconds, at least 1).
+    pub poll_every_secs: i64,
 }
 
 /// A snapshot older than this is shown as stale even without an error.
@@ -33,7 +35,15 @@ pub const STALE_SECS: i64 = 5;
 
 impl Shared {
     pub fn new(theme: Theme, now: DateTime<Utc>) -> Shared {
-        Shared { theme, snapshot: None, error: None, history: History::new(240), now, selected_campaign: None }
+        Shared {
+            theme,
+            snapshot: None,
+            error: None,
+            history: History::new(240),
+            now,
+            selected_campaign: None,
+            poll_every_secs: 1,
+        }
     }
 
     /// Seconds since the newest snapshot was taken.
@@ -42,7 +52,7 @@ impl Shared {
     }
 
     pub fn stale(&self) -> bool {
-        self.error.is_some() || self.age().is_some_and(|a| a > STALE_SECS)
+        self.error.is_some() || self.age().is_some_and(|a| a > STALE_SECS.max(2 * self.poll_every_secs))
     }
 }
 

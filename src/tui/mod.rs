@@ -34,8 +34,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-/// How often the poller asks for a snapshot.
+/// How often the poller asks for a snapshot (at most; see [`poll_interval`]).
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
+/// The share of one core the poller may spend taking snapshots while the dashboard idles.
+const POLL_BUDGET: u32 = 40; // 1/40: 2.5% of a core
+
+/// The wait before the next snapshot, after one that took `took`: every [`POLL_EVERY`] while a
+/// snapshot is cheap, and stretched on very large stores (a million logs to count) so that
+/// polling never costs more than 1/[`POLL_BUDGET`] of a core, with at most 30 s between looks.
+pub fn poll_interval(took: Duration) -> Duration {
+    (took * POLL_BUDGET).clamp(POLL_EVERY, Duration::from_secs(30))
+}
 /// A snapshot that takes longer counts as failed (the screen shows stale data meanwhile).
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Render ticks per second: at most this many redraws, and only when something changed.
@@ -151,13 +160,13 @@ async fn wake_at(due: Option<Instant>) {
     }
 }
 
-/// Fetches a snapshot every [`POLL_EVERY`]; one that fails or times out is sent as an error.
+/// Fetches a snapshot every [`poll_interval`]; one that fails or times out is sent as an error.
 async fn poll(app: Arc<App>, tx: UnboundedSender<Reply>) {
-    let mut every = tokio::time::interval(POLL_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut wait, mut last_every) = (Duration::ZERO, POLL_EVERY);
     loop {
-        every.tick().await;
+        tokio::time::sleep(wait).await;
         let at = Utc::now();
+        let started = Instant::now();
         let result = match tokio::time::timeout(POLL_TIMEOUT, app.snapshot()).await {
             Ok(Ok(snapshot)) => Ok(snapshot),
             Ok(Err(e)) => Err(e.to_string()),
@@ -169,6 +178,17 @@ async fn poll(app: Arc<App>, tx: UnboundedSender<Reply>) {
         if tx.send(Reply::Snapshot { at, result }).is_err() {
             return;
         }
+        let every = poll_interval(started.elapsed());
+        if every != last_every {
+            if every > POLL_EVERY {
+                tracing::info!(?every, took = ?started.elapsed(), "Snapshots are slow on this store; polling less often.");
+            }
+            if tx.send(Reply::PollEvery(every)).is_err() {
+                return;
+            }
+            last_every = every;
+        }
+        wait = every.saturating_sub(started.elapsed());
     }
 }
 
@@ -223,4 +243,16 @@ async fn carry_out(app: Arc<App>, request: Request, tx: UnboundedSender<Reply>) 
 
 fn transition(t: crate::engine::app::campaigns::Transition) -> String {
     format!("Campaign #{} {}: {} → {}.", t.campaign.id, t.campaign.name, t.from.as_str(), t.to.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_stays_within_its_budget_and_bounds() {
+        assert_eq!(poll_interval(Duration::from_millis(3)), POLL_EVERY, "cheap: every second");
+        assert_eq!(poll_interval(Duration::from_millis(100)), Duration::from_secs(4), "1/40 of a core");
+        assert_eq!(poll_interval(Duration::from_secs(5)), Duration::from_secs(30), "never longer than 30 s");
+    }
 }

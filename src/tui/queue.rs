@@ -124,6 +124,9 @@ impl Queue {
 /// Results coming back from the poller and the runtime (errors as display text).
 #[derive(Debug, Clone)]
 pub enum Reply {
+    /// The poller's interval changed (it stretches on very large stores): how often a
+    /// snapshot now comes, so a slower one is not called stale.
+    PollEvery(std::time::Duration),
     /// A poll's outcome; `at` is when it was asked for.
     Snapshot {
         at: DateTime<Utc>,

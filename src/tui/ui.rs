@@ -230,6 +230,9 @@ impl Ui {
                     self.shared.error = Some(e.clone());
                 }
             },
+            Reply::PollEvery(every) => {
+                self.shared.poll_every_secs = i64::try_from(every.as_secs()).unwrap_or(i64::MAX).max(1);
+            }
             Reply::Failed(text) => self.toast = Some((text.clone(), true)),
             Reply::Campaign { id, action, result } => {
                 self.toast = Some(match result {
@@ -321,11 +324,13 @@ impl Ui {
             (None, false, _) => spans.push(Span::styled("connecting…", t.dim())),
             (Some(snap), false, age) => {
                 let age = short_duration(age.unwrap_or(0));
-                let text = if self.toast.is_some() {
-                    format!("updated {age} ago")
+                // Polling stretched on a very large store: say how often it looks.
+                let fresh = if s.poll_every_secs > 1 {
+                    format!("updated {age} ago, every {}", short_duration(s.poll_every_secs))
                 } else {
-                    format!("{} · updated {age} ago", snap.store)
+                    format!("updated {age} ago")
                 };
+                let text = if self.toast.is_some() { fresh } else { format!("{} · {fresh}", snap.store) };
                 spans.push(Span::styled(text, t.dim()));
             }
             _ => {}

@@ -293,11 +293,10 @@ impl CampaignStore for SqliteStore {
                 let tx = write_tx(conn)?;
                 let ids: Vec<CampaignId> = {
                     let mut stmt = tx.prepare_cached(
-                        // From the per-status counts the triggers keep (migration 9), not the logs.
                         "SELECT c.id FROM campaigns c WHERE c.status = 'RUNNING'
-                           AND (SELECT coalesce(sum(g.n), 0) FROM campaign_counts g WHERE g.campaign_id = c.id) >= c.audience
-                           AND NOT EXISTS (SELECT 1 FROM campaign_counts g WHERE g.campaign_id = c.id
-                                           AND g.status IN ('pending', 'sending') AND g.n > 0)",
+                           AND (SELECT count(*) FROM communication_logs g WHERE g.campaign_id = c.id) >= c.audience
+                           AND NOT EXISTS (SELECT 1 FROM communication_logs g WHERE g.campaign_id = c.id
+                                           AND g.status IN ('pending', 'sending'))",
                     )?;
                     stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
                 };

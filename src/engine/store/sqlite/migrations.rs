@@ -153,30 +153,6 @@ const STEPS: &[&str] = &[
     //    (the dashboard's event tail, every second) without scanning every log.
     "CREATE INDEX leads_created ON leads (created_at);
      CREATE INDEX communication_logs_updated ON communication_logs (updated_at);",
-    // 9: each campaign's logs counted per status, kept by triggers in the same transaction as
-    //    every change to a log (whatever code path makes it), so a campaign's stats are a read
-    //    of a few rows rather than a count over its million logs on every dashboard poll.
-    "CREATE TABLE campaign_counts (
-         campaign_id INTEGER NOT NULL,
-         status      TEXT    NOT NULL,
-         n           INTEGER NOT NULL,
-         PRIMARY KEY (campaign_id, status)
-     ) WITHOUT ROWID;
-     INSERT INTO campaign_counts (campaign_id, status, n)
-         SELECT campaign_id, status, count(*) FROM communication_logs WHERE true GROUP BY campaign_id, status;
-     CREATE TRIGGER communication_logs_counted_insert AFTER INSERT ON communication_logs BEGIN
-         INSERT INTO campaign_counts (campaign_id, status, n) VALUES (NEW.campaign_id, NEW.status, 1)
-             ON CONFLICT (campaign_id, status) DO UPDATE SET n = n + 1;
-     END;
-     CREATE TRIGGER communication_logs_counted_update AFTER UPDATE OF status, campaign_id ON communication_logs
-         WHEN OLD.status IS NOT NEW.status OR OLD.campaign_id IS NOT NEW.campaign_id BEGIN
-         UPDATE campaign_counts SET n = n - 1 WHERE campaign_id = OLD.campaign_id AND status = OLD.status;
-         INSERT INTO campaign_counts (campaign_id, status, n) VALUES (NEW.campaign_id, NEW.status, 1)
-             ON CONFLICT (campaign_id, status) DO UPDATE SET n = n + 1;
-     END;
-     CREATE TRIGGER communication_logs_counted_delete AFTER DELETE ON communication_logs BEGIN
-         UPDATE campaign_counts SET n = n - 1 WHERE campaign_id = OLD.campaign_id AND status = OLD.status;
-     END;",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;

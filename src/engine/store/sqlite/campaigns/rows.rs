@@ -33,8 +33,8 @@ pub(super) fn campaign_from_row(row: &Row) -> rusqlite::Result<Campaign> {
 
 /// Fills in the stats of `c` by counting its logs per status.
 pub(super) fn with_stats(conn: &Connection, mut c: Campaign) -> rusqlite::Result<Campaign> {
-    // Kept per status by triggers on communication_logs (migration 9): a few rows, not a count.
-    let mut stmt = conn.prepare_cached("SELECT status, n FROM campaign_counts WHERE campaign_id = ?1 AND n > 0")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT status, count(*) FROM communication_logs WHERE campaign_id = ?1 GROUP BY status")?;
     let counts = stmt
         .query_map([c.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
