@@ -50,7 +50,7 @@ impl From<Error> for ApiError {
             }
             Error::NotFound(message) => ApiError::not_found(message),
             Error::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            e @ (Error::Output { .. } | Error::Store { .. }) => {
+            e @ (Error::Output { .. } | Error::Store { .. } | Error::Bus { .. }) => {
                 tracing::warn!(error = %e, "A request failed on the backend.");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -16,6 +16,6 @@ pub fn code_of(err: &Error) -> u8 {
     match err {
         Error::NotFound(_) | Error::Conflict(_) => REJECTED,
         Error::Usage(_) | Error::Invalid { .. } | Error::Input { .. } => USAGE,
-        Error::Output { .. } | Error::Store { .. } => BACKEND,
+        Error::Output { .. } | Error::Store { .. } | Error::Bus { .. } => BACKEND,
     }
 }

@@ -30,6 +30,9 @@ pub enum Error {
     /// The backend failed or could not be reached.
     #[error("store {store}: {message}")]
     Store { store: String, message: String },
+    /// The message bus failed or could not be reached.
+    #[error("bus {bus}: {message}")]
+    Bus { bus: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod campaigns;
 pub mod fake_twilio;
 pub mod processes;
 
@@ -47,11 +48,24 @@ const CALLER_ENV: &[&str] = &[
 /// One test's sandbox: a temporary directory with the store at `crm.db`.
 pub struct Crm {
     dir: tempfile::TempDir,
+    /// A store URL instead of the sandbox's SQLite file (`mongodb://…`).
+    store_url: Option<String>,
+    /// Environment every `crm` of this sandbox gets (`CRM_BUS`).
+    env: Vec<(String, String)>,
 }
 
 impl Crm {
     pub fn new() -> Crm {
-        Crm { dir: tempfile::tempdir().expect("create a temporary directory") }
+        Crm { dir: tempfile::tempdir().expect("create a temporary directory"), store_url: None, env: Vec::new() }
+    }
+
+    /// A sandbox whose `crm` processes use the bus `url` (`CRM_BUS`) and, when given, the store
+    /// `store_url` instead of the sandbox's SQLite file.
+    pub fn with_backends(bus: &str, store_url: Option<String>) -> Crm {
+        let mut crm = Crm::new();
+        crm.env.push(("CRM_BUS".into(), bus.into()));
+        crm.store_url = store_url;
+        crm
     }
 
     pub fn dir(&self) -> &Path {
@@ -62,8 +76,9 @@ impl Crm {
         self.dir.path().join(name)
     }
 
+    /// The store every `crm` of this sandbox uses: its SQLite file, or the URL it was given.
     pub fn store(&self) -> PathBuf {
-        self.path("crm.db")
+        self.store_url.as_ref().map_or_else(|| self.path("crm.db"), PathBuf::from)
     }
 
     /// Writes a file into the sandbox and returns its path.
@@ -87,6 +102,7 @@ impl Crm {
             .env("XDG_CONFIG_HOME", self.path("xdg/config"))
             .env("XDG_DATA_HOME", self.path("xdg/data"))
             .current_dir(self.dir());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

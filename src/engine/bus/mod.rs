@@ -3,27 +3,36 @@
 //!
 //! # The contract every backend keeps
 //!
-//! - **At-least-once, competing consumers.** Every worker process of one kind consumes the same
-//!   topic with the same group; each message is handed to one of them at a time, under a lease.
-//!   A message whose lease runs out before it is acknowledged (the worker crashed, hung, or was
-//!   too slow) is handed out again, with [`Delivery::deliveries`] one higher. The bus never loses a
-//!   message; it may hand one out more than once. Exactly-once *in effect* is the pipeline's job:
+//! It is written so that a log (Kafka) keeps it as naturally as a queue (the embedded bus).
+//!
+//! - **At-least-once, competing consumers.** Every worker process of one kind consumes a topic
+//!   in the same group ([`group`]); each message is handed to one of them at a time. A message
+//!   handed out and not acknowledged comes back when its holder is presumed gone: on the
+//!   embedded bus when the `lease` given to [`Bus::consume`] runs out, on Kafka when the
+//!   holder's partition moves to another consumer (its session ended, or a rebalance). The bus
+//!   never loses a message; it may hand one out more than once — on a log even one already
+//!   acknowledged, when it sat behind an unfinished one at a crash (offsets are committed only
+//!   below the lowest unfinished message). Exactly-once *in effect* is the pipeline's job:
 //!   acknowledge only after the effects are durable, and make every effect idempotent (see the
 //!   architecture guide, "The pipeline and its guarantee").
-//! - **A lost lease is refused.** [`Bus::ack`], [`Bus::retry`] and [`Bus::extend`] answer
-//!   `Ok(false)` when the delivery is no longer the caller's (the lease expired *and* someone else
-//!   took the message, or it was already acknowledged or released), so a slow consumer can never
-//!   acknowledge a delivery that another consumer is working on. A delivery whose lease expired but
-//!   that nobody has taken yet may still be acknowledged: its effects are durable, and accepting
-//!   the ack saves a pointless redelivery.
-//! - **Delayed redelivery.** [`Bus::retry`] releases a delivery early and hides it for a while
-//!   (backoff); [`Bus::publish_at`] publishes a message that becomes ready later.
-//! - **Order.** Ready messages of a topic are handed out in the order they became ready: publish
-//!   order for messages published without delay, and a retried, delayed or expired message joins
-//!   the queue when its time comes. (Kafka keeps order per key, within a partition; callers must
-//!   rely on no more than "roughly FIFO": the pipeline's steps are idempotent and order-free.)
-//! - **Depth.** [`Bus::depth`] counts ready, in-flight and delayed messages per topic, for the
-//!   dashboard.
+//! - **A lost delivery is refused.** [`Bus::ack`], [`Bus::retry`] and [`Bus::extend`] answer
+//!   `Ok(false)` when the delivery is no longer the caller's (someone else took the message, its
+//!   partition was revoked, or it was already acknowledged or released), so a slow consumer can
+//!   never acknowledge a delivery that another consumer is working on. A delivery whose holder
+//!   was presumed gone but that nobody has taken yet may still be acknowledged.
+//! - **Holds, not republishing.** [`Bus::retry`] gives a delivery back to be handed out again
+//!   no sooner than `after` (backoff, or a paused campaign's job waiting for resume); a
+//!   message published with a delay ([`Bus::publish_at`]) is not handed out before its time.
+//!   Neither may cost a republish per wait: the embedded bus moves the row's due time; Kafka
+//!   keeps the message's position uncommitted and holds it in the consumer that read it.
+//! - **Order.** Messages with one key are handed out in publish order when nothing is retried
+//!   or delayed (Kafka keeps order per partition, and a key picks the partition); across keys,
+//!   callers rely on no more than "roughly FIFO": the pipeline's steps are idempotent and
+//!   order-free.
+//! - **Depth.** [`Bus::depth`] counts what the topic's worker group has not finished: ready,
+//!   in-flight and delayed on the embedded bus; on Kafka the group's lag (end offset −
+//!   committed offset), of which the calling process's own in-flight and held messages are
+//!   told apart. `total()` means the same on both.
 //!
 //! Payloads are opaque bytes (the pipeline writes JSON); keys are optional and carried along
 //! (Kafka partitions by them).
@@ -31,12 +40,16 @@
 //! # Backends
 //!
 //! - `embedded` (the default): a durable queue inside the SQLite store file; see [`embedded`].
-//! - `kafka://host:port,…`: not built yet.
+//! - `kafka://host:port,…` (the `kafka` feature): see [`kafka`].
 
 pub mod clock;
 #[cfg(test)]
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(all(test, feature = "kafka"))]
+mod kafka_tests;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +76,29 @@ pub mod topic {
     pub const ALL: [&str; 4] = [JOBS, SEND_JOBS, STATUS_UPDATES, DLQ];
 }
 
+/// The worker kinds' consumer groups (Kafka prefixes them: `crm.sender`), and which topic
+/// each works.
+pub mod group {
+    use super::topic;
+
+    /// Works `campaign.jobs`.
+    pub const EXPANDER: &str = "expander";
+    /// Works `campaign.send_jobs`.
+    pub const SENDER: &str = "sender";
+    /// Works `campaign.status_updates` (the aggregator).
+    pub const STATUS: &str = "status";
+
+    /// The group that consumes `t`, if a pipeline worker does (nobody consumes the DLQ).
+    pub fn for_topic(t: &str) -> Option<&'static str> {
+        match t {
+            topic::JOBS => Some(EXPANDER),
+            topic::SEND_JOBS => Some(SENDER),
+            topic::STATUS_UPDATES => Some(STATUS),
+            _ => None,
+        }
+    }
+}
+
 /// A message to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
@@ -83,15 +119,17 @@ impl Outgoing {
     }
 }
 
-/// A message handed to a consumer under a lease.
+/// A message handed to a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// The message's identity within its topic, stable across redeliveries.
+    /// The message's identity within its topic, stable across redeliveries (Kafka: partition
+    /// and offset).
     pub id: i64,
     pub topic: String,
     pub key: Option<String>,
     pub payload: Vec<u8>,
-    /// How many times the message has been handed out, this time included (1 the first time).
+    /// How many times the message has been handed out, this time included (1 the first time;
+    /// Kafka counts the handouts of the consumer that holds it).
     pub deliveries: u32,
     /// Backend-defined proof of this lease, checked by ack, retry and extend. Do not invent one.
     pub lease_token: u64,
@@ -122,19 +160,23 @@ pub trait Bus: Send + Sync {
     /// Publishes every message or none (one transaction on the embedded bus).
     async fn publish_batch(&self, topic: &str, messages: Vec<Outgoing>) -> Result<()>;
 
-    /// Claims up to `max` ready messages of `topic` for consumer group `group`, each leased for
-    /// `lease`. Returns at once, with an empty list when nothing is ready.
+    /// Takes up to `max` ready messages of `topic` for consumer group `group`. `lease` is how long
+    /// the caller may hold them before it is presumed gone (the embedded bus's lease; Kafka
+    /// presumes by the group session instead). Returns at once, with an empty list when nothing
+    /// is ready (on Kafka: nothing fetched yet).
     async fn consume(&self, topic: &str, group: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>>;
 
     /// Acknowledges deliveries whose effects are durable; they are never handed out again.
     /// Returns how many were acknowledged: the others had lost their lease (see the module docs).
     async fn ack_many(&self, deliveries: &[Delivery]) -> Result<usize>;
 
-    /// Releases a delivery before its lease ends, to be handed out again (to any consumer) no
-    /// sooner than `after` from now. `Ok(false)` when the lease was lost.
+    /// Gives a delivery back, to be handed out again no sooner than `after` from now (embedded:
+    /// to any consumer; Kafka: by the consumer holding its partition). `Ok(false)` when the
+    /// delivery was lost.
     async fn retry(&self, delivery: &Delivery, after: Duration) -> Result<bool>;
 
-    /// Heartbeat for long work: the lease now ends `lease` from now. `Ok(false)` when it was lost.
+    /// Heartbeat for long work: the lease now ends `lease` from now (Kafka: true while the
+    /// partition is still assigned). `Ok(false)` when the delivery was lost.
     async fn extend(&self, delivery: &Delivery, lease: Duration) -> Result<bool>;
 
     async fn depth(&self, topic: &str) -> Result<TopicDepth>;
@@ -148,7 +190,7 @@ pub trait Bus: Send + Sync {
         self.publish_batch(topic, vec![Outgoing::new(key, payload).delayed(delay)]).await
     }
 
-    /// `Ok(false)` when the lease was lost: another consumer has the message, or will.
+    /// `Ok(false)` when the delivery was lost: another consumer has the message, or will.
     async fn ack(&self, delivery: &Delivery) -> Result<bool> {
         Ok(self.ack_many(std::slice::from_ref(delivery)).await? == 1)
     }
@@ -191,7 +233,10 @@ pub async fn open(bus_url: &str, store: &OpenedStore) -> Result<Arc<dyn Bus>> {
         };
     }
     if url.starts_with("kafka://") {
-        return Err(Error::Usage("the Kafka bus is not built yet; use --bus embedded".into()));
+        #[cfg(feature = "kafka")]
+        return Ok(Arc::new(kafka::KafkaBus::open(url).await?));
+        #[cfg(not(feature = "kafka"))]
+        return Err(Error::Usage("this crm was built without the kafka feature; use --bus embedded".into()));
     }
     Err(Error::Usage(format!("unknown bus '{url}'; expected 'embedded' or kafka://HOST:PORT")))
 }

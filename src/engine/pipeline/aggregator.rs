@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub const GROUP: &str = "aggregator";
+pub const GROUP: &str = crate::engine::bus::group::STATUS;
 const LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(300);
 const BATCH: usize = 1000;

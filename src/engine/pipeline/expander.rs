@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const GROUP: &str = "expander";
+pub const GROUP: &str = crate::engine::bus::group::EXPANDER;
 const LEASE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
 

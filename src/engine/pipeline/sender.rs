@@ -19,8 +19,11 @@
 //! that really had the message (Twilio: UNCERTAIN).
 //!
 //! Pause: every message re-checks its campaign's status (cached ≤ 0.5 s) right before the call,
-//! so PAUSED stops sends within a second; the log is released and the job retried a second
-//! later, so resume continues where it stopped. Cancel releases the log and drops the job.
+//! so PAUSED stops sends within a second; the log is released and the job held by the bus
+//! ([`Bus::retry`]) and rechecked every second, so resume continues where it stopped. A hold
+//! republishes nothing (embedded: the row's due time moves; Kafka: the worker keeps the job
+//! and its offset stays uncommitted), so a paused campaign's jobs do not circulate. Cancel
+//! releases the log and drops the job.
 
 use super::limits::{Gate, LimitError, Limits};
 use super::webhook::callback_for;
@@ -38,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
-pub const GROUP: &str = "sender";
+pub const GROUP: &str = crate::engine::bus::group::SENDER;
 const POLL: Duration = Duration::from_millis(300);
 /// How soon a job held back by a pause (or a draft campaign) is looked at again.
 const PAUSE_RECHECK: Duration = Duration::from_secs(1);

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Kafka bus benchmark, real processes end to end: a ROWS-lead campaign (default 100,000) from
+# `crm campaigns run` to COMPLETED through `crm worker all` and `crm sim` (rate limit off,
+# simulator latency 0) on
+#   1. the embedded bus (SQLite store),
+#   2. Kafka + SQLite store,
+#   3. Kafka + MongoDB store (with BENCH_MONGO=1: CRM_TEST_MONGODB_URI, or a SecantusDB started
+#      here — a Python server, far slower than mongod, so its figure says little),
+# beside raw rdkafka producing and consuming the same number of messages (examples/kafka_raw.rs),
+# with the ratios. The broker is BENCH_KAFKA (HOST:PORT), or a tansu started here (CRM_TANSU or
+# ~/.cargo/bin/tansu, in memory).
+#
+#   benches/kafka.sh [ROWS]      (BENCH_DIR defaults to /tmp/crm-bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${1:-100000}"
+WORK="${BENCH_DIR:-/tmp/crm-bench}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/crm-target}"
+mkdir -p "$WORK"
+cargo build --release --quiet --bin crm --example gen_leads --example kafka_raw
+CRM="$CARGO_TARGET_DIR/release/crm"
+GEN="$CARGO_TARGET_DIR/release/examples/gen_leads"
+RAW="$CARGO_TARGET_DIR/release/examples/kafka_raw"
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; PIDS=(); }
+trap 'cleanup; for p in ${SERVERS:-}; do kill "$p" 2>/dev/null || true; done' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SERVERS=""
+
+BROKER="${BENCH_KAFKA:-}"
+if [ -z "$BROKER" ]; then
+  TANSU="${CRM_TANSU:-$HOME/.cargo/bin/tansu}"
+  PORT=$(free_port)
+  "$TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+    --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+  SERVERS="$SERVERS $!"
+  BROKER="127.0.0.1:$PORT"
+  sleep 1
+fi
+MONGO="${CRM_TEST_MONGODB_URI:-}"
+SECANTUSD="${CRM_SECANTUSD:-/var/tmp/crm-venv-mongo/bin/secantusd-py}"
+if [ "${BENCH_MONGO:-0}" != 1 ]; then
+  MONGO=""
+elif [ -z "$MONGO" ] && [ -x "$SECANTUSD" ]; then
+  MPORT=$(free_port)
+  "$SECANTUSD" --host 127.0.0.1 --port "$MPORT" --storage-path :memory: --log-level WARNING >"$WORK/secantusd.log" 2>&1 &
+  SERVERS="$SERVERS $!"
+  MONGO="mongodb://127.0.0.1:$MPORT/?directConnection=true"
+  sleep 3
+fi
+
+CSV="$WORK/leads-$ROWS.csv"
+[ -f "$CSV" ] || "$GEN" "$ROWS" "$CSV"
+
+# run_campaign NAME STORE BUS: prints the milliseconds from `run` to COMPLETED.
+run_campaign() {
+  local name=$1 store=$2 bus=$3
+  export CRM_BUS="$bus"
+  "$CRM" --store "$store" leads import "$CSV" --default-region GB -q >/dev/null || true
+  "$CRM" --store "$store" segments create everyone --rule 'visits >= 0' -q >/dev/null
+  "$CRM" --store "$store" campaigns create bench --segment everyone --template 'Hi {{first_name|there}}!' -q >/dev/null
+  local port; port=$(free_port)
+  "$CRM" sim --listen "127.0.0.1:$port" --delivered-after-ms 500 --read-after-ms 1000 --receipt-batch 200 -q >/dev/null 2>&1 &
+  PIDS+=($!)
+  "$CRM" --store "$store" worker all --sim-url "http://127.0.0.1:$port" --rate-per-minute 0 --concurrency 64 \
+    --webhook-listen 127.0.0.1:0 -q >/dev/null 2>"$WORK/worker-$name.log" &
+  PIDS+=($!)
+  sleep 1
+  local start; start=$(ms)
+  "$CRM" --store "$store" campaigns run bench -q >/dev/null
+  until "$CRM" --store "$store" --json campaigns status bench | grep -q '"COMPLETED"'; do sleep 0.2; done
+  echo $(( $(ms) - start ))
+  cleanup
+  unset CRM_BUS
+}
+
+tag="$$-$(date +%s)"
+kafka_url() { echo "kafka://$BROKER?partitions=6&session_timeout_ms=6000&topic_prefix=bench-$1-$tag.&group_prefix=bench-$1-$tag."; }
+rm -f "$WORK/kafka-embedded.db"*; rm -f "$WORK/kafka-sqlite.db"*
+embedded=$(run_campaign embedded "$WORK/kafka-embedded.db" embedded)
+echo "embedded bus + SQLite: ${embedded} ms"
+kafka_sqlite=$(run_campaign kafka-sqlite "$WORK/kafka-sqlite.db" "$(kafka_url sqlite)")
+echo "Kafka + SQLite: ${kafka_sqlite} ms"
+if [ -n "$MONGO" ]; then
+  base="${MONGO%%\?*}"; query="${MONGO#*\?}"; [ "$query" = "$MONGO" ] && query=""
+  mongo_store="${base%/}/crm_bench_$tag${query:+?$query}"
+  kafka_mongo=$(run_campaign kafka-mongo "$mongo_store" "$(kafka_url mongo)")
+  echo "Kafka + MongoDB: ${kafka_mongo} ms"
+fi
+"$RAW" "$BROKER" "$ROWS"
+python3 - "$embedded" "$kafka_sqlite" "${kafka_mongo:-}" <<'PY'
+import sys
+e, k, m = (int(x) if x else None for x in sys.argv[1:4])
+print(f"ratios: Kafka+SQLite / embedded = {k / e:.2f}" + (f"; Kafka+MongoDB / embedded = {m / e:.2f}" if m else ""))
+PY

@@ -1,0 +1,550 @@
+//! The Kafka bus: the pipeline's topics on a Kafka (or Redpanda, or any Kafka-protocol) cluster,
+//! through `rdkafka` and its bundled librdkafka. See the [bus contract](super) for what every
+//! backend promises; this is how a log keeps it.
+//!
+//! # Design
+//!
+//! - **Producer**: one per process, idempotent with `acks=all`, so a broker failover neither
+//!   loses nor duplicates a publish. Keys are the pipeline's (a chunk's campaign, a message's
+//!   `send_id`), so one lead's messages stay in one partition, in order. Payloads are the
+//!   documented JSON, untouched; a delayed publish adds one header, `crm-not-before` (Unix ms).
+//! - **Consumers**: one per topic and worker kind in a process, in the kind's consumer group
+//!   (`crm.expander`, `crm.sender`, `crm.status`; see [`KafkaSettings`]), so all the workers of
+//!   one kind share the partitions and adding workers scales out.
+//! - **Offsets** are committed per partition only below the lowest message not yet
+//!   acknowledged ([`tracker`]), synchronously at each `ack_many` (the pipeline acknowledges
+//!   in batches), and for the partitions being revoked before a rebalance hands them on. A
+//!   crash replays from the first unfinished message; everything replayed that was already
+//!   done is a no-op downstream (the expander's inserts and the sender's claim are idempotent).
+//! - **Leases** are the group's: a consumer keeps its partitions while it heartbeats
+//!   (`session.timeout.ms`), so the `lease` a caller passes is not needed, `extend` is true
+//!   while the partition is still assigned, and a delivery from a revoked partition answers
+//!   `false` to ack, retry and extend. `max.poll.interval.ms` stays at Kafka's five minutes
+//!   (it is also how long a rebalance waits for members): the sender's batches are sized to
+//!   take seconds at its accounts' rates.
+//! - **Retries, delays and pauses hold positions instead of republishing.** `retry(after)` and
+//!   a `crm-not-before` in the future keep the message outstanding in a local timer list and
+//!   hand it out again when due. A paused campaign's jobs therefore wait in the sender that
+//!   read them, rechecked locally every second, and cost the broker nothing — no republish
+//!   storm. The price: a partition's committed offset stays below a held message until it is
+//!   finished, so after a crash its later, finished messages are read again (no-ops), and a
+//!   long pause shows as lag.
+//! - **Topics** are created when missing, with the configured partitions and replication, on
+//!   start for the pipeline's four and on first use for any other. A `topic_prefix` lets
+//!   several installs share a cluster; without one the names are the documented ones.
+//! - **Depth** is the consumer group's lag per topic (end offset − committed offset, summed
+//!   over partitions): `ready`. A process that is itself consuming the topic reports what it
+//!   holds as `in_flight` and `delayed` and subtracts it from `ready`; other processes (the
+//!   dashboard) see lag only.
+//! - **Errors** reach users as short sentences naming the brokers; librdkafka's own text goes
+//!   to the log (`RUST_LOG=crm=debug`).
+
+mod settings;
+#[cfg(test)]
+pub(crate) mod test_server;
+mod tracker;
+
+pub use settings::KafkaSettings;
+
+use super::clock::{Clock, SystemClock, duration_ms};
+use super::{Bus, Delivery, Outgoing, TopicDepth};
+use crate::engine::error::{Error, Result};
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tracker::{Read, Tracker};
+
+const NOT_BEFORE: &str = "crm-not-before";
+/// How long a metadata, offsets or commit request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends librdkafka's own logs and errors to `tracing` at debug level, never to the terminal.
+#[derive(Clone, Default)]
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(?level, facility = fac, "librdkafka: {log_message}");
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "librdkafka reported an error.");
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+/// A consumer's context: keeps its [`Tracker`] in step with rebalances.
+struct Tracking {
+    topic: String,
+    tracker: Arc<Mutex<Tracker>>,
+}
+
+impl ClientContext for Tracking {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        Quiet.log(level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        Quiet.error(error, reason);
+    }
+}
+
+impl ConsumerContext for Tracking {
+    /// Before partitions go: commit what was finished on them, and forget them.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else { return };
+        let mut commits = TopicPartitionList::new();
+        {
+            let mut tracker = lock(&self.tracker);
+            for e in revoked.elements_for_topic(&self.topic) {
+                if let Some(offset) = tracker.revoke(e.partition()) {
+                    let _ = commits.add_partition_offset(&self.topic, e.partition(), Offset::Offset(offset));
+                }
+            }
+        }
+        tracing::debug!(topic = %self.topic, partitions = revoked.count(), "Kafka partitions revoked.");
+        if commits.count() > 0 {
+            if let Err(e) = consumer.commit(&commits, CommitMode::Sync) {
+                tracing::debug!(topic = %self.topic, error = %e, "Could not commit before a rebalance.");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let mut tracker = lock(&self.tracker);
+            for e in assigned.elements_for_topic(&self.topic) {
+                tracker.assign(e.partition());
+            }
+            tracing::debug!(topic = %self.topic, partitions = assigned.count(), "Kafka partitions assigned.");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One topic consumed in one group.
+struct TopicConsumer {
+    /// The pipeline's name for the topic (what deliveries carry).
+    topic: String,
+    /// Its name on the cluster.
+    physical: String,
+    group: String,
+    consumer: BaseConsumer<Tracking>,
+    tracker: Arc<Mutex<Tracker>>,
+}
+
+pub struct KafkaBus {
+    settings: KafkaSettings,
+    producer: FutureProducer<Quiet>,
+    admin: AdminClient<Quiet>,
+    clock: Arc<dyn Clock>,
+    known_topics: Mutex<HashSet<String>>,
+    /// (topic, group id) → its consumer in this process.
+    consumers: Mutex<HashMap<(String, String), Arc<TopicConsumer>>>,
+    /// Group id → a consumer that only reads that group's committed offsets (for depth).
+    lag_readers: Mutex<HashMap<String, Arc<BaseConsumer<Quiet>>>>,
+    /// Topic → the worker kind that last consumed it here (depth of a non-pipeline topic).
+    topic_kinds: Mutex<HashMap<String, String>>,
+}
+
+impl KafkaBus {
+    /// Connects to the brokers a `kafka://` URL names, checks that one answers, and creates the
+    /// pipeline's topics where missing.
+    pub async fn open(url: &str) -> Result<KafkaBus> {
+        let settings = KafkaSettings::parse(url)?;
+        let base = settings.client_config();
+        let mut producer_config = base.clone();
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000");
+        let unreachable = |e: KafkaError| {
+            tracing::warn!(error = %e, brokers = %settings.bootstrap(), "Could not set up a Kafka client.");
+            Error::Bus { bus: describe(&settings), message: "could not set up a Kafka client".into() }
+        };
+        let producer: FutureProducer<Quiet> = producer_config.create_with_context(Quiet).map_err(unreachable)?;
+        let admin: AdminClient<Quiet> = base.create_with_context(Quiet).map_err(unreachable)?;
+        let bus = KafkaBus {
+            settings,
+            producer,
+            admin,
+            clock: Arc::new(SystemClock),
+            known_topics: Mutex::new(HashSet::new()),
+            consumers: Mutex::new(HashMap::new()),
+            lag_readers: Mutex::new(HashMap::new()),
+            topic_kinds: Mutex::new(HashMap::new()),
+        };
+        bus.check_reachable().await?;
+        bus.ensure_topics(&super::topic::ALL).await?;
+        Ok(bus)
+    }
+
+    async fn check_reachable(&self) -> Result<()> {
+        let producer = self.producer.clone();
+        let timeout = self.settings.connect_timeout;
+        let answer = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout)).await;
+        match answer {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, brokers = %self.settings.bootstrap(), "Kafka brokers did not answer.");
+                Err(Error::Bus {
+                    bus: self.describe(),
+                    message: format!(
+                        "cannot reach the Kafka brokers {} (no answer within {} s)",
+                        self.settings.brokers.join(", "),
+                        timeout.as_secs_f64()
+                    ),
+                })
+            }
+            Err(e) => Err(Error::Bus { bus: self.describe(), message: e.to_string() }),
+        }
+    }
+
+    /// Creates the topics not yet known to exist (an existing one is left as it is).
+    async fn ensure_topics(&self, topics: &[&str]) -> Result<()> {
+        let missing: Vec<String> = {
+            let known = lock(&self.known_topics);
+            topics.iter().map(|t| self.settings.topic_name(t)).filter(|t| !known.contains(t)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let replication = self.settings.replication;
+        let new: Vec<NewTopic> = missing
+            .iter()
+            .map(|t| NewTopic::new(t, self.settings.partitions, TopicReplication::Fixed(replication)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = self.admin.create_topics(&new, &options).await.map_err(|e| self.error("create topics", &e))?;
+        for result in results {
+            match result {
+                Ok(name) => {
+                    tracing::info!(topic = %name, partitions = self.settings.partitions, "Created a Kafka topic.");
+                    lock(&self.known_topics).insert(name);
+                }
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    lock(&self.known_topics).insert(name);
+                }
+                Err((name, code)) => {
+                    tracing::warn!(topic = %name, ?code, "Could not create a Kafka topic.");
+                    return Err(Error::Bus {
+                        bus: self.describe(),
+                        message: format!("could not create the topic {name} ({})", plain_code(code)),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A short, plain error for users; librdkafka's text goes to the log.
+    fn error(&self, doing: &str, e: &KafkaError) -> Error {
+        tracing::warn!(error = %e, brokers = %self.settings.bootstrap(), "Kafka: could not {doing}.");
+        let why = e.rdkafka_error_code().map_or("the client failed", plain_code);
+        Error::Bus { bus: self.describe(), message: format!("could not {doing}: {why}") }
+    }
+
+    /// This process's consumer of `topic` in the group of worker kind `kind`, created (and
+    /// subscribed) on first use.
+    async fn consumer(&self, topic: &str, kind: &str) -> Result<Arc<TopicConsumer>> {
+        let group = self.settings.group_id(kind, topic);
+        let key = (topic.to_string(), group.clone());
+        if let Some(c) = lock(&self.consumers).get(&key) {
+            return Ok(c.clone());
+        }
+        self.ensure_topics(&[topic]).await?;
+        let physical = self.settings.topic_name(topic);
+        let tracker = Arc::new(Mutex::new(Tracker::new(topic)));
+        let context = Tracking { topic: physical.clone(), tracker: tracker.clone() };
+        let mut config = self.settings.client_config();
+        config
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", duration_ms(self.settings.session_timeout).to_string())
+            .set("heartbeat.interval.ms", (duration_ms(self.settings.session_timeout) / 4).to_string())
+            .set("max.poll.interval.ms", "300000");
+        let consumer: BaseConsumer<Tracking> =
+            config.create_with_context(context).map_err(|e| self.error("create a consumer", &e))?;
+        consumer.subscribe(&[&physical]).map_err(|e| self.error("subscribe", &e))?;
+        tracing::debug!(topic = %physical, group = %group, "Kafka consumer subscribed.");
+        let c = Arc::new(TopicConsumer { topic: topic.to_string(), physical, group: group.clone(), consumer, tracker });
+        lock(&self.topic_kinds).insert(topic.to_string(), kind.to_string());
+        Ok(lock(&self.consumers).entry(key).or_insert(c).clone())
+    }
+
+    /// How many partitions of `topic` this process's consumer in worker kind `kind`'s group
+    /// holds (None: it has no such consumer).
+    pub fn assigned_partitions(&self, topic: &str, kind: &str) -> Option<usize> {
+        let key = (topic.to_string(), self.settings.group_id(kind, topic));
+        lock(&self.consumers).get(&key).map(|c| lock(&c.tracker).assigned())
+    }
+
+    fn consumers_of(&self, topic: &str) -> Vec<Arc<TopicConsumer>> {
+        lock(&self.consumers).values().filter(|c| c.topic == topic).cloned().collect()
+    }
+
+    /// Commits offsets the tracker says moved; failures are logged (the next commit, or the
+    /// replay after a rebalance, covers them).
+    async fn commit(&self, c: &Arc<TopicConsumer>, offsets: Vec<(i32, i64)>) {
+        if offsets.is_empty() {
+            return;
+        }
+        let c = c.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in offsets {
+                let _ = tpl.add_partition_offset(&c.physical, p, Offset::Offset(o));
+            }
+            c.consumer.commit(&tpl, CommitMode::Sync)
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::debug!(error = %e, "Could not commit Kafka offsets; a later commit covers them.");
+        }
+    }
+
+    async fn lag_reader(&self, group: &str) -> Result<Arc<BaseConsumer<Quiet>>> {
+        if let Some(r) = lock(&self.lag_readers).get(group) {
+            return Ok(r.clone());
+        }
+        let mut config = self.settings.client_config();
+        config.set("group.id", group).set("enable.auto.commit", "false");
+        let reader: BaseConsumer<Quiet> =
+            config.create_with_context(Quiet).map_err(|e| self.error("create a lag reader", &e))?;
+        Ok(lock(&self.lag_readers).entry(group.to_string()).or_insert(Arc::new(reader)).clone())
+    }
+
+    /// End offset − committed offset, summed over the topic's partitions (everything retained
+    /// when no group works the topic).
+    async fn lag(&self, topic: &str, group: Option<String>) -> Result<u64> {
+        let reader = match &group {
+            Some(g) => Some(self.lag_reader(g).await?),
+            None => None,
+        };
+        let producer = self.producer.clone();
+        let topic = self.settings.topic_name(topic);
+        let lag = tokio::task::spawn_blocking(move || -> std::result::Result<u64, KafkaError> {
+            let metadata = producer.client().fetch_metadata(Some(&topic), REQUEST_TIMEOUT)?;
+            let partitions: Vec<i32> =
+                metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                tpl.add_partition(&topic, *p);
+            }
+            let committed = match &reader {
+                Some(r) => Some(r.committed_offsets(tpl, REQUEST_TIMEOUT)?),
+                None => None,
+            };
+            let mut lag = 0u64;
+            for p in partitions {
+                let (low, high) = producer.client().fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
+                let done = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&topic, p))
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(low)
+                    .max(low);
+                lag += u64::try_from(high - done).unwrap_or(0);
+            }
+            Ok(lag)
+        })
+        .await
+        .map_err(|e| Error::Bus { bus: self.describe(), message: e.to_string() })?;
+        lag.map_err(|e| self.error("read the consumer lag", &e))
+    }
+}
+
+fn describe(settings: &KafkaSettings) -> String {
+    format!("kafka://{}", settings.brokers.join(","))
+}
+
+/// A librdkafka error code in plain words.
+fn plain_code(code: RDKafkaErrorCode) -> &'static str {
+    use RDKafkaErrorCode as C;
+    match code {
+        C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut => "the brokers did not answer in time",
+        C::AllBrokersDown | C::BrokerTransportFailure | C::BrokerNotAvailable | C::NetworkException => {
+            "the brokers cannot be reached"
+        }
+        C::UnknownTopicOrPartition | C::UnknownTopic => "the topic does not exist",
+        C::TopicAuthorizationFailed | C::GroupAuthorizationFailed | C::ClusterAuthorizationFailed => {
+            "not authorized by the cluster"
+        }
+        C::InvalidReplicationFactor => "the cluster has fewer brokers than the replication asked for",
+        C::InvalidPartitions => "the partition count is not valid",
+        C::MessageSizeTooLarge => "a message is larger than the brokers accept",
+        C::QueueFull => "too many messages are waiting to be sent",
+        C::RebalanceInProgress | C::IllegalGeneration | C::UnknownMemberId => "the consumer group is rebalancing",
+        _ => "the brokers refused the request",
+    }
+}
+
+impl KafkaSettings {
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.client_properties {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", self.bootstrap()).set("client.id", "crm").set("log_level", "3");
+        c
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    fn describe(&self) -> String {
+        describe(&self.settings)
+    }
+
+    async fn publish_batch(&self, topic: &str, messages: Vec<Outgoing>) -> Result<()> {
+        if topic.is_empty() {
+            return Err(Error::Usage("a bus topic cannot be empty".into()));
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.ensure_topics(&[topic]).await?;
+        let physical = self.settings.topic_name(topic);
+        let now = self.clock.now_ms();
+        let mut pending = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let not_before = (!m.delay.is_zero()).then(|| (now + duration_ms(m.delay)).to_string());
+            loop {
+                let mut record = FutureRecord::<str, [u8]>::to(&physical).payload(&m.payload);
+                if let Some(key) = &m.key {
+                    record = record.key(key.as_str());
+                }
+                if let Some(at) = &not_before {
+                    let header = Header { key: NOT_BEFORE, value: Some(at.as_str()) };
+                    record = record.headers(OwnedHeaders::new().insert(header));
+                }
+                let full = match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => true,
+                    Err((e, _)) => return Err(self.error(&format!("publish to {topic}"), &e)),
+                };
+                if full {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.error(&format!("publish to {topic}"), &e)),
+                Err(_) => {
+                    return Err(Error::Bus { bus: self.describe(), message: "the producer shut down".into() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn consume(&self, topic: &str, group: &str, max: usize, _lease: Duration) -> Result<Vec<Delivery>> {
+        if topic.is_empty() || group.is_empty() {
+            return Err(Error::Usage("a bus topic and consumer group cannot be empty".into()));
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let c = self.consumer(topic, group).await?;
+        let clock = self.clock.clone();
+        tokio::task::spawn_blocking(move || poll_ready(&c, clock.as_ref(), max))
+            .await
+            .map_err(|e| Error::Bus { bus: self.describe(), message: e.to_string() })
+    }
+
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<usize> {
+        let mut acked = 0;
+        let mut topics: Vec<&str> = deliveries.iter().map(|d| d.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            let mine: Vec<Delivery> = deliveries.iter().filter(|d| d.topic == topic).cloned().collect();
+            for c in self.consumers_of(topic) {
+                let (n, commits) = lock(&c.tracker).ack(&mine);
+                acked += n;
+                self.commit(&c, commits).await;
+            }
+        }
+        Ok(acked)
+    }
+
+    async fn retry(&self, delivery: &Delivery, after: Duration) -> Result<bool> {
+        let due = self.clock.now_ms().saturating_add(duration_ms(after));
+        Ok(self.consumers_of(&delivery.topic).iter().any(|c| lock(&c.tracker).retry(delivery, due)))
+    }
+
+    async fn extend(&self, delivery: &Delivery, _lease: Duration) -> Result<bool> {
+        Ok(self.consumers_of(&delivery.topic).iter().any(|c| lock(&c.tracker).holds(delivery)))
+    }
+
+    async fn depth(&self, topic: &str) -> Result<TopicDepth> {
+        let kind =
+            super::group::for_topic(topic).map(str::to_string).or_else(|| lock(&self.topic_kinds).get(topic).cloned());
+        let group = kind.as_deref().map(|k| self.settings.group_id(k, topic));
+        let lag = self.lag(topic, group.clone()).await?;
+        let (mut in_flight, mut delayed) = (0, 0);
+        for c in self.consumers_of(topic) {
+            if group.as_deref() == Some(c.group.as_str()) {
+                let (i, d) = lock(&c.tracker).local_counts();
+                (in_flight, delayed) = (in_flight + i, delayed + d);
+            }
+        }
+        let held = (in_flight + delayed).min(lag);
+        Ok(TopicDepth { ready: lag - held, in_flight, delayed })
+    }
+}
+
+/// Hands out held messages that are due, then what the consumer has fetched, up to `max`,
+/// without waiting. Polling also runs the rebalance callbacks.
+fn poll_ready(c: &TopicConsumer, clock: &dyn Clock, max: usize) -> Vec<Delivery> {
+    let mut out = lock(&c.tracker).take_due(clock.now_ms(), max);
+    while out.len() < max {
+        match c.consumer.poll(Duration::ZERO) {
+            None => break,
+            Some(Err(e)) => {
+                tracing::debug!(topic = %c.physical, error = %e, "Kafka poll reported an error.");
+                break;
+            }
+            Some(Ok(m)) => {
+                let not_before = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == NOT_BEFORE).and_then(|h| h.value))
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+                    .unwrap_or(0);
+                let read = Read {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    not_before,
+                };
+                if let Some(d) = lock(&c.tracker).received(read, clock.now_ms()) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out
+}
