@@ -168,7 +168,13 @@ pub fn main() -> u8 {
             return exit::BACKEND;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(async {
+        let outcome = run(cli).await;
+        #[cfg(feature = "mongodb")]
+        crate::engine::store::mongo::shutdown_clients().await;
+        outcome
+    });
+    match outcome {
         Ok(code) => code,
         Err(err) => report_error(&err),
     }

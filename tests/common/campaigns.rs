@@ -76,11 +76,12 @@ pub fn assert_sim_accepted(sim: &str, expected: u64) {
     assert_eq!(keys, Some(expected), "one key per eligible lead");
 }
 
-/// The crash story: a campaign over `leads` leads whose send worker is SIGKILLed at
-/// pseudo-random moments in `kill_after_ms` and restarted five times, then finished by two send
-/// workers competing for the same jobs. Every eligible lead is accepted by the simulator
-/// exactly once, and the campaign is COMPLETED. `crm` carries the backends (its store, and the
-/// bus through its environment); a bus whose consumers take seconds to join needs later kills.
+/// The crash story: a campaign over `leads` leads whose send worker is SIGKILLed and restarted
+/// five times — each time once it has sent something (so every round interrupts real work,
+/// however long its consumer takes to join: seconds on Kafka), at a pseudo-random moment in
+/// `kill_after_ms` after that — then finished by two send workers competing for the same jobs.
+/// Every eligible lead is accepted by the simulator exactly once, and the campaign is
+/// COMPLETED. `crm` carries the backends (its store, and the bus through its environment).
 pub fn killed_and_competing_senders_send_once(crm: &Crm, leads: usize, kill_after_ms: std::ops::Range<u64>) {
     let eligible = write_leads(crm, leads) as u64;
     let id = create_campaign(crm);
@@ -92,7 +93,16 @@ pub fn killed_and_competing_senders_send_once(crm: &Crm, leads: usize, kill_afte
     // Kill the sender at pseudo-random moments, restarting it each time.
     let mut seed = u64::from(std::process::id());
     for round in 0..5 {
+        let before = stat(&status(crm, id), "sent");
         let sender = start_worker(crm, &send_args, &format!("send{round}.log"));
+        let joined = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = status(crm, id);
+            if stat(&now, "sent") != before || now["status"] == "COMPLETED" || Instant::now() > joined {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let wait = kill_after_ms.start + (seed >> 33) % (kill_after_ms.end - kill_after_ms.start).max(1);
         std::thread::sleep(Duration::from_millis(wait));

@@ -44,6 +44,21 @@ pub(super) const DUPLICATE_KEY: i32 = 11000;
 /// Statements per write command (the server takes up to 100,000; smaller keeps messages small).
 const WRITE_BATCH: usize = 1000;
 
+/// Every client this process opened, for [`shutdown_clients`].
+static OPEN_CLIENTS: std::sync::Mutex<Vec<Client>> = std::sync::Mutex::new(Vec::new());
+
+/// Stops the background work of every client this process opened (connection pools, monitors,
+/// session cleanup), so nothing is left running when the async runtime goes away at exit: the
+/// driver's pool tasks panic (`SendError` in its connection requester) when the runtime
+/// drops them while a client still asks for a connection. Call once, at the end, inside the
+/// runtime. Does not wait for operations still in flight.
+pub async fn shutdown_clients() {
+    let clients = std::mem::take(&mut *OPEN_CLIENTS.lock().unwrap_or_else(|e| e.into_inner()));
+    for client in clients {
+        client.shutdown().immediate(true).await;
+    }
+}
+
 /// A MongoDB database holding one crm's data. Cheap to clone (the driver's client is shared).
 #[derive(Clone)]
 pub struct MongoStore {
@@ -84,6 +99,7 @@ impl MongoStore {
         }
         options.app_name.get_or_insert_with(|| "crm".into());
         let client = Client::with_options(options).map_err(|e| store_error(&describe, &e))?;
+        OPEN_CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).push(client.clone());
         let store = MongoStore { db: client.database(&name), describe };
         let (created, notice) = schema::prepare(&store, access).await?;
         Ok(Opened { store, created, notice })
