@@ -50,7 +50,8 @@ pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;",
+         PRAGMA cache_size = -32768;
+         PRAGMA mmap_size = 1073741824;",
     )?;
     // Once per connection, not per query: segment previews run as an operator types.
     crate::engine::segment::sql::register_functions(&conn)?;
