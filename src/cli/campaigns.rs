@@ -5,14 +5,15 @@
 use super::Context;
 use super::output::{Column, Out, Table};
 use crate::engine::app::App;
-use crate::engine::app::campaigns::{AccountWait, Resolution, Transition, UncertainMessage, UncertainSelection};
-use crate::engine::campaign::{Campaign, CampaignStatus, SendStatus, send_id};
+use crate::engine::app::campaigns::{Resolution, Transition, UncertainMessage, UncertainSelection};
+use crate::engine::campaign::{Campaign, SendStatus, send_id};
 use crate::engine::lead::format_time;
 use crate::engine::store::Access;
-use anyhow::Context as _;
 use clap::{ArgGroup, Args, Subcommand};
 use std::path::PathBuf;
-use std::time::Duration;
+
+mod status;
+use status::{stats_line, status};
 
 #[derive(Debug, Subcommand)]
 pub enum CampaignsCmd {
@@ -354,103 +355,6 @@ fn show_uncertain(c: &Campaign, uncertain: &[UncertainMessage], out: &mut Out) -
         c.id
     ))?;
     Ok(())
-}
-
-fn stats_line(c: &Campaign) -> String {
-    let s = c.stats;
-    format!(
-        "{} {}: audience {}, sent {}, delivered {}, read {}, failed {}, uncertain {}, skipped {}, pending {}{}",
-        c.id,
-        c.status,
-        s.audience,
-        s.sent,
-        s.delivered,
-        s.read,
-        s.failed,
-        s.uncertain,
-        s.skipped,
-        s.pending,
-        if s.cancelled > 0 { format!(", cancelled {}", s.cancelled) } else { String::new() }
-    )
-}
-
-/// `75` → `1m15s`.
-fn humanize(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
-        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
-    }
-}
-
-fn status_json(c: &Campaign, waits: &[AccountWait]) -> serde_json::Value {
-    let s = c.stats;
-    let waits: Vec<serde_json::Value> = waits
-        .iter()
-        .map(|w| serde_json::json!({ "account": w.account, "next_at": w.next_at, "reason": w.reason, "detail": w.detail }))
-        .collect();
-    serde_json::json!({
-        "id": c.id,
-        "status": c.status,
-        "stats": {
-            "audience": s.audience, "pending": s.pending, "sent": s.sent, "delivered": s.delivered,
-            "read": s.read, "failed": s.failed, "uncertain": s.uncertain, "skipped": s.skipped,
-            "cancelled": s.cancelled,
-        },
-        "waits": waits,
-    })
-}
-
-/// `next send on whatsapp at 2026-03-02T08:00:00Z (in 1h59m): quiet hours at the recipient's …`
-fn wait_line(w: &AccountWait) -> String {
-    let secs = (w.next_at - chrono::Utc::now()).num_seconds().max(0) as u64;
-    let when = if secs < 1 { "in under a second".to_string() } else { format!("in {}", humanize(secs)) };
-    format!("  next send on {} at {} ({when}): {}", w.account, format_time(&w.next_at), w.detail)
-}
-
-async fn status(ctx: &Context, app: &App, reference: &str, watch: bool, out: &mut Out) -> anyhow::Result<()> {
-    let id = app.find_campaign(reference).await?.id;
-    // Rate and ETA while watching: messages settled since the watch began, per second.
-    let mut first: Option<(std::time::Instant, u64)> = None;
-    loop {
-        let c = app.get_campaign(id).await?.with_context(|| format!("campaign {id} was deleted"))?;
-        let settled = c.stats.audience.saturating_sub(c.stats.pending);
-        let waits = if c.status == CampaignStatus::Running && c.stats.pending > 0 {
-            app.campaign_waits(&c).await?
-        } else {
-            Vec::new()
-        };
-        if ctx.global.json {
-            if watch {
-                out.line(serde_json::to_string(&status_json(&c, &waits))?)?;
-            } else {
-                out.json(&status_json(&c, &waits))?;
-            }
-        } else if let Some((since, from)) = first.filter(|_| c.status == CampaignStatus::Running) {
-            let secs = since.elapsed().as_secs_f64().max(0.001);
-            let rate = settled.saturating_sub(from) as f64 / secs;
-            let eta = if rate > 0.0 {
-                format!("ETA {}", humanize((c.stats.pending as f64 / rate).ceil() as u64))
-            } else {
-                "ETA unknown".to_string()
-            };
-            out.line(format!("{} — {rate:.1}/s, {eta}", stats_line(&c)))?;
-        } else {
-            out.line(stats_line(&c))?;
-        }
-        if !ctx.global.json {
-            for w in &waits {
-                out.line(wait_line(w))?;
-            }
-        }
-        first.get_or_insert((std::time::Instant::now(), settled));
-        out.flush()?;
-        let finished = matches!(c.status, CampaignStatus::Completed | CampaignStatus::Cancelled);
-        if !watch || finished {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 async fn resolve(ctx: &Context, app: &App, args: ResolveArgs, out: &mut Out) -> anyhow::Result<u8> {

@@ -161,6 +161,22 @@ async fn store() -> (tempfile::TempDir, Arc<dyn CampaignStore>) {
     (dir, Arc::new(store))
 }
 
+/// A draft campaign on account `wa` with pending logs for `leads`; its id.
+async fn campaign_on_wa(store: &dyn CampaignStore, leads: &[i64]) -> i64 {
+    let new = NewCampaign {
+        name: "wa".into(),
+        segment_id: 1,
+        message_template: "Hi".into(),
+        channel: "wa".into(),
+        created_by: None,
+    };
+    let c = store.create_campaign(new).await.expect("campaign").id;
+    let logs: Vec<NewLog> =
+        leads.iter().map(|&l| NewLog { send_id: send_id(c, l), lead_id: l, skip_reason: None }).collect();
+    store.insert_logs(c, "wa", &logs).await.expect("logs");
+    c
+}
+
 async fn wait_for(mut ok: impl FnMut() -> bool) {
     for _ in 0..10_000 {
         if ok() {
@@ -258,18 +274,8 @@ async fn a_campaign_goes_out_through_a_fake_whatsapp_account() {
         .expect("store");
     let store = opened.campaigns.clone();
     let bus: Arc<dyn Bus> = bus::open("embedded", &opened).await.expect("bus");
-    let new = NewCampaign {
-        name: "wa".into(),
-        segment_id: 1,
-        message_template: "Hi".into(),
-        channel: "wa".into(),
-        created_by: None,
-    };
-    let c = store.create_campaign(new).await.expect("campaign").id;
     let leads = [1, 2, 3];
-    let logs: Vec<NewLog> =
-        leads.iter().map(|&l| NewLog { send_id: send_id(c, l), lead_id: l, skip_reason: None }).collect();
-    store.insert_logs(c, "wa", &logs).await.expect("logs");
+    let c = campaign_on_wa(store.as_ref(), &leads).await;
     store.start_campaign(c, 3).await.expect("start");
     let jobs: Vec<Outgoing> = leads
         .iter()
@@ -415,17 +421,7 @@ async fn receipts_for_messages_sent_before_a_restart_move_their_logs() {
     use crate::engine::store::campaigns::LogUpdate;
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn CampaignStore> = Arc::new(SqliteStore::open(&dir.path().join("crm.db")).await.expect("store"));
-    let new = NewCampaign {
-        name: "wa".into(),
-        segment_id: 1,
-        message_template: "Hi".into(),
-        channel: "wa".into(),
-        created_by: None,
-    };
-    let c = store.create_campaign(new).await.expect("campaign").id;
-    let logs: Vec<NewLog> =
-        [1, 2].iter().map(|&l| NewLog { send_id: send_id(c, l), lead_id: l, skip_reason: None }).collect();
-    store.insert_logs(c, "wa", &logs).await.expect("logs");
+    let c = campaign_on_wa(store.as_ref(), &[1, 2]).await;
     // Sent by an earlier process: the store knows the message ids, this tracker does not.
     let sent = |lead: i64, mid: &str| LogUpdate {
         send_id: send_id(c, lead),

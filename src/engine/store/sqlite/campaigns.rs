@@ -24,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::V
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod dead_letters;
 mod inbound;
 mod logs;
 mod processes;
@@ -31,9 +32,7 @@ mod recent;
 mod rows;
 
 use logs::{apply_update, claim_one};
-use rows::{
-    CAMPAIGN_COLUMNS, campaign_from_row, dead_letter_from_row, load_campaign, now_ms, status_of, with_stats, write_tx,
-};
+use rows::{CAMPAIGN_COLUMNS, campaign_from_row, load_campaign, now_ms, status_of, with_stats, write_tx};
 
 #[async_trait]
 impl CampaignStore for SqliteStore {
@@ -316,28 +315,7 @@ impl CampaignStore for SqliteStore {
 
     async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<()> {
         let (store, letter) = (self.describe_path(), letter.clone());
-        self.call(move |conn| {
-            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
-                let tx = write_tx(conn)?;
-                let now = now_ms();
-                let payload = serde_json::to_string(&letter.payload).unwrap_or_default();
-                tx.execute(
-                    "INSERT INTO dead_letters (send_id, campaign_id, reason, payload, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![letter.payload.send_id, letter.payload.campaign_id, letter.reason, payload, now],
-                )?;
-                let update = LogUpdate {
-                    send_id: letter.payload.send_id.clone(),
-                    status: SendStatus::Failed,
-                    provider_message_id: None,
-                    error: Some(letter.reason.clone()),
-                };
-                apply_update(&tx, &update, now)?;
-                tx.commit()
-            };
-            run(conn).map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| dead_letters::add(conn, &letter).map_err(db_err(&store))).await
     }
 
     async fn list_dead_letters(
@@ -346,17 +324,7 @@ impl CampaignStore for SqliteStore {
         include_replayed: bool,
     ) -> Result<Vec<DeadLetterRecord>> {
         let store = self.describe_path();
-        self.call(move |conn| {
-            let run = || -> rusqlite::Result<Vec<DeadLetterRecord>> {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, send_id, campaign_id, reason, payload, created_at, replayed_at FROM dead_letters
-                     WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 OR replayed_at IS NULL) ORDER BY id",
-                )?;
-                stmt.query_map(params![campaign, include_replayed], dead_letter_from_row)?.collect()
-            };
-            run().map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| dead_letters::list(conn, campaign, include_replayed).map_err(db_err(&store))).await
     }
 
     async fn count_dead_letters(&self, include_replayed: bool) -> Result<u64> {
@@ -371,51 +339,12 @@ impl CampaignStore for SqliteStore {
 
     async fn prepare_replay(&self, campaign: Option<CampaignId>) -> Result<Vec<(i64, SendJob)>> {
         let store = self.describe_path();
-        self.call(move |conn| {
-            let run = |conn: &mut Connection| -> rusqlite::Result<Vec<(i64, SendJob)>> {
-                let tx = write_tx(conn)?;
-                let letters: Vec<DeadLetterRecord> = {
-                    let mut stmt = tx.prepare_cached(
-                        "SELECT id, send_id, campaign_id, reason, payload, created_at, replayed_at FROM dead_letters
-                         WHERE (?1 IS NULL OR campaign_id = ?1) AND replayed_at IS NULL ORDER BY id",
-                    )?;
-                    stmt.query_map(params![campaign], dead_letter_from_row)?.collect::<rusqlite::Result<_>>()?
-                };
-                let now = now_ms();
-                for l in &letters {
-                    // Replay is the operator's explicit "try again": the one move back out of failed.
-                    tx.execute(
-                        "UPDATE communication_logs SET status = 'pending', attempt = 0, lease_until = NULL,
-                             error_message = NULL, updated_at = ?2 WHERE send_id = ?1 AND status = 'failed'",
-                        params![l.send_id, now],
-                    )?;
-                    tx.execute(
-                        "UPDATE campaigns SET status = 'RUNNING', updated_at = ?2 WHERE id = ?1 AND status = 'COMPLETED'",
-                        params![l.campaign_id, now],
-                    )?;
-                }
-                tx.commit()?;
-                Ok(letters.into_iter().map(|l| (l.id, SendJob { attempt: 1, ..l.payload })).collect())
-            };
-            run(conn).map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| dead_letters::prepare_replay(conn, campaign).map_err(db_err(&store))).await
     }
 
     async fn mark_replayed(&self, ids: &[i64]) -> Result<()> {
         let (store, ids) = (self.describe_path(), ids.to_vec());
-        self.call(move |conn| {
-            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
-                let tx = write_tx(conn)?;
-                let now = now_ms();
-                for id in &ids {
-                    tx.execute("UPDATE dead_letters SET replayed_at = ?2 WHERE id = ?1", params![id, now])?;
-                }
-                tx.commit()
-            };
-            run(conn).map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| dead_letters::mark_replayed(conn, &ids).map_err(db_err(&store))).await
     }
 
     async fn beat(&self, h: &Heartbeat) -> Result<()> {
