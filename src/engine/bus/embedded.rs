@@ -42,7 +42,7 @@ use crate::engine::store::sqlite::connect;
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const SCHEMA: &str = "
@@ -85,7 +85,7 @@ const DEPTH_SQL: &str = "SELECT
 
 pub struct EmbeddedBus {
     path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<tokio::sync::Mutex<Connection>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -114,7 +114,7 @@ impl EmbeddedBus {
         .await
         .map_err(|e| Error::store(&describe, e))?
         .map_err(|e| Error::sqlite(&describe, &e))?;
-        Ok(EmbeddedBus { path, conn: Arc::new(Mutex::new(conn)), clock })
+        Ok(EmbeddedBus { path, conn: Arc::new(tokio::sync::Mutex::new(conn)), clock })
     }
 
     /// Runs `f` with the bus's connection and clock on the blocking pool. Writers read the clock
@@ -124,16 +124,14 @@ impl EmbeddedBus {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &dyn Clock) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        // Queued async (see `SqliteStore::call`): one blocking thread per connection at a time.
+        let mut guard = self.conn.clone().lock_owned().await;
         let clock = self.clock.clone();
         let describe = self.describe();
         let err_describe = describe.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| Error::store(&describe, "connection poisoned"))?;
-            f(&mut guard, clock.as_ref()).map_err(|e| Error::sqlite(&describe, &e))
-        })
-        .await
-        .map_err(|e| Error::store(err_describe, e))?
+        tokio::task::spawn_blocking(move || f(&mut guard, clock.as_ref()).map_err(|e| Error::sqlite(&describe, &e)))
+            .await
+            .map_err(|e| Error::store(err_describe, e))?
     }
 }
 

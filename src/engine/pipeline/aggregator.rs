@@ -1,6 +1,6 @@
 //! The aggregator: applies `campaign.status_updates` to the communication logs (forward only,
-//! so late, repeated or out-of-order updates change nothing wrongly), and once a second marks
-//! RUNNING campaigns whose audience is fully expanded and settled as COMPLETED. Stats are
+//! so late, repeated or out-of-order updates change nothing wrongly), and 4 times a second
+//! marks RUNNING campaigns whose audience is fully expanded and settled as COMPLETED. Stats are
 //! counted from the logs when read, so applying a transition is what counts it.
 //!
 //! Delivery receipts arrive over HTTP instead (see [`super::webhook`]).
@@ -18,7 +18,7 @@ pub const GROUP: &str = crate::engine::bus::group::STATUS;
 const LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(300);
 const BATCH: usize = 1000;
-const COMPLETION_EVERY: Duration = Duration::from_secs(1);
+const COMPLETION_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs an aggregator until `shutdown`.
 pub async fn run_aggregator(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<()> {

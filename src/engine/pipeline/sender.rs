@@ -90,7 +90,10 @@ impl Pace {
             let p = &account.policy;
             let c = p.concurrency.max(1);
             batch = batch.max(match p.rate_per_minute {
-                None => c.max(256),
+                // Unlimited: 16 rounds of its concurrency, at most 1,024 (a batch's commits are
+                // shared by its messages: 256 → 1,024 took a 100,000-lead campaign from
+                // ~10 s to ~7.5 s, benches/campaign.sh).
+                None => (c * 16).clamp(256, 1024),
                 Some(r) => ((r as usize) / 30).clamp(c.min(256), 256),
             });
             if let Some(r) = p.rate_per_minute.filter(|r| *r > 0) {

@@ -289,16 +289,22 @@ impl CampaignStore for SqliteStore {
         let store = self.describe_path();
         self.call(move |conn| {
             let run = |conn: &mut Connection| -> rusqlite::Result<Vec<CampaignId>> {
-                let tx = write_tx(conn)?;
-                let ids: Vec<CampaignId> = {
-                    let mut stmt = tx.prepare_cached(
+                // Checked often (the aggregator asks 4 times a second): a read, and the cheap
+                // test first (one unsettled log ends it); the write lock only when one finished.
+                let finished = |conn: &Connection| -> rusqlite::Result<Vec<CampaignId>> {
+                    let mut stmt = conn.prepare_cached(
                         "SELECT c.id FROM campaigns c WHERE c.status = 'RUNNING'
-                           AND (SELECT count(*) FROM communication_logs g WHERE g.campaign_id = c.id) >= c.audience
                            AND NOT EXISTS (SELECT 1 FROM communication_logs g WHERE g.campaign_id = c.id
-                                           AND g.status IN ('pending', 'sending'))",
+                                           AND g.status IN ('pending', 'sending'))
+                           AND (SELECT count(*) FROM communication_logs g WHERE g.campaign_id = c.id) >= c.audience",
                     )?;
-                    stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+                    stmt.query_map([], |r| r.get(0))?.collect()
                 };
+                if finished(conn)?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let tx = write_tx(conn)?;
+                let ids = finished(&tx)?;
                 for id in &ids {
                     tx.execute(
                         "UPDATE campaigns SET status = 'COMPLETED', updated_at = ?2 WHERE id = ?1",

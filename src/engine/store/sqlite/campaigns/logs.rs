@@ -10,32 +10,43 @@ use std::time::Duration;
 
 /// Applies one forward-only update; true when the log changed.
 pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
-    let current: Option<String> = conn
-        .prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?
-        .query_row([&u.send_id], |r| r.get(0))
+    let current: Option<(i64, String, Option<String>)> = conn
+        .prepare_cached("SELECT id, status, provider_message_id FROM communication_logs WHERE send_id = ?1")?
+        .query_row([&u.send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some(current) = current.as_deref().and_then(SendStatus::parse) else { return Ok(false) };
+    let Some((id, current, stored_pid)) = current else { return Ok(false) };
+    let Some(current) = SendStatus::parse(&current) else { return Ok(false) };
     if !current.can_become(u.status) {
         return Ok(false);
     }
-    conn.prepare_cached(
-        "UPDATE communication_logs SET status = ?2, lease_until = NULL,
-             provider_message_id = coalesce(?3, provider_message_id),
-             error_message = coalesce(?4, error_message), updated_at = ?5
-         WHERE send_id = ?1",
-    )?
-    .execute(params![u.send_id, u.status.as_str(), u.provider_message_id, u.error, now])?;
+    // Receipts repeat the vendor's id: writing it again would rewrite its (random) index entry.
+    let new_pid = u.provider_message_id.as_deref().filter(|p| stored_pid.as_deref() != Some(*p));
+    if let Some(pid) = new_pid {
+        conn.prepare_cached(
+            "UPDATE communication_logs SET status = ?2, lease_until = NULL, provider_message_id = ?3,
+                 error_message = coalesce(?4, error_message), updated_at = ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![id, u.status.as_str(), pid, u.error, now])?;
+    } else {
+        conn.prepare_cached(
+            "UPDATE communication_logs SET status = ?2, lease_until = NULL,
+                 error_message = coalesce(?3, error_message), updated_at = ?4
+             WHERE id = ?1",
+        )?
+        .execute(params![id, u.status.as_str(), u.error, now])?;
+    }
     Ok(true)
 }
 
 pub(super) fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i64) -> rusqlite::Result<Claim> {
-    let row: Option<(String, i64, Option<i64>, i64, String)> = conn
+    let row: Option<(i64, String, i64, Option<i64>, i64, String)> = conn
         .prepare_cached(
-            "SELECT status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
+            "SELECT id, status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
         )?
-        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .optional()?;
-    let Some((status, attempt, lease_until, lead_id, channel)) = row else { return Ok(Claim::Missing) };
+    let Some((id, status, attempt, lease_until, lead_id, channel)) = row else { return Ok(Claim::Missing) };
     let status = SendStatus::parse(&status).unwrap_or(SendStatus::Failed);
     let recovered = match status {
         SendStatus::Pending => false,
@@ -53,18 +64,18 @@ pub(super) fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i6
     if opted_out && !recovered {
         conn.prepare_cached(
             "UPDATE communication_logs SET status = 'skipped', error_message = 'opted out', updated_at = ?2
-             WHERE send_id = ?1",
+             WHERE id = ?1",
         )?
-        .execute(params![send_id, now])?;
+        .execute(params![id, now])?;
         return Ok(Claim::OptedOut);
     }
     // A recovered claim keeps its attempt: the same try is being finished, not a new one.
     let attempt = if recovered { attempt.max(1) } else { attempt + 1 };
     conn.prepare_cached(
         "UPDATE communication_logs SET status = 'sending', attempt = ?2, lease_until = ?3, updated_at = ?4
-         WHERE send_id = ?1",
+         WHERE id = ?1",
     )?
-    .execute(params![send_id, attempt, now + lease_ms, now])?;
+    .execute(params![id, attempt, now + lease_ms, now])?;
     Ok(Claim::Claimed { attempt: attempt as u32, recovered, channel })
 }
 
