@@ -254,6 +254,37 @@ fn segment_builder_previews_once_typing_pauses_and_saves_under_a_name() {
 }
 
 #[test]
+fn segment_builder_keeps_one_preview_in_flight_and_sends_the_newest_text_after_it() {
+    let mut ui = running();
+    press(&mut ui, "4n");
+    ui.take_requests();
+    let later = |ms| Instant::now() + std::time::Duration::from_millis(ms);
+    type_text(&mut ui, "visits > 1");
+    ui.tick(t0(), later(100));
+    let requests = ui.take_requests();
+    let Some(Request::Preview { seq: first, .. }) = requests.first() else { panic!("a preview: {requests:?}") };
+    let first = *first;
+    // More typing while that count runs: nothing more goes out, however long it takes…
+    type_text(&mut ui, "0");
+    ui.tick(t0(), later(200));
+    ui.tick(t0(), later(900));
+    assert!(ui.take_requests().is_empty(), "one count at a time");
+    assert_eq!(ui.next_due(), None, "no wake-ups while waiting");
+    // …until it answers: then the newest text, once.
+    ui.apply(Reply::Preview {
+        seq: first,
+        result: Ok(crm::engine::audience::Preview { count: 7, sample: Vec::new() }),
+    });
+    assert!(screen(&mut ui, 80, 24).contains("(updating…)"));
+    ui.tick(t0(), later(1000));
+    let requests = ui.take_requests();
+    assert!(
+        matches!(requests.as_slice(), [Request::Preview { seq, rule }] if *seq > first && rule.to_text() == "visits > 10"),
+        "{requests:?}"
+    );
+}
+
+#[test]
 fn leads_page_through_the_store_instead_of_loading_it() {
     let mut ui = running();
     press(&mut ui, "3");

@@ -30,7 +30,9 @@ impl TuiCmd {
             bail!(crate::engine::Error::Usage("`crm tui` needs a terminal (stdin and stdout)".into()));
         }
         let app = ctx.app(Access::Existing).await?;
-        crate::tui::run(Arc::new(app)).await?;
+        // A second handle for the snapshot poller: its own store connection (see `tui::run`).
+        let poll_app = ctx.app(Access::Existing).await?;
+        crate::tui::run(Arc::new(app), Arc::new(poll_app)).await?;
         Ok(exit::OK)
     }
 }

@@ -66,8 +66,11 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Runs the dashboard until `q`.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
+/// Runs the dashboard until `q`. `app` answers the keys (lists, previews, campaign actions);
+/// `poll_app`, opened on the same backends with connections of its own, fetches the
+/// snapshots, so a slow snapshot never holds a keypress's query behind it (SQLite readers on
+/// separate connections run at once).
+pub async fn run(app: Arc<App>, poll_app: Arc<App>) -> anyhow::Result<()> {
     let previous = std::panic::take_hook();
     // The loop runs on this thread (the runtime's `block_on`); requests run on worker threads.
     let ui_thread = std::thread::current().id();
@@ -87,17 +90,21 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
     execute!(std::io::stdout(), EnterAlternateScreen, EnableMouseCapture)?;
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
-    let result = event_loop(&mut terminal, app).await;
+    let result = event_loop(&mut terminal, app, poll_app).await;
     drop(guard);
     // Back to the default hook: the terminal is ours again.
     let _ = std::panic::take_hook();
     result
 }
 
-async fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, app: Arc<App>) -> anyhow::Result<()> {
+async fn event_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    app: Arc<App>,
+    poll_app: Arc<App>,
+) -> anyhow::Result<()> {
     let mut ui = ui::Ui::new(theme::Theme::from_env(), Utc::now());
     let (tx, mut rx) = unbounded_channel();
-    let poller = tokio::spawn(poll(app.clone(), tx.clone()));
+    let poller = tokio::spawn(poll(poll_app, tx.clone()));
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -117,8 +124,12 @@ async fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, app: Arc<
                 None => break Ok(()),
             },
             Some(reply) = rx.recv() => {
-                ui.apply(reply);
-                dirty = true;
+                if ui.apply(reply) {
+                    terminal.draw(|f| ui.draw(f))?;
+                    dirty = false;
+                } else {
+                    dirty = true;
+                }
             }
             // Debounced work (a segment preview) goes out when due, not at the next tick.
             _ = wake_at(due) => {

@@ -14,8 +14,17 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
 use std::time::{Duration, Instant};
 
-/// How long typing must pause before the audience is counted.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
+/// How long typing must pause before the audience is counted. Short: one count is in flight
+/// at a time and newer text waits for it (not a queue of stale counts), so a pause of 40 ms
+/// costs at most one count the typist did not need.
+pub const DEBOUNCE: Duration = Duration::from_millis(40);
+
+/// Preview numbers, unique across builders (a reply for a closed builder is never mistaken
+/// for the new one's).
+fn next_seq() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+}
 /// Leads the preview samples.
 pub const SAMPLE: usize = 5;
 
@@ -24,7 +33,8 @@ pub const SAMPLE: usize = 5;
 pub struct Builder {
     pub rule: Input,
     pub parsed: Option<Result<Rule, RuleError>>,
-    /// Set by an edit that parsed; the preview goes out once typing pauses.
+    /// Set by an edit that parsed; the preview goes out once typing pauses and the previous
+    /// count is back.
     due: Option<Instant>,
     seq: u64,
     pub preview: Option<Result<Preview, String>>,
@@ -213,15 +223,15 @@ impl Component for Segments {
     }
 
     fn due(&self) -> Option<Instant> {
-        self.builder.as_ref().and_then(|b| b.due)
+        self.builder.as_ref().filter(|b| !b.previewing).and_then(|b| b.due)
     }
 
     fn on_tick(&mut self, now: Instant, queue: &mut Queue) -> bool {
         let Some(b) = &mut self.builder else { return false };
         match (b.due, &b.parsed) {
-            (Some(due), Some(Ok(rule))) if now >= due => {
+            (Some(due), Some(Ok(rule))) if now >= due && !b.previewing => {
                 b.due = None;
-                b.seq += 1;
+                b.seq = next_seq();
                 b.previewing = true;
                 queue.request(Request::Preview { seq: b.seq, rule: rule.clone() });
                 true

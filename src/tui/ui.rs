@@ -216,8 +216,11 @@ impl Ui {
         self.with_component(tab, |c, shared, queue| c.on_key(key, shared, queue));
     }
 
-    /// A reply from the poller or the runtime.
-    pub fn apply(&mut self, reply: Reply) {
+    /// A reply from the poller or the runtime. Returns whether to draw at once: an answer to
+    /// something the operator asked for (a preview, a page, an action) is on screen without
+    /// waiting for the next render tick; the poller's snapshots wait for it.
+    pub fn apply(&mut self, reply: Reply) -> bool {
+        let now = !matches!(reply, Reply::Snapshot { .. } | Reply::PollEvery(_));
         match &reply {
             Reply::Snapshot { at, result } => match result {
                 Ok(snapshot) => {
@@ -251,6 +254,7 @@ impl Ui {
             let tab = self.tab;
             self.with_component(tab, |c, shared, queue| c.on_poll(shared, queue));
         }
+        now
     }
 
     /// When the visible screen has time-based work due (see [`Component::due`]).
