@@ -21,35 +21,33 @@ cargo build --release --quiet --bin crm --example gen_leads
 CRM="$CARGO_TARGET_DIR/release/crm"
 [ -f "$CSV" ] || "$CARGO_TARGET_DIR/release/examples/gen_leads" "$ROWS" "$CSV"
 command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3; }
-python3 -c 'import pandas' 2>/dev/null || pip install -q pandas
+# pandas in its own venv (Debian's python refuses a system-wide pip install).
+PY="${PANDAS_PYTHON:-/var/tmp/crm-venv-pandas/bin/python}"
+if ! "$PY" -c 'import pandas' 2>/dev/null; then
+  python3 -m venv /var/tmp/crm-venv-pandas && /var/tmp/crm-venv-pandas/bin/pip install -q pandas
+  PY=/var/tmp/crm-venv-pandas/bin/python
+fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 now() { date +%s.%N; }
 
 echo "file: $CSV ($(du -m "$CSV" | cut -f1) MB, $ROWS rows)"
 
-crm_times=(); crm_mem=()
+# One round = crm import, re-import of the same file, sqlite3 floor, pandas, alternating, so a
+# shared machine's drift hits all of them alike.
+crm_times=(); crm_mem=(); re_times=(); floor_times=(); pandas_times=()
 for _ in $(seq "$RUNS"); do
   rm -f "$WORK"/crm.db*
   out=$( { /usr/bin/time -f "%e %M" "$CRM" --store "$WORK/crm.db" leads import "$CSV" --default-region GB -q >/dev/null; } 2>&1 | tail -1)
   crm_times+=("$(echo "$out" | cut -d' ' -f1)"); crm_mem+=("$(echo "$out" | cut -d' ' -f2)")
-done
-CRM_T=$(printf '%s\n' "${crm_times[@]}" | median)
-CRM_M=$(printf '%s\n' "${crm_mem[@]}" | sort -n | tail -1)
-
-floor_times=()
-for _ in $(seq "$RUNS"); do
+  out=$( { /usr/bin/time -f "%e %M" "$CRM" --store "$WORK/crm.db" leads import "$CSV" --default-region GB -q >/dev/null; } 2>&1 | tail -1)
+  re_times+=("$(echo "$out" | cut -d' ' -f1)")
   rm -f "$WORK"/floor.db*
   t0=$(now); sqlite3 "$WORK/floor.db" -cmd '.mode csv' ".import $CSV leads" </dev/null; t1=$(now)
   floor_times+=("$(echo "$t1 - $t0" | bc)")
-done
-FLOOR_T=$(printf '%s\n' "${floor_times[@]}" | median)
-
-pandas_times=()
-for _ in $(seq "$RUNS"); do
   rm -f "$WORK"/pandas.db*
   t0=$(now)
-  python3 - "$CSV" "$WORK/pandas.db" <<'PY'
+  "$PY" - "$CSV" "$WORK/pandas.db" <<'PY'
 import sqlite3, sys
 import pandas as pd
 df = pd.read_csv(sys.argv[1])
@@ -60,6 +58,10 @@ con.commit()
 PY
   t1=$(now); pandas_times+=("$(echo "$t1 - $t0" | bc)")
 done
+CRM_T=$(printf '%s\n' "${crm_times[@]}" | median)
+CRM_M=$(printf '%s\n' "${crm_mem[@]}" | sort -n | tail -1)
+RE_T=$(printf '%s\n' "${re_times[@]}" | median)
+FLOOR_T=$(printf '%s\n' "${floor_times[@]}" | median)
 PANDAS_T=$(printf '%s\n' "${pandas_times[@]}" | median)
 
 # Search on the imported store: median of 5 runs of each, end to end (process included).
@@ -74,9 +76,10 @@ search_ms() {
 
 printf '\n%-58s %8s\n' "what ($RUNS runs, median)" "seconds"
 printf '%-58s %8.2f\n' "crm leads import (validate, normalize, dedup, index)" "$CRM_T"
+printf '%-58s %8.2f\n' "crm leads import of the same file again (nothing changes)" "$RE_T"
 printf '%-58s %8.2f\n' "sqlite3 .import (raw floor, no validation)" "$FLOOR_T"
 printf '%-58s %8.2f\n' "pandas read_csv + to_sql + email index" "$PANDAS_T"
-printf '\ncrm / floor  = %.2fx\ncrm / pandas = %.2fx\n' "$(echo "$CRM_T / $FLOOR_T" | bc -l)" "$(echo "$CRM_T / $PANDAS_T" | bc -l)"
+printf '\ncrm / floor  = %.2fx\ncrm / pandas = %.2fx\nre-import / import = %.2fx\n' "$(echo "$CRM_T / $FLOOR_T" | bc -l)" "$(echo "$CRM_T / $PANDAS_T" | bc -l)" "$(echo "$RE_T / $CRM_T" | bc -l)"
 printf 'crm peak memory (max RSS over runs): %d MB\n' "$((CRM_M / 1024))"
 printf '\nleads list --search X --limit 20 (ms, median of 5, process included):\n'
 for term in "zzzz-no-match" "hopper" "7911" "ada.lovelace12"; do
