@@ -7,6 +7,13 @@
 
 mod common;
 
+#[path = "../src/engine/test_process.rs"]
+pub mod test_process;
+/// `crate::engine::test_process`, as the test-server launchers below name it inside the crate.
+mod engine {
+    pub use super::test_process;
+}
+
 #[path = "../src/engine/store/mongo/test_server.rs"]
 mod test_server;
 

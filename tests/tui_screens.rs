@@ -271,10 +271,11 @@ fn segment_builder_keeps_one_preview_in_flight_and_sends_the_newest_text_after_i
     assert!(ui.take_requests().is_empty(), "one count at a time");
     assert_eq!(ui.next_due(), None, "no wake-ups while waiting");
     // …until it answers: then the newest text, once.
-    ui.apply(Reply::Preview {
+    let draw_now = ui.apply(Reply::Preview {
         seq: first,
         result: Ok(crm::engine::audience::Preview { count: 7, sample: Vec::new() }),
     });
+    assert!(draw_now, "an answer to the operator is drawn at once, not at the next tick");
     assert!(screen(&mut ui, 80, 24).contains("(updating…)"));
     ui.tick(t0(), later(1000));
     let requests = ui.take_requests();
@@ -470,7 +471,8 @@ fn a_lead_opens_with_its_message_history() {
 #[test]
 fn each_poll_refreshes_the_visible_campaigns_messages_only() {
     let mut ui = running();
-    ui.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 410)) });
+    let draw_now = ui.apply(Reply::Snapshot { at: t0(), result: Ok(snapshot(t0(), 410)) });
+    assert!(!draw_now, "snapshots wait for the render tick");
     assert!(ui.take_requests().is_empty(), "the dashboard asks for nothing besides the snapshot");
     press(&mut ui, "2");
     ui.take_requests();

@@ -76,6 +76,11 @@ impl Lead {
         keys_of(&self.emails, &self.phones)
     }
 
+    /// Whether `key` (an identity key, `e:…` or `p:…`) is one of this lead's.
+    pub fn has_identity_key(&self, key: &str) -> bool {
+        self.identity_keys().iter().any(|k| k == key)
+    }
+
     /// The first word of the name, for templates and greetings.
     pub fn first_name(&self) -> &str {
         self.name.split_whitespace().next().unwrap_or("")

@@ -21,5 +21,8 @@ pub mod segment;
 pub mod sim;
 pub mod store;
 pub mod template;
+/// Test servers (Kafka broker, MongoDB-wire server) as processes, for the backends' tests.
+#[cfg(all(test, any(feature = "kafka", feature = "mongodb")))]
+pub(crate) mod test_process;
 
 pub use error::{Error, Result};

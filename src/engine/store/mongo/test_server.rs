@@ -4,52 +4,32 @@
 //! separate process by tests; nothing links it or ships it.
 //!
 //! The server is found through `CRM_SECANTUSD`, `/var/tmp/crm-venv-mongo/bin/secantusd-py`, or
-//! `secantusd-py` on the PATH. Without one, tests fail when `CI` is set and are skipped (with a
-//! notice) otherwise. A watchdog shell stops the server once the test process has gone, however
-//! it ended (the harness has no "after all tests" hook).
+//! `secantusd-py` on the PATH, and run as `engine::test_process` runs test servers.
 //!
 //! This file is also compiled into `tests/mongo_store.rs` (`#[path]`), so it uses only std,
 //! tokio, bson and the driver.
 
+use crate::engine::test_process::{Missing, find_program, free_port, resolve, start_watched};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where the `.ci/run` script installs SecantusDB.
 const VENV_SERVER: &str = "/var/tmp/crm-venv-mongo/bin/secantusd-py";
-const SERVER_NAME: &str = "secantusd-py";
 
 /// The base URI of the shared server (no database), or why there is none.
 static SERVER: OnceLock<Result<String, Missing>> = OnceLock::new();
 
-#[derive(Clone, Debug)]
-enum Missing {
-    /// No server binary: skip (or fail under CI).
-    NoBinary,
-    /// The server was found but did not come up: always a failure.
-    Broken(String),
-}
-
 /// The server's base URI (`mongodb://127.0.0.1:PORT/?directConnection=true`), starting it on
 /// first use; None when the tests should be skipped. Panics when the server cannot be used.
 pub fn base_uri() -> Option<String> {
-    match SERVER.get_or_init(start) {
-        Ok(uri) => Some(uri.clone()),
-        Err(Missing::NoBinary) if std::env::var_os("CI").is_some() => panic!(
-            "no MongoDB-wire server for the MongoDB tests: install SecantusDB (python3 -m venv \
-             /var/tmp/crm-venv-mongo && /var/tmp/crm-venv-mongo/bin/pip install SecantusDB==0.7.0b3), set \
-             CRM_SECANTUSD to its secantusd-py, or set CRM_TEST_MONGODB_URI to a running mongod"
-        ),
-        Err(Missing::NoBinary) => {
-            eprintln!(
-                "skipped: no SecantusDB server (set CRM_SECANTUSD, install it in /var/tmp/crm-venv-mongo, or set \
-                 CRM_TEST_MONGODB_URI)"
-            );
-            None
-        }
-        Err(Missing::Broken(why)) => panic!("the MongoDB test server is not usable: {why}"),
-    }
+    resolve(
+        SERVER.get_or_init(start),
+        "MongoDB-wire server for the MongoDB tests",
+        "install SecantusDB with python3 -m venv /var/tmp/crm-venv-mongo && /var/tmp/crm-venv-mongo/bin/pip \
+         install SecantusDB==0.7.0b3, set CRM_SECANTUSD to its secantusd-py, or set CRM_TEST_MONGODB_URI to a \
+         running mongod",
+    )
 }
 
 /// `uri` with its path set to `database` (options kept).
@@ -92,56 +72,14 @@ fn start() -> Result<String, Missing> {
             Err(Missing::Broken(format!("CRM_TEST_MONGODB_URI ({uri}) does not answer a ping")))
         };
     }
-    let Some(server) = find_server() else { return Err(Missing::NoBinary) };
-    let port = free_port().map_err(|e| Missing::Broken(format!("no free port: {e}")))?;
-    let log = std::env::temp_dir().join(format!("crm-secantusd-{port}.log"));
-    let log_file = std::fs::File::create(&log).map_err(|e| Missing::Broken(format!("{}: {e}", log.display())))?;
-    // The watchdog: runs the server, and stops it (SIGTERM, then waits) once this process is gone.
-    let script = r#"
-        "$1" --host 127.0.0.1 --port "$2" --storage-path :memory: --log-level WARNING &
-        child=$!
-        while kill -0 "$3" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-        kill "$child" 2>/dev/null
-        wait "$child"
-    "#;
-    let mut watchdog = Command::new("sh")
-        .args(["-c", script, "crm-secantusd-watchdog"])
-        .arg(&server)
-        .arg(port.to_string())
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .map_err(|e| Missing::Broken(format!("cannot start {}: {e}", server.display())))?;
+    let venv = Some(PathBuf::from(VENV_SERVER));
+    let Some(server) = find_program("CRM_SECANTUSD", venv, "secantusd-py") else { return Err(Missing::NoBinary) };
+    let port = free_port()?;
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = watchdog.try_wait() {
-            let said = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(Missing::Broken(format!("{} exited ({status}): {said}", server.display())));
-        }
-        if ping(&uri, Duration::from_millis(500)) {
-            return Ok(uri);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(Missing::Broken(format!("{} did not answer a ping within 60 s (log: {})", server.display(), log.display())))
-}
-
-fn find_server() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CRM_SECANTUSD") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = PathBuf::from(VENV_SERVER);
-    if venv.is_file() {
-        return Some(venv);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(SERVER_NAME)).find(|p| p.is_file())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let command = r#""$1" --host 127.0.0.1 --port "$2" --storage-path :memory: --log-level WARNING"#;
+    let answers = || ping(&uri, Duration::from_millis(500));
+    start_watched("secantusd", &server, command, port, &[], Duration::from_secs(60), answers)?;
+    Ok(uri)
 }
 
 /// Whether the server at `uri` answers `ping` within `wait`.

@@ -23,7 +23,7 @@ pub fn hashed_owner(conn: &Connection, hash: i64) -> rusqlite::Result<Option<Lea
 
 /// Whether `id` really has `key` among its emails and phones.
 pub fn lead_has_key(conn: &Connection, id: LeadId, key: &str) -> rusqlite::Result<bool> {
-    Ok(load_lead(conn, id)?.is_some_and(|lead| lead.identity_keys().iter().any(|k| k == key)))
+    Ok(load_lead(conn, id)?.is_some_and(|lead| lead.has_identity_key(key)))
 }
 
 pub fn overflow_owner(conn: &Connection, key: &str) -> rusqlite::Result<Option<LeadId>> {

@@ -271,7 +271,7 @@ impl State {
         if self.loaded.as_ref().is_none_or(|lead| lead.id != id) {
             self.loaded = load_lead(&self.conn, id)?;
         }
-        Ok(self.loaded.as_ref().is_some_and(|lead| lead.identity_keys().iter().any(|k| k == key)))
+        Ok(self.loaded.as_ref().is_some_and(|lead| lead.has_identity_key(key)))
     }
 
     /// The lead owning `key`, confirmed: staged keys, then the index, then the overflow.
