@@ -45,9 +45,14 @@ pub fn normalize_email(raw: &str) -> Result<String, String> {
     }
     let ascii = ascii_domain(domain)
         .ok_or_else(|| format!("has an invalid domain ('{}'; expected something like example.com)", shown(domain)))?;
-    let stored = format!("{local}@{ascii}");
+    // Nearly every address is stored as written (lower-cased): no second string for it.
+    let stored = match ascii {
+        std::borrow::Cow::Borrowed(_) => email,
+        std::borrow::Cow::Owned(ascii) => format!("{local}@{ascii}"),
+    };
     let chars = stored.chars().count();
     if chars > MAX_EMAIL_CHARS {
+        let ascii = stored.rsplit_once('@').map_or("", |(_, domain)| domain);
         return Err(format!(
             "is {chars} characters long with its domain in ASCII form ({ascii}); an email address has at most {MAX_EMAIL_CHARS}"
         ));
@@ -55,25 +60,27 @@ pub fn normalize_email(raw: &str) -> Result<String, String> {
     Ok(stored)
 }
 
-/// The domain in ASCII (IDNA, UTS 46) form when it keeps the rules of [`normalize_email`].
-fn ascii_domain(domain: &str) -> Option<String> {
+/// The domain in ASCII (IDNA, UTS 46) form when it keeps the rules of [`normalize_email`]:
+/// borrowed when it already was.
+fn ascii_domain(domain: &str) -> Option<std::borrow::Cow<'_, str>> {
     // Plain ASCII domains (nearly all) need no IDNA processing; `xn--` labels do, so that
     // invalid punycode is refused.
     let ascii = if domain.is_ascii() && !domain.split('.').any(|l| l.starts_with("xn--")) {
-        domain.to_string()
+        std::borrow::Cow::Borrowed(domain)
     } else {
-        idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::STD3).ok()?.into_owned()
+        std::borrow::Cow::Owned(
+            idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::STD3).ok()?.into_owned(),
+        )
     };
-    let labels: Vec<&str> = ascii.split('.').collect();
-    let labels_ok = labels.len() >= 2
+    let labels_ok = ascii.split('.').nth(1).is_some()
         && ascii.len() <= 253
-        && labels.iter().all(|l| {
+        && ascii.split('.').all(|l| {
             (1..=63).contains(&l.len())
                 && !l.starts_with('-')
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
-    let tld = labels.last()?;
+    let tld = ascii.rsplit('.').next()?;
     // The TLD's length is judged on what a person reads: `ü` is one character, not `xn--tda`.
     let tld_chars = if tld.starts_with("xn--") { idna::domain_to_unicode(tld).0.chars().count() } else { tld.len() };
     let tld_ok = tld_chars >= 2 && !tld.bytes().all(|b| b.is_ascii_digit());

@@ -281,18 +281,23 @@ fn parse_chunks(
     tx: tokio::sync::mpsc::Sender<std::result::Result<Chunk, Error>>,
 ) {
     let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<std::result::Result<RawChunk, Error>>(2);
+    // Chunks' records go back to this thread to be read into again: no allocation per row for
+    // the raw record, and none freed on another thread.
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<(u64, ByteRecord)>>();
     let normalizer = std::thread::spawn(move || {
         for raw in raw_rx {
-            let chunk = raw.map(|raw| {
+            let chunk = raw.map(|mut raw| {
                 let rows = raw
                     .rows
-                    .into_par_iter()
+                    .par_iter_mut()
                     .map(|(line, record)| {
-                        let result = reader.read(&record).map(|draft| draft.map(|d| preparer(d)));
-                        let record = if keep_raw || result.is_err() { record } else { ByteRecord::new() };
-                        Parsed { line, record, result }
+                        let result = reader.read(record).map(|draft| draft.map(|d| preparer(d)));
+                        let record =
+                            if keep_raw || result.is_err() { std::mem::take(record) } else { ByteRecord::new() };
+                        Parsed { line: *line, record, result }
                     })
                     .collect();
+                let _ = recycle_tx.send(raw.rows);
                 Chunk { rows, bytes_read: raw.bytes_read }
             });
             if tx.blocking_send(chunk).is_err() {
@@ -301,14 +306,19 @@ fn parse_chunks(
         }
     });
     loop {
-        let mut rows = Vec::with_capacity(CHUNK_ROWS);
+        let mut rows = recycle_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK_ROWS));
         let mut failure = None;
-        while rows.len() < CHUNK_ROWS {
-            let mut record = ByteRecord::new();
-            match csv.read_byte_record(&mut record) {
+        let mut filled = 0;
+        while filled < CHUNK_ROWS {
+            if filled == rows.len() {
+                rows.push((0, ByteRecord::with_capacity(256, 16)));
+            }
+            let (line, record) = &mut rows[filled];
+            match csv.read_byte_record(record) {
                 Ok(true) => {
                     let (byte, csv_line) = record.position().map_or((0, 0), |p| (p.byte(), p.line()));
-                    rows.push((csv.get_mut().line_at(byte).unwrap_or(csv_line), record));
+                    *line = csv.get_mut().line_at(byte).unwrap_or(csv_line);
+                    filled += 1;
                 }
                 Ok(false) => break,
                 Err(e) => {
@@ -317,6 +327,7 @@ fn parse_chunks(
                 }
             }
         }
+        rows.truncate(filled);
         let done = rows.len() < CHUNK_ROWS;
         if raw_tx.send(Ok(RawChunk { rows, bytes_read: bytes_read.load(Ordering::Relaxed) })).is_err() {
             break;

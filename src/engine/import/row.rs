@@ -59,7 +59,7 @@ impl RowReader {
             return Ok(None);
         }
         let mut draft = LeadDraft::default();
-        let (mut first, mut last) = (None::<String>, None::<(String, &String)>);
+        let (mut first, mut last) = (None::<&str>, None::<(&str, &String)>);
         for ((bytes, field), header) in record.iter().zip(&self.fields).zip(&self.headers) {
             if *field == Field::Ignore {
                 continue;
@@ -79,8 +79,8 @@ impl RowReader {
                 Field::Name | Field::FirstName | Field::LastName => match field_rules::check_name(text) {
                     Err(reason) => fail(format!("name {reason}")),
                     Ok(()) if *field == Field::Name => draft.name = Some(text.to_string()),
-                    Ok(()) if *field == Field::FirstName => first = Some(text.to_string()),
-                    Ok(()) => last = Some((text.to_string(), header)),
+                    Ok(()) if *field == Field::FirstName => first = Some(text),
+                    Ok(()) => last = Some((text, header)),
                 },
                 Field::Emails => {
                     if let Err(reason) = values_in_cell(text, "emails") {
@@ -149,14 +149,15 @@ impl RowReader {
             draft.name = match (first, last) {
                 (Some(f), Some((l, column))) => {
                     // The joined name has the limit of a name.
-                    let joined = format!("{f} {l}");
+                    let mut joined = String::with_capacity(f.len() + 1 + l.len());
+                    joined.extend([f, " ", l]);
                     if let Err(reason) = field_rules::check_name(&joined) {
                         let reason = format!("first and last name together {reason}");
                         errors.push(FieldError { column: column.clone(), reason });
                     }
                     Some(joined)
                 }
-                (f, l) => f.or(l.map(|(l, _)| l)),
+                (f, l) => f.or(l.map(|(l, _)| l)).map(str::to_string),
             };
         }
         if errors.is_empty() && draft.emails.is_empty() && draft.phones.is_empty() {

@@ -176,6 +176,55 @@ pub async fn import_policies_merge_skip_overwrite(f: &dyn StoreFixture) {
     store.add_lead(person("Someone", &[], &["+447700900123"])).await.unwrap();
 }
 
+/// A re-imported row with exactly the stored emails and phones is skipped only when every value
+/// it gives is the stored one: one differing field of any kind makes it an update, in a later
+/// import and in the same one (where the lead may still be waiting to be written).
+pub async fn rows_with_the_same_keys_update_when_any_value_differs(f: &dyn StoreFixture) {
+    let (store, _) = f.open().await;
+    let base = ada();
+    let variants: Vec<(&str, LeadDraft)> = vec![
+        ("name", LeadDraft { name: Some("Ada Byron".into()), ..ada() }),
+        ("spend", LeadDraft { total_spend: Some(10.5), ..ada() }),
+        ("visits", LeadDraft { visits: Some(3), ..ada() }),
+        ("last order", LeadDraft { last_order_at: Some(at("2024-02-01T00:00:00Z")), ..ada() }),
+        ("tags", LeadDraft { tags: strings(&["vip", "new"]), ..ada() }),
+        ("metadata", LeadDraft { metadata: metadata(&[("city", "Paris")]), ..ada() }),
+        ("emails", LeadDraft { emails: strings(&["ada@example.com", "ada@b.example"]), ..ada() }),
+    ];
+    for (what, variant) in variants {
+        let (outcomes, _) = merge(store.as_ref(), vec![vec![base.clone()]]).await;
+        let id = match outcomes[0] {
+            RowOutcome::Inserted(id) | RowOutcome::Skipped(id) | RowOutcome::Updated(id) => id,
+            ref other => panic!("{what}: {other:?}"),
+        };
+        let before = lead(store.as_ref(), id).await;
+        let (outcomes, _) = merge(store.as_ref(), vec![vec![variant.clone()]]).await;
+        assert_eq!(outcomes, [RowOutcome::Updated(id)], "{what} differs");
+        let after = lead(store.as_ref(), id).await;
+        assert_ne!(after, before, "{what} was written");
+        let (outcomes, _) = merge(store.as_ref(), vec![vec![variant.clone()]]).await;
+        assert_eq!(outcomes, [RowOutcome::Skipped(id)], "{what} again changes nothing");
+        assert_eq!(lead(store.as_ref(), id).await, after);
+        store.delete_lead(id).await.unwrap();
+    }
+    // In one session: a new lead, then rows naming it, before and after a batch boundary.
+    let fresh = person("Grace", &["grace@example.com"], &["+447700900456"]);
+    let (outcomes, _) = merge(
+        store.as_ref(),
+        vec![
+            vec![fresh.clone(), fresh.clone(), LeadDraft { visits: Some(7), ..fresh.clone() }],
+            vec![LeadDraft { visits: Some(7), ..fresh.clone() }, fresh.clone()],
+        ],
+    )
+    .await;
+    let g = inserted(&outcomes[0]);
+    assert_eq!(
+        outcomes[1..],
+        [RowOutcome::Skipped(g), RowOutcome::Updated(g), RowOutcome::Skipped(g), RowOutcome::Skipped(g)]
+    );
+    assert_eq!(lead(store.as_ref(), g).await.visits, 7);
+}
+
 /// A row whose emails and phones belong to two different leads is refused (whether they were
 /// stored before or made by this import) and the session goes on; one owner plus new keys is
 /// an ordinary match.

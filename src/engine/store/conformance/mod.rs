@@ -168,6 +168,7 @@ macro_rules! store_conformance_tests {
                 dry_run_reports_outcomes_but_writes_nothing,
                 finish_counts_updates_that_later_rows_undid,
                 imported_leads_are_complete_and_ids_never_reused,
+                rows_with_the_same_keys_update_when_any_value_differs,
             ];
             segments: [
                 segments_crud_with_case_insensitive_names,

@@ -22,13 +22,13 @@ pub(super) fn power_of_two_chunks<T>(mut items: &[T], max: usize) -> Vec<&[T]> {
 pub(super) fn insert_leads_sql(rows: usize) -> String {
     let one = "(?,?,?,?,?,?,?,?,?,?,?)";
     format!(
-        "INSERT INTO leads (id, name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at) VALUES {}",
+        "INSERT OR FAIL INTO leads (id, name, emails, phones, total_spend, visits, last_order_at, tags, metadata, created_at, updated_at) VALUES {}",
         vec![one; rows].join(",")
     )
 }
 
 pub(super) fn insert_keys_sql(rows: usize) -> String {
-    format!("INSERT INTO lead_keys (h, lead_id) VALUES {}", vec!["(?,?)"; rows].join(","))
+    format!("INSERT OR FAIL INTO lead_keys (h, lead_id) VALUES {}", vec!["(?,?)"; rows].join(","))
 }
 
 #[cfg(test)]

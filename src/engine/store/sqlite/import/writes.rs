@@ -8,18 +8,19 @@ use super::*;
 impl State {
     pub(super) fn insert_new(
         &mut self,
-        d: LeadDraft,
-        ready: Ready,
+        d: &mut LeadDraft,
+        ready: &mut Ready,
         now: chrono::DateTime<Utc>,
     ) -> rusqlite::Result<LeadId> {
         let id = self.next_id;
         self.next_id += 1;
-        let [emails, phones, tags, metadata, text] = ready.columns;
-        self.put_search(id, &text)?;
+        let [emails, phones, tags, metadata, text] = &mut ready.columns;
+        self.put_search(id, text)?;
+        let take = std::mem::take::<String>;
         self.pending.push(NewRow {
             id,
-            name: d.name.unwrap_or_default(),
-            json: [emails, phones, tags, metadata],
+            name: d.name.take().unwrap_or_default(),
+            json: [take(emails), take(phones), take(tags), take(metadata)],
             total_spend: d.total_spend.unwrap_or(0.0),
             visits: d.visits.unwrap_or(0),
             last_order_at: d.last_order_at.as_ref().map(to_ms),
@@ -60,8 +61,8 @@ impl State {
             }
             stmt.raw_execute()?;
         }
-        self.pending = rows;
-        self.pending.clear();
+        self.pending = Vec::with_capacity(ROWS_PER_INSERT);
+        self.trash.rows.push(rows);
         Ok(())
     }
 
