@@ -21,6 +21,27 @@ use super::validate::check_condition;
 use crate::engine::lead::Lead;
 use chrono::{DateTime, Utc};
 
+/// The needle (lower-cased) and negation when `rule` is one `name CONTAINS` test (or `NOT
+/// CONTAINS`, or either inside a one-child group or a `NOT`), the shape a store may answer from
+/// a text index of names instead of testing every lead: `None` for anything else, and for a
+/// needle that is empty or has control characters (which stored search text never holds).
+pub(crate) fn name_contains(rule: &super::Rule, now: DateTime<Utc>) -> Option<(String, bool)> {
+    use super::Rule;
+    match rule {
+        Rule::Condition(c) if c.field == super::Field::Name => match compile(c, now) {
+            Test::Text { matcher: TextMatcher::Contains(needle), negate }
+                if !needle.is_empty() && !needle.chars().any(char::is_control) =>
+            {
+                Some((needle, negate))
+            }
+            _ => None,
+        },
+        Rule::And(children) | Rule::Or(children) if children.len() == 1 => name_contains(&children[0], now),
+        Rule::Not(child) => name_contains(child, now).map(|(needle, negate)| (needle, !negate)),
+        _ => None,
+    }
+}
+
 /// A condition ready to run: what every backend renders.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Test {

@@ -43,6 +43,7 @@ mod text_tests;
 use crate::engine::limits::{MAX_RULE_FILE_BYTES, MAX_RULE_TEXT_BYTES};
 pub use ast::{Condition, Field, FieldKind, MAX_DEPTH, Operator, Rule, Value, is_valid_metadata_key};
 pub use error::{RuleError, TextError};
+pub(crate) use eval::name_contains;
 pub use record::{MAX_NAME_CHARS, NewSegment, Segment, SegmentId, check_name, name_key};
 pub use suggest::{Advice, metadata_fields, suggest};
 

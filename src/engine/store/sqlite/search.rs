@@ -137,16 +137,36 @@ pub fn normalize_term(term: &str) -> String {
     }
 }
 
+/// Where in a lead's search text a term must be found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The name, an email or a phone.
+    Anywhere,
+    /// The name only (the text's first field): what a segment's `name CONTAINS` tests.
+    Name,
+}
+
+/// The query every scan of the search text runs.
+pub const SCAN_SQL: &str = "SELECT body FROM lead_search ORDER BY grp";
+
 /// Ids of every lead whose name, an email or a phone contains `term` (already normalized),
 /// in ascending order.
 pub fn matching_ids(conn: &Connection, term: &str) -> rusqlite::Result<Vec<LeadId>> {
+    scan(conn, term, Scope::Anywhere, usize::MAX)
+}
+
+/// Ids, ascending and at most `limit`, of the leads whose text holds `term` (lower-cased, no
+/// control characters) within `scope`.
+pub fn scan(conn: &Connection, term: &str, scope: Scope, limit: usize) -> rusqlite::Result<Vec<LeadId>> {
     let finder = memchr::memmem::Finder::new(term.as_bytes());
     let mut ids = Vec::new();
-    let mut stmt = conn.prepare_cached("SELECT body FROM lead_search ORDER BY grp")?;
+    let mut stmt = conn.prepare_cached(SCAN_SQL)?;
     let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        ids.extend(ids_in_body(&finder, row.get_ref(0)?.as_blob()?));
+    while ids.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        ids.extend(ids_in_body(&finder, row.get_ref(0)?.as_blob()?, scope));
     }
+    ids.truncate(limit);
     Ok(ids)
 }
 
@@ -156,7 +176,9 @@ pub fn matching_ids(conn: &Connection, term: &str) -> rusqlite::Result<Vec<LeadI
 /// is enough), and the backward look for the record's start never goes before the previous
 /// resume point. Finding every hit and walking back from each, as this once did, is quadratic
 /// on a long name full of matches (10 MB of `a` searched for `a`: ten minutes).
-fn ids_in_body(finder: &memchr::memmem::Finder<'_>, body: &[u8]) -> Vec<LeadId> {
+/// With [`Scope::Name`] a record counts only when the hit lies in its name; the name comes first,
+/// so the first hit in a record past its name means the name has none.
+fn ids_in_body(finder: &memchr::memmem::Finder<'_>, body: &[u8], scope: Scope) -> Vec<LeadId> {
     let mut ids = Vec::new();
     // `from` is where the scan resumes; `record` the start of the record holding `from`.
     let (mut from, mut record) = (0, 0);
@@ -171,6 +193,14 @@ fn ids_in_body(finder: &memchr::memmem::Finder<'_>, body: &[u8]) -> Vec<LeadId> 
             // The hit is in the id digits (or spans into the text): look again after the id.
             (from, record) = (id_end + 1, start);
             continue;
+        }
+        if scope == Scope::Name {
+            // The name ends at the next separator, or before the record's terminator.
+            let name_end = memchr::memchr(FIELD, &body[id_end + 1..end]).map_or(end - 1, |p| id_end + 1 + p);
+            if hit + finder.needle().len() > name_end {
+                (from, record) = (end, end);
+                continue;
+            }
         }
         if let Some(id) = std::str::from_utf8(&body[start..id_end]).ok().and_then(|s| s.parse().ok()) {
             ids.push(id);
@@ -201,7 +231,29 @@ mod tests {
     }
 
     fn found(body: &[u8], term: &str) -> Vec<LeadId> {
-        ids_in_body(&memchr::memmem::Finder::new(term.as_bytes()), body)
+        ids_in_body(&memchr::memmem::Finder::new(term.as_bytes()), body, Scope::Anywhere)
+    }
+
+    fn in_names(body: &[u8], term: &str) -> Vec<LeadId> {
+        ids_in_body(&memchr::memmem::Finder::new(term.as_bytes()), body, Scope::Name)
+    }
+
+    #[test]
+    fn names_only_match_in_the_name_field() {
+        let mut body = Vec::new();
+        push_record(&mut body, 7, "ada lovelace\x1fada@x.io\x1f+447700");
+        push_record(&mut body, 12, "grace\x1fada@y.io");
+        push_record(&mut body, 13, "");
+        push_record(&mut body, 14, "\x1fada@z.io");
+        push_record(&mut body, 120, "alan ada");
+        assert_eq!(in_names(&body, "ada"), [7, 120], "not grace's or 14's email");
+        assert_eq!(in_names(&body, "lovelace"), [7]);
+        assert_eq!(in_names(&body, "ce"), [7, 12]);
+        assert_eq!(in_names(&body, "12"), Vec::<LeadId>::new(), "ids are not names");
+        assert_eq!(in_names(&body, "x.io"), Vec::<LeadId>::new());
+        assert_eq!(in_names(&body, "ada lovelace"), [7]);
+        assert_eq!(in_names(&body, "lovelace\x1fada"), Vec::<LeadId>::new(), "never across fields");
+        assert_eq!(found(&body, "ada"), [7, 12, 14, 120]);
     }
 
     #[test]
