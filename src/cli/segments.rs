@@ -284,7 +284,7 @@ fn print_preview(out: &mut Out, found: &Preview) -> std::io::Result<()> {
 }
 
 fn print_plan(out: &mut Out, plan: &QueryPlan) -> std::io::Result<()> {
-    out.line(format!("\n{} query:\n  {}", plan.purpose, plan.query))?;
+    out.line(format!("\n{} query:\n  {}", plan.purpose, plan.query.replace('\n', "\n  ")))?;
     for (i, param) in plan.params.iter().enumerate() {
         out.line(format!("  ?{} = {param}", i + 1))?;
     }
