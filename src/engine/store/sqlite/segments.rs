@@ -12,7 +12,7 @@
 //! The `Store` methods themselves are in `leads.rs` (one `impl Store` per type); they call the
 //! helpers here.
 
-use super::rows::{LEAD_COLUMNS, from_ms, lead_from_row, load_lead, to_ms};
+use super::rows::{LEAD_COLUMNS, from_ms, lead_from_row, to_ms};
 use super::search::{self, Scope};
 use super::{SqliteStore, db_err};
 use crate::engine::error::{Error, Result};
@@ -116,7 +116,10 @@ fn count(conn: &Connection, rule: &Rule, now: DateTime<Utc>) -> rusqlite::Result
 /// The first `limit` leads by id whose name contains `needle` (lower-cased).
 fn sample_names(conn: &Connection, needle: &str, limit: usize) -> rusqlite::Result<Vec<Lead>> {
     let ids = search::scan(conn, needle, Scope::Name, limit)?;
-    ids.into_iter().filter_map(|id| load_lead(conn, id).transpose()).collect()
+    let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+    let sql =
+        format!("SELECT {LEAD_COLUMNS} FROM leads l WHERE l.id IN (SELECT value FROM json_each(?1)) ORDER BY l.id");
+    leads(conn, &sql, &[Value::Text(ids)])
 }
 
 /// Counts for every rule, up to [`COUNTS_PER_QUERY`] rules a pass over the leads, and no more

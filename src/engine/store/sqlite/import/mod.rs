@@ -316,14 +316,7 @@ impl State {
     /// decoding the lead; anything else (`None`) takes the general path, which decides alike.
     fn unchanged_owner(&mut self, draft: &LeadDraft, ready: &Ready) -> rusqlite::Result<Option<LeadId>> {
         let Some(&(_, hash)) = ready.keys.first() else { return Ok(None) };
-        let candidate = match self.staged.get(&hash) {
-            Some(&id) => id,
-            None if self.filter.may_contain(hash) => match keys::hashed_owner(&self.conn, hash)? {
-                Some(id) => id,
-                None => return Ok(None),
-            },
-            None => return Ok(None),
-        };
+        let Some(candidate) = self.hashed_candidate(hash)? else { return Ok(None) };
         self.flush_pending()?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT name, emails, phones, total_spend, visits, last_order_at, tags, metadata FROM leads WHERE id = ?1",
@@ -343,13 +336,22 @@ impl State {
         Ok(unchanged.then_some(candidate))
     }
 
+    /// The lead a key's hash points to, unconfirmed: staged keys, then (when the filter says it
+    /// may be there) the index.
+    fn hashed_candidate(&self, hash: i64) -> rusqlite::Result<Option<LeadId>> {
+        match self.staged.get(&hash) {
+            Some(&id) => Ok(Some(id)),
+            None if self.filter.may_contain(hash) => keys::hashed_owner(&self.conn, hash),
+            None => Ok(None),
+        }
+    }
+
     /// The lead owning `key`, confirmed: staged keys, then the index, then the overflow.
     fn owner_of(&mut self, key: &str, hash: i64) -> rusqlite::Result<Option<LeadId>> {
-        let candidate = match self.staged.get(&hash) {
-            Some(&id) => Some(id),
-            None if self.filter.may_contain(hash) => keys::hashed_owner(&self.conn, hash)?,
-            None => return Ok(None),
-        };
+        if !self.staged.contains_key(&hash) && !self.filter.may_contain(hash) {
+            return Ok(None);
+        }
+        let candidate = self.hashed_candidate(hash)?;
         self.flush_pending()?;
         if let Some(id) = candidate {
             if self.confirm(id, key)? {
