@@ -139,7 +139,17 @@ fn pause_stops_sends_within_a_second_and_resume_finishes_once() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(accepted(), paused_at, "sends continued after the pause");
     assert!(paused_at < eligible, "the pause came too late to test anything");
-    assert_eq!(status(&crm, id)["status"], "PAUSED");
+    let paused = status(&crm, id);
+    assert_eq!(paused["status"], "PAUSED");
+    // The paused campaign's unsent jobs wait in the send queue, and its status says so.
+    let send_queue = paused["queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|q| q["topic"] == "campaign.send_jobs"))
+        .unwrap_or_else(|| panic!("no send queue in {paused}"));
+    let waiting = ["ready", "in_flight", "delayed"].iter().filter_map(|k| send_queue[k].as_u64()).sum::<u64>();
+    assert!(waiting > 0 && waiting <= eligible - paused_at, "{send_queue} with {paused_at} of {eligible} sent");
+    let text = String::from_utf8_lossy(&crm.run(&["campaigns", "status", &id.to_string()]).stdout).into_owned();
+    assert!(text.contains("  queues: campaign.jobs "), "{text}");
     crm.json(&["campaigns", "resume", &id.to_string()], 0);
     let done = wait_completed(&crm, id, Duration::from_secs(60));
     assert_eq!(stat(&done, "sent"), eligible, "{done}");

@@ -12,7 +12,7 @@ use crate::engine::store::Access;
 use clap::{ArgGroup, Args, Subcommand};
 use std::path::PathBuf;
 
-mod status;
+pub(crate) mod status;
 use status::{stats_line, status};
 
 #[derive(Debug, Subcommand)]

@@ -181,6 +181,11 @@ async fn list(ctx: &Context, app: &crate::engine::app::App, all: bool) -> anyhow
             ]);
         }
         out.table(&table)?;
+        // How far behind the workers are: each topic's depth (Kafka: the groups' lag).
+        let queues = super::campaigns::status::read_queues(app).await;
+        if let Some(line) = super::campaigns::status::queues_line(&queues) {
+            out.line(line.trim_start())?;
+        }
     }
     out.flush()?;
     Ok(0)

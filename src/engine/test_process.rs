@@ -55,6 +55,8 @@ pub fn free_port() -> Result<u16, Missing> {
 /// Runs `command` (shell words; `"$1"` is `program`, `"$2"` the port) under a watchdog that
 /// stops it (SIGTERM, then waits) once this process is gone, and waits up to `wait` for
 /// `ready` to say it answers. Its stderr goes to a log file named after `label` and the port.
+/// Returns the pid of the shell that runs `command` in the background (the server itself when
+/// `command` starts with `exec`); the watchdog ends when it does.
 pub fn start_watched(
     label: &str,
     program: &Path,
@@ -63,13 +65,16 @@ pub fn start_watched(
     env: &[(&str, &str)],
     wait: Duration,
     ready: impl Fn() -> bool,
-) -> Result<(), Missing> {
+) -> Result<u32, Missing> {
     let log = std::env::temp_dir().join(format!("crm-{label}-{port}.log"));
+    let pid_file = std::env::temp_dir().join(format!("crm-{label}-{port}.pid"));
+    let _ = std::fs::remove_file(&pid_file);
     let log_file = std::fs::File::create(&log).map_err(|e| Missing::Broken(format!("{}: {e}", log.display())))?;
     let script = format!(
         r#"
         {command} &
         child=$!
+        echo "$child" > "$4"
         while kill -0 "$3" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
         kill "$child" 2>/dev/null
         wait "$child"
@@ -80,6 +85,7 @@ pub fn start_watched(
         .arg(program)
         .arg(port.to_string())
         .arg(std::process::id().to_string())
+        .arg(&pid_file)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -93,7 +99,8 @@ pub fn start_watched(
             return Err(Missing::Broken(format!("{} exited ({status}): {said}", program.display())));
         }
         if ready() {
-            return Ok(());
+            let pid = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse().ok());
+            return pid.ok_or_else(|| Missing::Broken(format!("no pid in {}", pid_file.display())));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

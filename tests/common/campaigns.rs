@@ -64,6 +64,23 @@ pub fn wait_completed(crm: &Crm, id: i64, limit: Duration) -> Value {
     }
 }
 
+/// Prints the last `lines` lines of every `*.log` in the sandbox (the workers' logs), for a
+/// failing test's output.
+pub fn print_log_tails(crm: &Crm, lines: usize) {
+    let Ok(entries) = std::fs::read_dir(crm.dir()) else { return };
+    let mut logs: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    logs.retain(|p| p.extension().is_some_and(|x| x == "log"));
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        eprintln!("--- {} (last {lines} of {} lines)", log.display(), all.len());
+        for line in &all[all.len().saturating_sub(lines)..] {
+            eprintln!("{line}");
+        }
+    }
+}
+
 pub fn stat(s: &Value, key: &str) -> u64 {
     s["stats"][key].as_u64().unwrap_or_else(|| panic!("no stat {key}: {s}"))
 }

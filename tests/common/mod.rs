@@ -9,6 +9,7 @@ pub mod api;
 pub mod campaigns;
 pub mod fake_twilio;
 pub mod processes;
+pub mod proxy;
 
 use assert_cmd::Command;
 use serde_json::Value;

@@ -50,11 +50,15 @@ pub fn start_sim_with(crm: &Crm, delivered_after_ms: u64, read_after_ms: u64, ar
     (Proc(child), url.expect("the simulator printed its URL"))
 }
 
-/// Starts `crm --store … -v worker ARGS` with its logs in the sandbox file `log`.
+/// Starts `crm --store … -v worker ARGS` with its logs in the sandbox file `log`
+/// (`CRM_TEST_WORKER_LOG=crm=debug` in the test's environment: the workers' `CRM_LOG`).
 pub fn start_worker(crm: &Crm, args: &[&str], log: &str) -> Proc {
     let log = std::fs::File::create(crm.path(log)).expect("worker log");
-    let child = crm
-        .std_bare()
+    let mut worker = crm.std_bare();
+    if let Some(filter) = std::env::var_os("CRM_TEST_WORKER_LOG") {
+        worker.env("CRM_LOG", filter);
+    }
+    let child = worker
         .arg("--store")
         .arg(crm.store())
         .arg("-v")

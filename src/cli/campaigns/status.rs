@@ -5,6 +5,7 @@ use super::super::Context;
 use super::super::output::Out;
 use crate::engine::app::App;
 use crate::engine::app::campaigns::AccountWait;
+use crate::engine::app::snapshot::QueueDepth;
 use crate::engine::campaign::{Campaign, CampaignStatus};
 use crate::engine::lead::format_time;
 use anyhow::Context as _;
@@ -37,12 +38,70 @@ fn humanize(secs: u64) -> String {
     }
 }
 
-fn status_json(c: &Campaign, waits: &[AccountWait]) -> serde_json::Value {
+fn status_json(c: &Campaign, waits: &[AccountWait], queues: &Queues) -> serde_json::Value {
     let waits: Vec<serde_json::Value> = waits
         .iter()
         .map(|w| serde_json::json!({ "account": w.account, "next_at": w.next_at, "reason": w.reason, "detail": w.detail }))
         .collect();
-    serde_json::json!({ "id": c.id, "status": c.status, "stats": c.stats, "waits": waits })
+    let mut json = serde_json::json!({ "id": c.id, "status": c.status, "stats": c.stats, "waits": waits });
+    match queues {
+        Queues::Read(q) => json["queues"] = serde_json::json!(q),
+        Queues::Unavailable(why) => json["queues_error"] = serde_json::json!(why),
+        Queues::NotRead => {}
+    }
+    json
+}
+
+/// The pipeline's queue depths as a status shows them.
+pub(crate) enum Queues {
+    /// Not asked for (the campaign is not running or paused).
+    NotRead,
+    Read(Vec<QueueDepth>),
+    /// The bus did not answer (in time): why.
+    Unavailable(String),
+}
+
+/// How long a status waits for the bus's depths before showing the store's counts without them.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads the queue depths, giving up after [`QUEUE_WAIT`] (a broker down must not hold up a
+/// status that the store can answer).
+pub(crate) async fn read_queues(app: &App) -> Queues {
+    match tokio::time::timeout(QUEUE_WAIT, app.queue_depths()).await {
+        Ok(Ok(q)) => Queues::Read(q),
+        Ok(Err(e)) => Queues::Unavailable(e.to_string()),
+        Err(_) => Queues::Unavailable(format!("the bus did not answer within {} s", QUEUE_WAIT.as_secs())),
+    }
+}
+
+/// `  queues: campaign.jobs 0 · campaign.send_jobs 1200 (1000 ready, 200 in flight) · …`; on
+/// Kafka the counts are the consumer groups' lag.
+pub(crate) fn queues_line(queues: &Queues) -> Option<String> {
+    match queues {
+        Queues::NotRead => None,
+        Queues::Unavailable(why) => Some(format!("  queues: unknown ({why})")),
+        Queues::Read(q) => {
+            let parts: Vec<String> = q
+                .iter()
+                .map(|q| {
+                    let d = q.depth;
+                    if d.in_flight + d.delayed == 0 {
+                        format!("{} {}", q.topic, d.total())
+                    } else {
+                        format!(
+                            "{} {} ({} ready, {} in flight, {} delayed)",
+                            q.topic,
+                            d.total(),
+                            d.ready,
+                            d.in_flight,
+                            d.delayed
+                        )
+                    }
+                })
+                .collect();
+            Some(format!("  queues: {}", parts.join(" · ")))
+        }
+    }
 }
 
 /// `next send on whatsapp at 2026-03-02T08:00:00Z (in 1h59m): quiet hours at the recipient's …`
@@ -70,11 +129,16 @@ pub(super) async fn status(
         } else {
             Vec::new()
         };
+        let queues = if matches!(c.status, CampaignStatus::Running | CampaignStatus::Paused) {
+            read_queues(app).await
+        } else {
+            Queues::NotRead
+        };
         if ctx.global.json {
             if watch {
-                out.line(serde_json::to_string(&status_json(&c, &waits))?)?;
+                out.line(serde_json::to_string(&status_json(&c, &waits, &queues))?)?;
             } else {
-                out.json(&status_json(&c, &waits))?;
+                out.json(&status_json(&c, &waits, &queues))?;
             }
         } else if let Some((since, from)) = first.filter(|_| c.status == CampaignStatus::Running) {
             let secs = since.elapsed().as_secs_f64().max(0.001);
@@ -91,6 +155,9 @@ pub(super) async fn status(
         if !ctx.global.json {
             for w in &waits {
                 out.line(wait_line(w))?;
+            }
+            if let Some(line) = queues_line(&queues) {
+                out.line(line)?;
             }
         }
         first.get_or_insert((std::time::Instant::now(), settled));

@@ -87,12 +87,18 @@ fn merge_events(
 }
 
 impl App {
-    pub async fn snapshot(&self) -> Result<Snapshot> {
+    /// Each pipeline topic's depth (on Kafka, its consumer group's lag).
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>> {
         let bus = self.bus().await?;
         let mut queues = Vec::new();
         for name in topic::ALL {
             queues.push(QueueDepth { topic: name, depth: bus.depth(name).await? });
         }
+        Ok(queues)
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let queues = self.queue_depths().await?;
         let store = self.campaign_store();
         let mut channels = self.channels().await?.describe();
         // Connection states recorded by any process (a WhatsApp session's, from the worker).
@@ -118,7 +124,7 @@ impl App {
         Ok(Snapshot {
             taken_at: Utc::now(),
             store: self.describe_store(),
-            bus: bus.describe(),
+            bus: self.bus().await?.describe(),
             campaigns: store.list_campaigns().await?,
             queues,
             workers: self.list_workers(false).await?,

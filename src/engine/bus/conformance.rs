@@ -192,6 +192,25 @@ pub async fn late_ack_before_redelivery_is_accepted(f: &dyn BusFixture) {
     assert!(nothing(bus.as_ref(), &t).await);
 }
 
+/// A delivery its consumer neither acknowledges nor gives back (its step failed halfway: the
+/// store or the brokers were briefly gone) comes back to the same, still running consumer once
+/// its lease has run out, as a second delivery; the first handout is then worthless.
+pub async fn unfinished_delivery_comes_back_after_its_lease(f: &dyn BusFixture) {
+    let (bus, t) = (f.open().await, f.topic("story.lease"));
+    bus.publish(&t, Some("k"), b"job").await.unwrap();
+    let lease = Duration::from_secs(2);
+    let first = take(bus.as_ref(), &t, 1, lease).await.remove(0);
+    assert!(bus.consume_wait(&t, GROUP, 10, lease, QUIET).await.unwrap().is_empty(), "leased to the first handout");
+    f.advance(lease + Duration::from_millis(500)).await;
+    let second = take(bus.as_ref(), &t, 1, lease).await.remove(0);
+    assert_eq!((second.id, text(&second), second.deliveries), (first.id, "job".to_string(), 2));
+    assert!(!bus.ack(&first).await.unwrap(), "the expired handout cannot acknowledge");
+    assert!(!bus.extend(&first, lease).await.unwrap(), "nor be extended");
+    assert!(bus.ack(&second).await.unwrap());
+    assert!(nothing(bus.as_ref(), &t).await);
+    assert_eq!(bus.depth(&t).await.unwrap(), TopicDepth::default());
+}
+
 /// A consumer that dies without acknowledging loses its messages to the others; published
 /// messages survive every handle being closed.
 pub async fn crashed_consumer_and_reopen(f: &dyn BusFixture) {
@@ -221,7 +240,9 @@ pub async fn extend_keeps_the_lease(f: &dyn BusFixture) {
     let lease = Duration::from_secs(2);
     let d = take(bus.as_ref(), &t, 1, lease).await.remove(0);
     f.advance(Duration::from_millis(1500)).await;
-    assert!(bus.extend(&d, lease).await.unwrap());
+    // Past the first lease by a second, and a second short of the extension (on a real clock,
+    // `nothing` below takes half a second of it).
+    assert!(bus.extend(&d, Duration::from_secs(3)).await.unwrap());
     f.advance(Duration::from_millis(1500)).await;
     assert!(nothing(bus.as_ref(), &t).await, "the extended delivery is still held");
     assert_eq!(bus.depth(&t).await.unwrap(), depth(0, 1, 0));
@@ -347,6 +368,7 @@ macro_rules! bus_conformance_tests {
             competing_consumers_never_share,
             abandoned_delivery_comes_back,
             late_ack_before_redelivery_is_accepted,
+            unfinished_delivery_comes_back_after_its_lease,
             crashed_consumer_and_reopen,
             extend_keeps_the_lease,
             retry_delays_redelivery,

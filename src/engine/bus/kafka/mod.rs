@@ -16,12 +16,14 @@
 //!   in batches), and for the partitions being revoked before a rebalance hands them on. A
 //!   crash replays from the first unfinished message; everything replayed that was already
 //!   done is a no-op downstream (the expander's inserts and the sender's claim are idempotent).
-//! - **Leases** are the group's: a consumer keeps its partitions while it heartbeats
-//!   (`session.timeout.ms`), so the `lease` a caller passes is not needed, `extend` is true
-//!   while the partition is still assigned, and a delivery from a revoked partition answers
-//!   `false` to ack, retry and extend. `max.poll.interval.ms` stays at Kafka's five minutes
-//!   (it is also how long a rebalance waits for members): the sender's batches are sized to
-//!   take seconds at its accounts' rates.
+//! - **Leases** are two-level. Between processes, the group's: a consumer keeps its
+//!   partitions while it heartbeats (`session.timeout.ms`), and a delivery from a revoked
+//!   partition answers `false` to ack, retry and extend. Within the process, the caller's: a
+//!   delivery not acknowledged, retried or extended within the `lease` it was consumed with is
+//!   handed out again by a later `consume` — so a step that failed halfway (the store or the
+//!   brokers briefly gone) is redone without a restart, as on the embedded bus.
+//!   `max.poll.interval.ms` stays at Kafka's five minutes (it is also how long a rebalance
+//!   waits for members): the sender's batches are sized to take seconds at its accounts' rates.
 //! - **Retries, delays and pauses hold positions instead of republishing.** `retry(after)` and
 //!   a `crm-not-before` in the future keep the message outstanding in a local timer list and
 //!   hand it out again when due. A paused campaign's jobs therefore wait in the sender that
@@ -146,7 +148,9 @@ struct TopicConsumer {
 
 pub struct KafkaBus {
     settings: KafkaSettings,
-    producer: FutureProducer<Quiet>,
+    /// Replaced when librdkafka declares it unusable (a fatal error: an idempotent producer
+    /// fenced or out of sequence after an outage), so publishing recovers without a restart.
+    producer: Mutex<FutureProducer<Quiet>>,
     admin: AdminClient<Quiet>,
     clock: Arc<dyn Clock>,
     known_topics: Mutex<HashSet<String>>,
@@ -164,21 +168,15 @@ impl KafkaBus {
     pub async fn open(url: &str) -> Result<KafkaBus> {
         let settings = KafkaSettings::parse(url)?;
         let base = settings.client_config();
-        let mut producer_config = base.clone();
-        producer_config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000");
         let unreachable = |e: KafkaError| {
             tracing::warn!(error = %e, brokers = %settings.bootstrap(), "Could not set up a Kafka client.");
             Error::Bus { bus: describe(&settings), message: "could not set up a Kafka client".into() }
         };
-        let producer: FutureProducer<Quiet> = producer_config.create_with_context(Quiet).map_err(unreachable)?;
+        let producer = new_producer(&settings).map_err(unreachable)?;
         let admin: AdminClient<Quiet> = base.create_with_context(Quiet).map_err(unreachable)?;
         let bus = KafkaBus {
             settings,
-            producer,
+            producer: Mutex::new(producer),
             admin,
             clock: Arc::new(SystemClock),
             known_topics: Mutex::new(HashSet::new()),
@@ -191,8 +189,47 @@ impl KafkaBus {
         Ok(bus)
     }
 
+    /// The producer (a cheap handle).
+    fn producer(&self) -> FutureProducer<Quiet> {
+        lock(&self.producer).clone()
+    }
+
+    /// After a failed publish: when the producer can no longer be used — librdkafka reports a
+    /// fatal error, or the brokers no longer accept its producer id or epoch (fenced, out of
+    /// sequence: seen after an outage outlasted its publish timeout) — puts a fresh producer
+    /// (a new producer id) in its place, so the caller's retry can succeed. The pipeline drops
+    /// any duplicate that the switch lets through.
+    fn replace_if_broken(&self, failed: &FutureProducer<Quiet>, error: &KafkaError) {
+        use RDKafkaErrorCode as C;
+        let identity_refused = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                C::ProducerFenced
+                    | C::InvalidProducerEpoch
+                    | C::OutOfOrderSequenceNumber
+                    | C::UnknownProducerId
+                    | C::InvalidProducerIdMapping
+            )
+        );
+        let fatal = failed.client().fatal_error();
+        if fatal.is_none() && !identity_refused {
+            return;
+        }
+        let mut current = lock(&self.producer);
+        if !std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
+            return; // another publish replaced it already
+        }
+        match new_producer(&self.settings) {
+            Ok(fresh) => {
+                tracing::warn!(error = %error, ?fatal, "The Kafka producer cannot publish any more; using a new one.");
+                *current = fresh;
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not replace the broken Kafka producer."),
+        }
+    }
+
     async fn check_reachable(&self) -> Result<()> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let timeout = self.settings.connect_timeout;
         let answer = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout)).await;
         match answer {
@@ -335,7 +372,7 @@ impl KafkaBus {
             Some(g) => Some(self.lag_reader(g).await?),
             None => None,
         };
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let topic = self.settings.topic_name(topic);
         let lag = tokio::task::spawn_blocking(move || -> std::result::Result<u64, KafkaError> {
             let metadata = producer.client().fetch_metadata(Some(&topic), REQUEST_TIMEOUT)?;
@@ -369,6 +406,17 @@ impl KafkaBus {
         .map_err(|e| Error::Bus { bus: self.describe(), message: e.to_string() })?;
         lag.map_err(|e| self.error("read the consumer lag", &e))
     }
+}
+
+/// An idempotent producer (`acks=all`) that waits up to the settings' publish timeout.
+fn new_producer(settings: &KafkaSettings) -> std::result::Result<FutureProducer<Quiet>, KafkaError> {
+    let mut config = settings.client_config();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", duration_ms(settings.publish_timeout).to_string());
+    config.create_with_context(Quiet)
 }
 
 fn describe(settings: &KafkaSettings) -> String {
@@ -423,6 +471,11 @@ impl Bus for KafkaBus {
         self.ensure_topics(&[topic]).await?;
         let physical = self.settings.topic_name(topic);
         let now = self.clock.now_ms();
+        let producer = self.producer();
+        let failed = |e: &KafkaError| {
+            self.replace_if_broken(&producer, e);
+            self.error(&format!("publish to {topic}"), e)
+        };
         let mut pending = Vec::with_capacity(messages.len());
         for m in &messages {
             let not_before = (!m.delay.is_zero()).then(|| (now + duration_ms(m.delay)).to_string());
@@ -435,13 +488,13 @@ impl Bus for KafkaBus {
                     let header = Header { key: NOT_BEFORE, value: Some(at.as_str()) };
                     record = record.headers(OwnedHeaders::new().insert(header));
                 }
-                let full = match self.producer.send_result(record) {
+                let full = match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push(delivery);
                         break;
                     }
                     Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => true,
-                    Err((e, _)) => return Err(self.error(&format!("publish to {topic}"), &e)),
+                    Err((e, _)) => return Err(failed(&e)),
                 };
                 if full {
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -451,7 +504,7 @@ impl Bus for KafkaBus {
         for delivery in pending {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(self.error(&format!("publish to {topic}"), &e)),
+                Ok(Err((e, _))) => return Err(failed(&e)),
                 Err(_) => {
                     return Err(Error::Bus { bus: self.describe(), message: "the producer shut down".into() });
                 }
@@ -460,7 +513,7 @@ impl Bus for KafkaBus {
         Ok(())
     }
 
-    async fn consume(&self, topic: &str, group: &str, max: usize, _lease: Duration) -> Result<Vec<Delivery>> {
+    async fn consume(&self, topic: &str, group: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
         if topic.is_empty() || group.is_empty() {
             return Err(Error::Usage("a bus topic and consumer group cannot be empty".into()));
         }
@@ -469,7 +522,7 @@ impl Bus for KafkaBus {
         }
         let c = self.consumer(topic, group).await?;
         let clock = self.clock.clone();
-        tokio::task::spawn_blocking(move || poll_ready(&c, clock.as_ref(), max))
+        tokio::task::spawn_blocking(move || poll_ready(&c, clock.as_ref(), max, duration_ms(lease)))
             .await
             .map_err(|e| Error::Bus { bus: self.describe(), message: e.to_string() })
     }
@@ -495,8 +548,9 @@ impl Bus for KafkaBus {
         Ok(self.consumers_of(&delivery.topic).iter().any(|c| lock(&c.tracker).retry(delivery, due)))
     }
 
-    async fn extend(&self, delivery: &Delivery, _lease: Duration) -> Result<bool> {
-        Ok(self.consumers_of(&delivery.topic).iter().any(|c| lock(&c.tracker).holds(delivery)))
+    async fn extend(&self, delivery: &Delivery, lease: Duration) -> Result<bool> {
+        let until = self.clock.now_ms().saturating_add(duration_ms(lease));
+        Ok(self.consumers_of(&delivery.topic).iter().any(|c| lock(&c.tracker).extend(delivery, until)))
     }
 
     async fn depth(&self, topic: &str) -> Result<TopicDepth> {
@@ -516,10 +570,11 @@ impl Bus for KafkaBus {
     }
 }
 
-/// Hands out held messages that are due, then what the consumer has fetched, up to `max`,
-/// without waiting. Polling also runs the rebalance callbacks.
-fn poll_ready(c: &TopicConsumer, clock: &dyn Clock, max: usize) -> Vec<Delivery> {
-    let mut out = lock(&c.tracker).take_due(clock.now_ms(), max);
+/// Hands out held messages that are due and handouts whose lease ran out, then what the
+/// consumer has fetched, up to `max`, each under a lease of `lease_ms`, without waiting.
+/// Polling also runs the rebalance callbacks.
+fn poll_ready(c: &TopicConsumer, clock: &dyn Clock, max: usize, lease_ms: i64) -> Vec<Delivery> {
+    let mut out = lock(&c.tracker).take_due(clock.now_ms(), max, lease_ms);
     while out.len() < max {
         match c.consumer.poll(Duration::ZERO) {
             None => break,
@@ -540,7 +595,7 @@ fn poll_ready(c: &TopicConsumer, clock: &dyn Clock, max: usize) -> Vec<Delivery>
                     payload: m.payload().unwrap_or_default().to_vec(),
                     not_before,
                 };
-                if let Some(d) = lock(&c.tracker).received(read, clock.now_ms()) {
+                if let Some(d) = lock(&c.tracker).received(read, clock.now_ms(), lease_ms) {
                     out.push(d);
                 }
             }

@@ -1,6 +1,6 @@
 //! The Kafka bus's settings, all in its URL so that `--bus`, `CRM_BUS` and the config file's
 //! `bus` carry them alike:
-//! `kafka://host:port[,host:port…][?partitions=N&replication=N&group_prefix=P&group.KIND=ID&topic_prefix=P&session_timeout_ms=MS&rdkafka.PROPERTY=VALUE]`.
+//! `kafka://host:port[,host:port…][?partitions=N&replication=N&group_prefix=P&group.KIND=ID&topic_prefix=P&session_timeout_ms=MS&publish_timeout_ms=MS&rdkafka.PROPERTY=VALUE]`.
 //!
 //! `rdkafka.PROPERTY=VALUE` passes a librdkafka property to every client (security settings
 //! such as `rdkafka.security.protocol=SASL_SSL`, tuning); crm's own settings win over them.
@@ -30,6 +30,9 @@ pub struct KafkaSettings {
     pub client_properties: Vec<(String, String)>,
     /// How long the start-up check waits for a broker to answer.
     pub connect_timeout: Duration,
+    /// How long a publish may wait for the brokers (librdkafka holds and retries it meanwhile)
+    /// before it fails; the worker's step then fails and its input comes back after its lease.
+    pub publish_timeout: Duration,
 }
 
 impl KafkaSettings {
@@ -61,6 +64,7 @@ impl KafkaSettings {
             client_properties: Vec::new(),
             session_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(60),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -77,6 +81,7 @@ impl KafkaSettings {
                 "topic_prefix" => s.topic_prefix = v.to_string(),
                 "session_timeout_ms" => s.session_timeout = Duration::from_millis(number(1000)?.unsigned_abs()),
                 "connect_timeout_ms" => s.connect_timeout = Duration::from_millis(number(100)?.unsigned_abs()),
+                "publish_timeout_ms" => s.publish_timeout = Duration::from_millis(number(1000)?.unsigned_abs()),
                 _ if k.starts_with("rdkafka.") && k.len() > "rdkafka.".len() => {
                     s.client_properties.push((k["rdkafka.".len()..].to_string(), v.to_string()));
                 }
@@ -122,14 +127,22 @@ mod tests {
     #[test]
     fn urls_carry_brokers_and_settings() {
         let s =
-            KafkaSettings::parse("kafka://a:9092, b:9093/?partitions=12&group.sender=billing&session_timeout_ms=6000")
+            KafkaSettings::parse("kafka://a:9092, b:9093/?partitions=12&group.sender=billing&session_timeout_ms=6000&publish_timeout_ms=5000")
                 .expect("parses");
         assert_eq!(s.brokers, ["a:9092", "b:9093"]);
         assert_eq!((s.partitions, s.session_timeout), (12, Duration::from_secs(6)));
+        assert_eq!(s.publish_timeout, Duration::from_secs(5));
         assert_eq!(s.group_id("sender", "campaign.send_jobs"), "billing");
         assert_eq!(s.group_id("expander", "campaign.jobs"), "crm.expander");
         assert_eq!(s.group_id("expander", "other"), "crm.expander.other", "a group never spans topics");
-        for bad in ["kafka://", "kafka://host", "kafka://h:1?partitions=0", "kafka://h:1?colour=red", "embedded"] {
+        for bad in [
+            "kafka://",
+            "kafka://host",
+            "kafka://h:1?partitions=0",
+            "kafka://h:1?colour=red",
+            "kafka://h:1?publish_timeout_ms=5",
+            "embedded",
+        ] {
             assert!(matches!(KafkaSettings::parse(bad), Err(Error::Usage(_))), "{bad}");
         }
     }
