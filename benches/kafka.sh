@@ -69,7 +69,9 @@ run_campaign() {
   sleep 1
   local start; start=$(ms)
   "$CRM" --store "$store" campaigns run bench -q >/dev/null
-  until "$CRM" --store "$store" --json campaigns status bench | grep -q '"COMPLETED"'; do sleep 0.2; done
+  # Polled with `campaigns list` (the store only): `campaigns status` also asks the bus for its
+  # queue depths, which on Kafka costs a client and ~0.5 s per call.
+  until "$CRM" --store "$store" --json campaigns list | grep -q '"status": "COMPLETED"'; do sleep 0.1; done
   echo $(( $(ms) - start ))
   cleanup
   unset CRM_BUS

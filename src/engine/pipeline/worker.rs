@@ -112,21 +112,29 @@ pub async fn heartbeat_loop(
 pub struct StatusCache {
     store: Arc<dyn CampaignStore>,
     seen: Mutex<HashMap<CampaignId, (Option<CampaignStatus>, Instant)>>,
+    /// One read of the store at a time: when an entry expires, the sends that ask meanwhile
+    /// wait for that read instead of each queueing one of their own on the store.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl StatusCache {
     pub fn new(store: Arc<dyn CampaignStore>) -> StatusCache {
-        StatusCache { store, seen: Mutex::new(HashMap::new()) }
+        StatusCache { store, seen: Mutex::new(HashMap::new()), reading: tokio::sync::Mutex::new(()) }
+    }
+
+    fn fresh(&self, id: CampaignId) -> Option<Option<CampaignStatus>> {
+        let seen = self.seen.lock().ok()?;
+        seen.get(&id).filter(|(_, at)| at.elapsed() < STATUS_TTL).map(|(status, _)| *status)
     }
 
     /// The campaign's status (None: it no longer exists).
     pub async fn get(&self, id: CampaignId) -> Result<Option<CampaignStatus>> {
-        if let Ok(seen) = self.seen.lock() {
-            if let Some((status, at)) = seen.get(&id) {
-                if at.elapsed() < STATUS_TTL {
-                    return Ok(*status);
-                }
-            }
+        if let Some(status) = self.fresh(id) {
+            return Ok(status);
+        }
+        let _reading = self.reading.lock().await;
+        if let Some(status) = self.fresh(id) {
+            return Ok(status);
         }
         let status = self.store.campaign_status(id).await?;
         if let Ok(mut seen) = self.seen.lock() {

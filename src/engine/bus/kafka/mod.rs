@@ -156,6 +156,9 @@ pub struct KafkaBus {
     known_topics: Mutex<HashSet<String>>,
     /// (topic, group id) → its consumer in this process.
     consumers: Mutex<HashMap<(String, String), Arc<TopicConsumer>>>,
+    /// Held while a consumer is created: two batch loops asking at once would otherwise both
+    /// subscribe, and the one dropped would leave the group (a rebalance) as it starts.
+    creating: tokio::sync::Mutex<()>,
     /// Group id → a consumer that only reads that group's committed offsets (for depth).
     lag_readers: Mutex<HashMap<String, Arc<BaseConsumer<Quiet>>>>,
     /// Topic → the worker kind that last consumed it here (depth of a non-pipeline topic).
@@ -181,6 +184,7 @@ impl KafkaBus {
             clock: Arc::new(SystemClock),
             known_topics: Mutex::new(HashSet::new()),
             consumers: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
             lag_readers: Mutex::new(HashMap::new()),
             topic_kinds: Mutex::new(HashMap::new()),
         };
@@ -298,6 +302,10 @@ impl KafkaBus {
     async fn consumer(&self, topic: &str, kind: &str) -> Result<Arc<TopicConsumer>> {
         let group = self.settings.group_id(kind, topic);
         let key = (topic.to_string(), group.clone());
+        if let Some(c) = lock(&self.consumers).get(&key) {
+            return Ok(c.clone());
+        }
+        let _creating = self.creating.lock().await;
         if let Some(c) = lock(&self.consumers).get(&key) {
             return Ok(c.clone());
         }

@@ -31,7 +31,6 @@ mod processes;
 mod recent;
 mod rows;
 
-use logs::{apply_update, claim_one};
 use rows::{CAMPAIGN_COLUMNS, campaign_from_row, load_campaign, now_ms, status_of, with_stats, write_tx};
 
 #[async_trait]
@@ -214,17 +213,7 @@ impl CampaignStore for SqliteStore {
     async fn claim_logs(&self, send_ids: &[String], lease: Duration) -> Result<Vec<Claim>> {
         let (store, send_ids) = (self.describe_path(), send_ids.to_vec());
         let lease_ms = lease.as_millis() as i64;
-        self.call(move |conn| {
-            let run = |conn: &mut Connection| -> rusqlite::Result<Vec<Claim>> {
-                let tx = write_tx(conn)?;
-                let now = now_ms();
-                let claims = send_ids.iter().map(|id| claim_one(&tx, id, now, lease_ms)).collect::<Result<_, _>>()?;
-                tx.commit()?;
-                Ok(claims)
-            };
-            run(conn).map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| logs::claim(conn, &send_ids, lease_ms).map_err(db_err(&store))).await
     }
 
     async fn release_logs(&self, send_ids: &[String], undo_attempt: bool) -> Result<()> {
@@ -252,20 +241,7 @@ impl CampaignStore for SqliteStore {
 
     async fn apply_log_updates(&self, updates: &[LogUpdate]) -> Result<usize> {
         let (store, updates) = (self.describe_path(), updates.to_vec());
-        self.call(move |conn| {
-            let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
-                let tx = write_tx(conn)?;
-                let now = now_ms();
-                let mut changed = 0;
-                for u in &updates {
-                    changed += usize::from(apply_update(&tx, u, now)?);
-                }
-                tx.commit()?;
-                Ok(changed)
-            };
-            run(conn).map_err(db_err(&store))
-        })
-        .await
+        self.call(move |conn| logs::apply_updates(conn, &updates).map_err(db_err(&store))).await
     }
 
     async fn log_status(&self, send_id: &str) -> Result<Option<SendStatus>> {

@@ -8,45 +8,113 @@ use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate, Resolution};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::time::Duration;
 
-/// Applies one forward-only update; true when the log changed.
-pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
-    let current: Option<(i64, String, Option<String>)> = conn
-        .prepare_cached("SELECT id, status, provider_message_id FROM communication_logs WHERE send_id = ?1")?
-        .query_row([&u.send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let Some((id, current, stored_pid)) = current else { return Ok(false) };
-    let Some(current) = SendStatus::parse(&current) else { return Ok(false) };
+/// A log as an update finds it: its row, status and vendor id.
+type Found = (i64, String, Option<String>);
+
+fn find(conn: &Connection, send_id: &str) -> rusqlite::Result<Option<Found>> {
+    conn.prepare_cached("SELECT id, status, provider_message_id FROM communication_logs WHERE send_id = ?1")?
+        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+}
+
+/// What `u` would write to the log as `found`: `None` when it changes nothing (unknown log, or
+/// not a step forward); else the vendor id to write, when it is new — receipts repeat the id,
+/// and writing it again would rewrite its (random) index entry.
+fn change<'a>(found: &Found, u: &'a LogUpdate) -> Option<Option<&'a str>> {
+    let current = SendStatus::parse(&found.1)?;
     if !current.can_become(u.status) {
-        return Ok(false);
+        return None;
     }
-    // Receipts repeat the vendor's id: writing it again would rewrite its (random) index entry.
-    let new_pid = u.provider_message_id.as_deref().filter(|p| stored_pid.as_deref() != Some(*p));
-    if let Some(pid) = new_pid {
+    Some(u.provider_message_id.as_deref().filter(|p| found.2.as_deref() != Some(*p)))
+}
+
+/// Writes `u` to the log at row `found.0` if it still holds `found`'s status and vendor id;
+/// true when it did.
+fn write_if_unchanged(
+    conn: &Connection,
+    found: &Found,
+    u: &LogUpdate,
+    pid: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let (id, status, stored_pid) = found;
+    let n = if let Some(pid) = pid {
         conn.prepare_cached(
             "UPDATE communication_logs SET status = ?2, lease_until = NULL, provider_message_id = ?3,
                  error_message = coalesce(?4, error_message), updated_at = ?5
-             WHERE id = ?1",
+             WHERE id = ?1 AND status = ?6 AND provider_message_id IS ?7",
         )?
-        .execute(params![id, u.status.as_str(), pid, u.error, now])?;
+        .execute(params![id, u.status.as_str(), pid, u.error, now, status, stored_pid])?
     } else {
         conn.prepare_cached(
             "UPDATE communication_logs SET status = ?2, lease_until = NULL,
                  error_message = coalesce(?3, error_message), updated_at = ?4
-             WHERE id = ?1",
+             WHERE id = ?1 AND status = ?5 AND provider_message_id IS ?6",
         )?
-        .execute(params![id, u.status.as_str(), u.error, now])?;
-    }
-    Ok(true)
+        .execute(params![id, u.status.as_str(), u.error, now, status, stored_pid])?
+    };
+    Ok(n == 1)
 }
 
-pub(super) fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i64) -> rusqlite::Result<Claim> {
-    let row: Option<(i64, String, i64, Option<i64>, i64, String)> = conn
-        .prepare_cached(
-            "SELECT id, status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
-        )?
-        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .optional()?;
-    let Some((id, status, attempt, lease_until, lead_id, channel)) = row else { return Ok(Claim::Missing) };
+/// Applies one forward-only update; true when the log changed.
+pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
+    let Some(found) = find(conn, &u.send_id)? else { return Ok(false) };
+    let Some(pid) = change(&found, u) else { return Ok(false) };
+    write_if_unchanged(conn, &found, u, pid, now)
+}
+
+/// Applies forward-only updates in one write transaction; returns how many logs changed.
+///
+/// The logs are looked up first, in a read transaction, without the write lock (which every
+/// writer of the file shares): an update that changes nothing — a repeated receipt, the status
+/// worker meeting an update the sender already recorded — then costs no write at all, and one
+/// that does is written by row id under the lock, if its log did not move meanwhile (else
+/// looked up again there).
+pub(super) fn apply_updates(conn: &mut Connection, updates: &[LogUpdate]) -> rusqlite::Result<usize> {
+    let mut todo = Vec::with_capacity(updates.len());
+    {
+        let read = conn.transaction()?;
+        for u in updates {
+            if let Some(found) = find(&read, &u.send_id)?
+                && change(&found, u).is_some()
+            {
+                todo.push((u, found));
+            }
+        }
+        read.finish()?;
+    }
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let mut changed = 0;
+    for (u, found) in todo {
+        let done = match change(&found, u) {
+            Some(pid) if write_if_unchanged(&tx, &found, u, pid, now)? => true,
+            _ => apply_update(&tx, u, now)?,
+        };
+        changed += usize::from(done);
+    }
+    tx.commit()?;
+    Ok(changed)
+}
+
+/// A log as a claim finds it: row, status, attempt, lease, lead and channel.
+type ClaimRow = (i64, String, i64, Option<i64>, i64, String);
+
+fn find_for_claim(conn: &Connection, send_id: &str) -> rusqlite::Result<Option<ClaimRow>> {
+    conn.prepare_cached(
+        "SELECT id, status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
+    )?
+    .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+    .optional()
+}
+
+/// Claims the log `row` describes, as it was read (under the write lock, or before it: then
+/// `row` must still be current, which the caller checks).
+fn claim_found(conn: &Connection, row: ClaimRow, now: i64, lease_ms: i64) -> rusqlite::Result<Claim> {
+    let (id, status, attempt, lease_until, lead_id, channel) = row;
     let status = SendStatus::parse(&status).unwrap_or(SendStatus::Failed);
     let recovered = match status {
         SendStatus::Pending => false,
@@ -79,6 +147,46 @@ pub(super) fn claim_one(conn: &Connection, send_id: &str, now: i64, lease_ms: i6
     Ok(Claim::Claimed { attempt: attempt as u32, recovered, channel })
 }
 
+/// Claims each log for a send, in one write transaction.
+///
+/// The logs are looked up first, in a read transaction, without the write lock every writer of
+/// the file shares; under it, each is checked to be as it was read (status, attempt and lease
+/// unchanged: one read of its row by id) and looked up again only if it moved.
+pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -> rusqlite::Result<Vec<Claim>> {
+    let mut found = Vec::with_capacity(send_ids.len());
+    {
+        let read = conn.transaction()?;
+        for id in send_ids {
+            found.push(find_for_claim(&read, id)?);
+        }
+        read.finish()?;
+    }
+    let tx = write_tx(conn)?;
+    let now = now_ms();
+    let mut claims = Vec::with_capacity(send_ids.len());
+    for (send_id, row) in send_ids.iter().zip(found) {
+        let current = match row {
+            Some(row) if still(&tx, &row)? => Some(row),
+            _ => find_for_claim(&tx, send_id)?,
+        };
+        claims.push(match current {
+            Some(row) => claim_found(&tx, row, now, lease_ms)?,
+            None => Claim::Missing,
+        });
+    }
+    tx.commit()?;
+    Ok(claims)
+}
+
+/// Whether the log `row` was read from still has its status, attempt and lease.
+fn still(conn: &Connection, row: &ClaimRow) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM communication_logs
+                        WHERE id = ?1 AND status = ?2 AND attempt = ?3 AND lease_until IS ?4)",
+    )?
+    .query_row(params![row.0, row.1, row.2, row.3], |r| r.get(0))
+}
+
 /// Inserts the logs that do not exist yet and returns the send ids of those now pending.
 pub(super) fn insert(
     conn: &mut Connection,
@@ -98,9 +206,15 @@ pub(super) fn insert(
         let mut status = tx.prepare_cached("SELECT status FROM communication_logs WHERE send_id = ?1")?;
         for log in logs {
             let initial = if log.skip_reason.is_some() { "skipped" } else { "pending" };
-            insert.execute(params![log.send_id, campaign, log.lead_id, initial, channel, log.skip_reason, now])?;
-            let now_status: String = status.query_row([&log.send_id], |r| r.get(0))?;
-            if now_status == "pending" {
+            let inserted =
+                insert.execute(params![log.send_id, campaign, log.lead_id, initial, channel, log.skip_reason, now])?;
+            // A new log is what was inserted; one expanded before may have moved on since.
+            let now_pending = if inserted == 1 {
+                initial == "pending"
+            } else {
+                status.query_row([&log.send_id], |r| r.get::<_, String>(0))? == "pending"
+            };
+            if now_pending {
                 pending.push(log.send_id.clone());
             }
         }
