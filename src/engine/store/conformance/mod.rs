@@ -192,6 +192,7 @@ macro_rules! store_conformance_tests {
             pipeline: [
                 insert_logs_is_idempotent_and_answers_pending,
                 claims_lease_a_log_to_one_sender,
+                a_batch_naming_a_log_twice_moves_it_once,
                 expired_leases_are_recovered,
                 release_counts_or_gives_back_the_try,
                 log_updates_move_forward_only,

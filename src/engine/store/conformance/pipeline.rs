@@ -137,6 +137,37 @@ pub async fn claims_lease_a_log_to_one_sender(f: &dyn StoreFixture) {
     assert!(store.claim_logs(&[], LEASE).await.unwrap().is_empty());
 }
 
+/// A batch of claims or updates that names one log twice: backends look a batch's logs up
+/// before they write and write a log only if it is still as read, so the second mention meets
+/// the log the first one moved — claimed once (then busy), never moved backwards — and counts
+/// are of logs changed.
+pub async fn a_batch_naming_a_log_twice_moves_it_once(f: &dyn StoreFixture) {
+    let (_, store) = f.open().await;
+    let c = new_campaign(store.as_ref(), "Twice", 1).await.id;
+    let logs = logs_for(c, &[1, 2]);
+    let ids = send_ids(&logs);
+    store.insert_logs(c, "sim", &logs).await.unwrap();
+    let twice = [ids[0].clone(), ids[1].clone(), ids[0].clone()];
+    assert_eq!(claim(store.as_ref(), &twice, LEASE).await, ["claimed 1", "claimed 1", "busy"]);
+    let sent = |id: &str| LogUpdate { provider_message_id: Some(format!("p-{id}")), ..update(id, SendStatus::Sent) };
+    assert_eq!(store.apply_log_updates(&[sent(&ids[0]), sent(&ids[0]), sent(&ids[1])]).await.unwrap(), 2);
+    // `read` then `delivered` for one log: the second would move it back.
+    let back = [update(&ids[0], SendStatus::Read), update(&ids[0], SendStatus::Delivered)];
+    assert_eq!(store.apply_log_updates(&back).await.unwrap(), 1);
+    assert_eq!(status(store.as_ref(), &ids[0]).await, Some(SendStatus::Read));
+    // `delivered` then `read`: both steps are forward.
+    let on = [update(&ids[1], SendStatus::Delivered), update(&ids[1], SendStatus::Read)];
+    assert_eq!(store.apply_log_updates(&on).await.unwrap(), 2);
+    assert_eq!(status(store.as_ref(), &ids[1]).await, Some(SendStatus::Read));
+    // Updates that change nothing count nothing.
+    let none = [sent(&ids[0]), update(&ids[1], SendStatus::Pending), update("no-such-send-id", SendStatus::Sent)];
+    assert_eq!(store.apply_log_updates(&none).await.unwrap(), 0);
+    let q = LogQuery { campaign: Some(c), limit: 10, ..LogQuery::default() };
+    let pids: Vec<Option<String>> =
+        store.list_logs(&q).await.unwrap().into_iter().map(|l| l.provider_message_id).collect();
+    assert!(pids.iter().all(|p| p.as_deref().is_some_and(|p| p.starts_with("p-"))), "{pids:?}");
+}
+
 /// A log whose sender died mid-send (its lease ran out) is claimed again as `recovered`,
 /// keeping its attempt, and then leased anew; a recovered send is finished even if the lead
 /// opted out meanwhile (the vendor may already have it).

@@ -221,11 +221,7 @@ impl CampaignStore for MongoStore {
     }
 
     async fn claim_logs(&self, send_ids: &[String], lease: Duration) -> Result<Vec<Claim>> {
-        let mut claims = Vec::with_capacity(send_ids.len());
-        for id in send_ids {
-            claims.push(self.claim_one(id, lease).await?);
-        }
-        Ok(claims)
+        self.claim_many(send_ids, lease).await
     }
 
     async fn release_logs(&self, send_ids: &[String], undo_attempt: bool) -> Result<()> {
@@ -233,11 +229,7 @@ impl CampaignStore for MongoStore {
     }
 
     async fn apply_log_updates(&self, updates: &[LogUpdate]) -> Result<usize> {
-        let mut changed = 0;
-        for u in updates {
-            changed += usize::from(self.apply_update(u).await?);
-        }
-        Ok(changed)
+        self.apply_many(updates).await
     }
 
     async fn log_status(&self, send_id: &str) -> Result<Option<SendStatus>> {

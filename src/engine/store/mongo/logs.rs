@@ -4,7 +4,9 @@
 //! A log's `_id` is its send id (so it is unique and idempotent to insert). Every change is one
 //! single-document update whose filter names the status it moves from: a claim is a
 //! `findOneAndUpdate` from `pending` (or from `sending` with the expired lease it saw), and
-//! an update that lost a race reads the log again and decides again.
+//! an update that lost a race reads the log again and decides again. A batch of claims or
+//! updates is one `update` command of such statements (claims stamp `claim_token`, so the
+//! claimer can tell which it won), with the single-document path for those that lost.
 
 use super::docs::{date, int, opt_text, text, to_date};
 use super::{DUPLICATE_KEY, MongoStore, collect};
@@ -15,6 +17,7 @@ use crate::engine::error::Result;
 use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate};
 use bson::{Bson, Document, doc};
 use mongodb::options::ReturnDocument;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How often a call that keeps losing races to other processes looks again.
@@ -98,6 +101,142 @@ impl MongoStore {
         let pending: std::collections::HashSet<String> =
             collect(cursor).await.map_err(self.err())?.iter().map(|d| text(d, "_id")).collect();
         Ok(logs.iter().filter(|l| pending.contains(&l.send_id)).map(|l| l.send_id.clone()).collect())
+    }
+
+    /// Claims each log for a send, in a few round trips whatever their number: the logs are
+    /// read at once, the pending ones (not opted out) claimed by one `update` command whose
+    /// statements each name the status and attempt read and stamp a token of this call, and
+    /// the ones that token then marks are this call's. The rest — taken meanwhile, opted out,
+    /// a lease to recover — go through [`Self::claim_one`].
+    pub(super) async fn claim_many(&self, send_ids: &[String], lease: Duration) -> Result<Vec<Claim>> {
+        let mut claims: Vec<Option<Claim>> = vec![None; send_ids.len()];
+        let found = self.logs_by_id(send_ids, doc! { "status": 1, "attempt": 1, "lead_id": 1, "channel": 1 }).await?;
+        let leads: Vec<i64> = found.values().map(|d| int(d, "lead_id")).collect();
+        let opted = if leads.is_empty() { Default::default() } else { self.opted_out_among(&leads).await? };
+        let now = super::docs::now();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let until = bson::DateTime::from_millis(now.timestamp_millis().saturating_add(lease_ms));
+        let token = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        let mut statements = Vec::new();
+        let mut asked = std::collections::HashSet::new();
+        for (i, id) in send_ids.iter().enumerate() {
+            let Some(log) = found.get(id) else {
+                claims[i] = Some(Claim::Missing);
+                continue;
+            };
+            match SendStatus::parse(log.get_str("status").unwrap_or_default()) {
+                Some(SendStatus::Pending) => {}
+                Some(SendStatus::Sending) | None => continue,
+                Some(settled) => {
+                    claims[i] = Some(Claim::Settled(settled));
+                    continue;
+                }
+            }
+            if opted.contains(&int(log, "lead_id")) || !asked.insert(id.as_str()) {
+                continue;
+            }
+            let attempt = log.get("attempt").cloned().unwrap_or(Bson::Null);
+            statements.push(doc! {
+                "q": { "_id": id, "status": SendStatus::Pending.as_str(), "attempt": attempt },
+                "u": { "$set": {
+                    "status": SendStatus::Sending.as_str(),
+                    "attempt": int(log, "attempt") + 1,
+                    "lease_until": until,
+                    "updated_at": to_date(&now),
+                    "claim_token": &token,
+                } },
+            });
+        }
+        if !statements.is_empty() {
+            self.write_counted("update", "communication_logs", "updates", statements).await?;
+            let filter = doc! { "_id": { "$in": send_ids.to_vec() }, "claim_token": &token };
+            let cursor =
+                self.logs().find(filter).projection(doc! { "attempt": 1, "channel": 1 }).await.map_err(self.err())?;
+            let mine: HashMap<String, Document> =
+                collect(cursor).await.map_err(self.err())?.into_iter().map(|d| (text(&d, "_id"), d)).collect();
+            let mut given = std::collections::HashSet::new();
+            for (i, id) in send_ids.iter().enumerate() {
+                if let Some(d) = mine.get(id).filter(|_| given.insert(id.as_str())) {
+                    let attempt = u32::try_from(int(d, "attempt")).unwrap_or(u32::MAX);
+                    claims[i] = Some(Claim::Claimed { attempt, recovered: false, channel: text(d, "channel") });
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(send_ids.len());
+        for (i, claim) in claims.into_iter().enumerate() {
+            out.push(match claim {
+                Some(c) => c,
+                None => self.claim_one(&send_ids[i], lease).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The logs among `send_ids`, by send id, with the fields `projection` names.
+    async fn logs_by_id(&self, send_ids: &[String], projection: Document) -> Result<HashMap<String, Document>> {
+        let cursor = self
+            .logs()
+            .find(doc! { "_id": { "$in": send_ids.to_vec() } })
+            .projection(projection)
+            .await
+            .map_err(self.err())?;
+        Ok(collect(cursor).await.map_err(self.err())?.into_iter().map(|d| (text(&d, "_id"), d)).collect())
+    }
+
+    /// Applies forward-only updates; returns how many logs changed. The logs are read at once
+    /// and the updates that move theirs forward written by one `update` command whose
+    /// statements each name the status read; when fewer logs changed than were written (one
+    /// moved meanwhile, or the same log is named twice), the updates whose log could still
+    /// take them go through [`Self::apply_update`].
+    pub(super) async fn apply_many(&self, updates: &[LogUpdate]) -> Result<usize> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = updates.iter().map(|u| u.send_id.clone()).collect();
+        let status_of = |d: &Document| SendStatus::parse(d.get_str("status").ok()?);
+        let found = self.logs_by_id(&ids, doc! { "status": 1 }).await?;
+        let now = to_date(&super::docs::now());
+        let (mut statements, mut written, mut later) = (Vec::new(), Vec::new(), Vec::new());
+        let mut named = std::collections::HashSet::new();
+        for u in updates {
+            let Some(current) = found.get(&u.send_id).and_then(status_of) else { continue };
+            if !current.can_become(u.status) {
+                continue;
+            }
+            if !named.insert(u.send_id.as_str()) {
+                later.push(u);
+                continue;
+            }
+            let mut set = doc! { "status": u.status.as_str(), "lease_until": Bson::Null, "updated_at": now };
+            if let Some(id) = &u.provider_message_id {
+                set.insert("provider_message_id", id);
+            }
+            if let Some(error) = &u.error {
+                set.insert("error_message", error);
+            }
+            statements.push(doc! { "q": { "_id": &u.send_id, "status": current.as_str() }, "u": { "$set": set } });
+            written.push(u);
+        }
+        let mut changed = 0;
+        if !statements.is_empty() {
+            let asked = statements.len();
+            let (_, modified) = self.write_counted("update", "communication_logs", "updates", statements).await?;
+            changed += usize::try_from(modified).unwrap_or(asked);
+            if changed < asked {
+                // Which lost a race is not in the reply: those whose log could still take them.
+                let ids: Vec<String> = written.iter().map(|u| u.send_id.clone()).collect();
+                let now_found = self.logs_by_id(&ids, doc! { "status": 1 }).await?;
+                for u in written {
+                    if now_found.get(&u.send_id).and_then(status_of).is_some_and(|s| s.can_become(u.status)) {
+                        later.insert(0, u);
+                    }
+                }
+            }
+        }
+        for u in later {
+            changed += usize::from(self.apply_update(u).await?);
+        }
+        Ok(changed)
     }
 
     /// Claims one log (see [`Claim`]).

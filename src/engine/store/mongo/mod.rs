@@ -165,7 +165,18 @@ impl MongoStore {
         key: &str,
         statements: Vec<Document>,
     ) -> Result<Vec<(usize, i32)>> {
-        let mut refused = Vec::new();
+        Ok(self.write_counted(command, collection, key, statements).await?.0)
+    }
+
+    /// [`Self::write_many`], also returning how many documents the statements modified.
+    pub(super) async fn write_counted(
+        &self,
+        command: &str,
+        collection: &str,
+        key: &str,
+        statements: Vec<Document>,
+    ) -> Result<(Vec<(usize, i32)>, u64)> {
+        let (mut refused, mut modified) = (Vec::new(), 0);
         for (chunk_no, chunk) in statements.chunks(WRITE_BATCH).enumerate() {
             let cmd = doc! { command: collection, key: chunk.to_vec(), "ordered": false };
             let reply = self.db.run_command(cmd).await.map_err(self.err())?;
@@ -178,8 +189,9 @@ impl MongoStore {
                     refused.push((chunk_no * WRITE_BATCH + index, docs::int(e, "code") as i32));
                 }
             }
+            modified += u64::try_from(docs::int(&reply, "nModified")).unwrap_or(0);
         }
-        Ok(refused)
+        Ok((refused, modified))
     }
 }
 

@@ -97,29 +97,3 @@ async fn opted_out_leads_are_skipped_at_claim_and_drafts_only_deleted() {
     assert_eq!(s.set_campaign_status(c, CampaignStatus::Paused).await.ok(), Some(CampaignStatus::Running));
     assert!(matches!(s.set_campaign_status(c, CampaignStatus::Draft).await, Err(Error::Conflict(_))));
 }
-
-/// Updates and claims look their logs up before taking the write lock and write only if the log
-/// is still as read: one that moved meanwhile (here: earlier in the same batch) is looked up
-/// again, so nothing moves backwards and nothing is claimed twice.
-#[tokio::test]
-async fn a_log_that_moved_after_its_lookup_is_looked_up_again() {
-    let (_dir, s, c) = store().await;
-    let new = logs(c, &[1, 2]);
-    s.insert_logs(c, "sim", &new).await.expect("insert");
-    let ids: Vec<String> = new.iter().map(|l| l.send_id.clone()).collect();
-    let twice = vec![ids[0].clone(), ids[0].clone()];
-    let claims = s.claim_logs(&twice, Duration::from_secs(30)).await.expect("claim");
-    assert_eq!(claims[0], Claim::Claimed { attempt: 1, recovered: false, channel: "sim".into() });
-    assert!(matches!(claims[1], Claim::Busy { .. }), "{claims:?}");
-    let sent = |id: &str| LogUpdate { provider_message_id: Some(format!("p-{id}")), ..update(id, SendStatus::Sent) };
-    assert_eq!(s.apply_log_updates(&[sent(&ids[0]), sent(&ids[0])]).await.ok(), Some(1));
-    // `read` then `delivered` for the same log in one batch: the second would move it back.
-    let changed = s
-        .apply_log_updates(&[update(&ids[0], SendStatus::Read), update(&ids[0], SendStatus::Delivered)])
-        .await
-        .expect("apply");
-    assert_eq!(changed, 1);
-    assert_eq!(s.log_status(&ids[0]).await.ok().flatten(), Some(SendStatus::Read));
-    // An update that changes nothing writes nothing and counts nothing.
-    assert_eq!(s.apply_log_updates(&[sent(&ids[0]), update(&ids[1], SendStatus::Pending)]).await.ok(), Some(0));
-}
