@@ -148,6 +148,7 @@ impl MongoStore {
             });
         }
         if !statements.is_empty() {
+            // A statement refused by the server claimed nothing: claim_one below reports it.
             self.write_counted("update", "communication_logs", "updates", statements).await?;
             let filter = doc! { "_id": { "$in": send_ids.to_vec() }, "claim_token": &token };
             let cursor =
@@ -207,33 +208,29 @@ impl MongoStore {
                 later.push(u);
                 continue;
             }
-            let mut set = doc! { "status": u.status.as_str(), "lease_until": Bson::Null, "updated_at": now };
-            if let Some(id) = &u.provider_message_id {
-                set.insert("provider_message_id", id);
-            }
-            if let Some(error) = &u.error {
-                set.insert("error_message", error);
-            }
+            let set = update_set(u, now);
             statements.push(doc! { "q": { "_id": &u.send_id, "status": current.as_str() }, "u": { "$set": set } });
             written.push(u);
         }
-        let mut changed = 0;
+        let (mut changed, mut lost) = (0, Vec::new());
         if !statements.is_empty() {
             let asked = statements.len();
+            // A statement refused by the server changed nothing: it is retried below like one
+            // that lost a race, where the single-document path reports the error.
             let (_, modified) = self.write_counted("update", "communication_logs", "updates", statements).await?;
             changed += usize::try_from(modified).unwrap_or(asked);
             if changed < asked {
-                // Which lost a race is not in the reply: those whose log could still take them.
+                // Which lost is not in the reply: those whose log could still take them.
                 let ids: Vec<String> = written.iter().map(|u| u.send_id.clone()).collect();
                 let now_found = self.logs_by_id(&ids, doc! { "status": 1 }).await?;
-                for u in written {
-                    if now_found.get(&u.send_id).and_then(status_of).is_some_and(|s| s.can_become(u.status)) {
-                        later.insert(0, u);
-                    }
-                }
+                lost = written
+                    .into_iter()
+                    .filter(|u| now_found.get(&u.send_id).and_then(status_of).is_some_and(|s| s.can_become(u.status)))
+                    .collect();
             }
         }
-        for u in later {
+        // The lost ones before the repeated mentions, which come after them in the batch.
+        for u in lost.into_iter().chain(later) {
             changed += usize::from(self.apply_update(u).await?);
         }
         Ok(changed)
@@ -338,17 +335,7 @@ impl MongoStore {
             if !current.can_become(u.status) {
                 return Ok(false);
             }
-            let mut set = doc! {
-                "status": u.status.as_str(),
-                "lease_until": Bson::Null,
-                "updated_at": to_date(&super::docs::now()),
-            };
-            if let Some(id) = &u.provider_message_id {
-                set.insert("provider_message_id", id);
-            }
-            if let Some(error) = &u.error {
-                set.insert("error_message", error);
-            }
+            let set = update_set(u, to_date(&super::docs::now()));
             let filter = doc! { "_id": &u.send_id, "status": current.as_str() };
             if self.logs().update_one(filter, doc! { "$set": set }).await.map_err(self.err())?.matched_count > 0 {
                 return Ok(true);
@@ -485,4 +472,16 @@ impl MongoStore {
         }
         Ok(letters.into_iter().map(|l| (l.id, SendJob { attempt: 1, ..l.payload })).collect())
     }
+}
+
+/// What a forward-only update sets on its log.
+fn update_set(u: &LogUpdate, now: bson::DateTime) -> Document {
+    let mut set = doc! { "status": u.status.as_str(), "lease_until": Bson::Null, "updated_at": now };
+    if let Some(id) = &u.provider_message_id {
+        set.insert("provider_message_id", id);
+    }
+    if let Some(error) = &u.error {
+        set.insert("error_message", error);
+    }
+    set
 }

@@ -56,6 +56,18 @@ fn write_if_unchanged(
     Ok(n == 1)
 }
 
+/// `read` of each item, in one read transaction (no write lock).
+fn read_each<I, R>(
+    conn: &mut Connection,
+    items: &[I],
+    read: impl Fn(&Connection, &I) -> rusqlite::Result<R>,
+) -> rusqlite::Result<Vec<R>> {
+    let tx = conn.transaction()?;
+    let out = items.iter().map(|item| read(&tx, item)).collect::<rusqlite::Result<Vec<R>>>()?;
+    tx.finish()?;
+    Ok(out)
+}
+
 /// Applies one forward-only update; true when the log changed.
 pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
     let Some(found) = find(conn, &u.send_id)? else { return Ok(false) };
@@ -71,29 +83,24 @@ pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqli
 /// that does is written by row id under the lock, if its log did not move meanwhile (else
 /// looked up again there).
 pub(super) fn apply_updates(conn: &mut Connection, updates: &[LogUpdate]) -> rusqlite::Result<usize> {
-    let mut todo = Vec::with_capacity(updates.len());
-    {
-        let read = conn.transaction()?;
-        for u in updates {
-            if let Some(found) = find(&read, &u.send_id)?
-                && change(&found, u).is_some()
-            {
-                todo.push((u, found));
-            }
-        }
-        read.finish()?;
-    }
+    let found = read_each(conn, updates, |conn, u| find(conn, &u.send_id))?;
+    let todo: Vec<(&LogUpdate, Found, Option<&str>)> = updates
+        .iter()
+        .zip(found)
+        .filter_map(|(u, found)| {
+            let found = found?;
+            let pid = change(&found, u)?;
+            Some((u, found, pid))
+        })
+        .collect();
     if todo.is_empty() {
         return Ok(0);
     }
     let tx = write_tx(conn)?;
     let now = now_ms();
     let mut changed = 0;
-    for (u, found) in todo {
-        let done = match change(&found, u) {
-            Some(pid) if write_if_unchanged(&tx, &found, u, pid, now)? => true,
-            _ => apply_update(&tx, u, now)?,
-        };
+    for (u, found, pid) in todo {
+        let done = write_if_unchanged(&tx, &found, u, pid, now)? || apply_update(&tx, u, now)?;
         changed += usize::from(done);
     }
     tx.commit()?;
@@ -153,14 +160,7 @@ fn claim_found(conn: &Connection, row: ClaimRow, now: i64, lease_ms: i64) -> rus
 /// the file shares; under it, each is checked to be as it was read (status, attempt and lease
 /// unchanged: one read of its row by id) and looked up again only if it moved.
 pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -> rusqlite::Result<Vec<Claim>> {
-    let mut found = Vec::with_capacity(send_ids.len());
-    {
-        let read = conn.transaction()?;
-        for id in send_ids {
-            found.push(find_for_claim(&read, id)?);
-        }
-        read.finish()?;
-    }
+    let found = read_each(conn, send_ids, |conn, id| find_for_claim(conn, id))?;
     let tx = write_tx(conn)?;
     let now = now_ms();
     let mut claims = Vec::with_capacity(send_ids.len());
