@@ -46,7 +46,7 @@ fn a_campaign_reaches_every_eligible_lead_once() {
 
 #[test]
 fn killed_and_competing_senders_still_send_once() {
-    killed_and_competing_senders_send_once(&Crm::new(), 2000, 300..1000);
+    killed_and_competing_senders_send_once(&Crm::new(), 2000, 300..1000, 20);
 }
 
 #[test]

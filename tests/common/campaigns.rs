@@ -99,10 +99,18 @@ pub fn assert_sim_accepted(sim: &str, expected: u64) {
 /// `kill_after_ms` after that — then finished by two send workers competing for the same jobs.
 /// Every eligible lead is accepted by the simulator exactly once, and the campaign is
 /// COMPLETED. `crm` carries the backends (its store, and the bus through its environment).
-pub fn killed_and_competing_senders_send_once(crm: &Crm, leads: usize, kill_after_ms: std::ops::Range<u64>) {
+/// `sim_latency_ms` paces the sender (8 sends in flight), so that its batches are still in hand
+/// when the kills come: at most 90 ms, as a batch of 16 rounds must finish within the lease.
+pub fn killed_and_competing_senders_send_once(
+    crm: &Crm,
+    leads: usize,
+    kill_after_ms: std::ops::Range<u64>,
+    sim_latency_ms: u64,
+) {
+    assert!(sim_latency_ms <= 90, "a batch would outlive its 1,500 ms lease");
     let eligible = write_leads(crm, leads) as u64;
     let id = create_campaign(crm);
-    let (_sim, url) = start_sim(crm, &["--latency-ms", "20"]);
+    let (_sim, url) = start_sim(crm, &["--latency-ms", &sim_latency_ms.to_string()]);
     crm.json(&["campaigns", "run", &id.to_string()], 0);
     let _expand = start_worker(crm, &["expand"], "expand.log");
     let _status = start_worker(crm, &["status"], "status.log");
