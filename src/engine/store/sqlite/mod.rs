@@ -38,7 +38,26 @@ pub struct SqliteStore {
     conn: Arc<tokio::sync::Mutex<Connection>>,
     /// Listings and counts of leads, reused while no lead changes (see `listing.rs`).
     listings: Arc<listing::Listings>,
+    /// Read-only connections for the reads that must not queue behind `conn` (see [`Readers`]).
+    readers: Arc<Readers>,
 }
+
+/// A few read-only connections to the file, opened when first needed.
+///
+/// `conn` serves one call at a time, so a read that queues behind it waits for whatever this
+/// process does meanwhile: the dashboard's segment builder counted behind its own snapshot
+/// poll, a send worker's log lookups waited for its status worker's writes. In WAL mode a
+/// reader sees the last committed state and never blocks a writer or another reader, so these
+/// reads run beside `conn`'s work instead. What they read may be stale by the time it is used:
+/// the callers either only show it or check it again under the write lock.
+struct Readers {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many reads run at once beside the connection's own work.
+const READERS: usize = 2;
 
 /// Opens a connection with the settings every connection to the file must share.
 pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
@@ -80,7 +99,12 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| Error::store(path.display().to_string(), e))??;
-        Ok(SqliteStore { path, conn: Arc::new(tokio::sync::Mutex::new(conn)), listings: Arc::default() })
+        let readers = Arc::new(Readers {
+            path: path.clone(),
+            idle: std::sync::Mutex::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
+        });
+        Ok(SqliteStore { path, conn: Arc::new(tokio::sync::Mutex::new(conn)), listings: Arc::default(), readers })
     }
 
     /// Runs `f` with the store's connection on the blocking pool.
@@ -94,6 +118,34 @@ impl SqliteStore {
         // allocator heap: 250 MB resident per worker).
         let mut guard = self.conn.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || f(&mut guard)).await.map_err(|e| Error::store(self.describe_path(), e))?
+    }
+
+    /// Runs `f` on one of the store's read-only connections (see [`Readers`]), on the blocking
+    /// pool; `f` must only read.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let describe = self.describe_path();
+        let permit = self.readers.permits.clone().acquire_owned().await.map_err(|e| Error::store(&describe, e))?;
+        let readers = self.readers.clone();
+        let run = move || {
+            let _permit = permit;
+            let idle = readers.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => connect(&readers.path)
+                    .and_then(|conn| conn.execute_batch("PRAGMA query_only = ON").map(|()| conn))
+                    .map_err(|e| Error::sqlite(&describe, &e))?,
+            };
+            let out = f(&mut conn);
+            if let Ok(mut idle) = readers.idle.lock() {
+                idle.push(conn);
+            }
+            out
+        };
+        tokio::task::spawn_blocking(run).await.map_err(|e| Error::store(self.describe_path(), e))?
     }
 
     fn describe_path(&self) -> String {

@@ -299,21 +299,21 @@ impl SqliteStore {
 
     pub(super) async fn count_rule(&self, rule: &Rule, now: DateTime<Utc>) -> Result<u64> {
         let (store, rule) = (self.describe_path(), rule.clone());
-        self.call(move |conn| count(conn, &rule, now).map_err(db_err(&store))).await
+        self.read(move |conn| count(conn, &rule, now).map_err(db_err(&store))).await
     }
 
     pub(super) async fn count_rules(&self, rules: &[Rule], now: DateTime<Utc>) -> Result<Vec<u64>> {
         let (store, rules) = (self.describe_path(), rules.to_vec());
-        self.call(move |conn| count_each(conn, &rules, now).map_err(db_err(&store))).await
+        self.read(move |conn| count_each(conn, &rules, now).map_err(db_err(&store))).await
     }
 
     pub(super) async fn sample_rule(&self, rule: &Rule, now: DateTime<Utc>, limit: usize) -> Result<Vec<Lead>> {
         let store = self.describe_path();
         if let Some((needle, false)) = name_contains(rule, now) {
-            return self.call(move |conn| sample_names(conn, &needle, limit).map_err(db_err(&store))).await;
+            return self.read(move |conn| sample_names(conn, &needle, limit).map_err(db_err(&store))).await;
         }
         let (sql, params) = sample_query(rule, now, limit);
-        self.call(move |conn| leads(conn, &sql, &params).map_err(db_err(&store))).await
+        self.read(move |conn| leads(conn, &sql, &params).map_err(db_err(&store))).await
     }
 
     pub(super) async fn scan_rule(
@@ -329,7 +329,7 @@ impl SqliteStore {
             format!("SELECT {LEAD_COLUMNS} FROM leads l WHERE l.id > ?1 AND ({}) ORDER BY l.id LIMIT ?2", fragment.sql);
         let params: Vec<Value> =
             [Value::Integer(after), Value::Integer(limit as i64)].into_iter().chain(fragment.params).collect();
-        self.call(move |conn| leads(conn, &sql, &params).map_err(db_err(&store))).await
+        self.read(move |conn| leads(conn, &sql, &params).map_err(db_err(&store))).await
     }
 
     pub(super) async fn explain_rule(&self, rule: &Rule, now: DateTime<Utc>, limit: usize) -> Result<Vec<QueryPlan>> {
