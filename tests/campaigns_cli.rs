@@ -110,6 +110,10 @@ fn templates_are_checked_and_drafts_only_are_deleted() {
     let c = crm
         .json(&["campaigns", "create", "x", "--segment", "all", "--template", "Hi {{name}}", "--preview-lead", "1"], 0);
     assert_eq!(c["preview"], "Hi Lead 0");
+    // Nothing would ever finish a draft: waiting for one is refused, not endless.
+    let draft = crm.run(&["campaigns", "wait", "x"]);
+    assert_eq!(draft.status.code(), Some(2), "{}", describe(&draft));
+    assert!(common::stderr(&draft).contains("is a DRAFT"), "{}", describe(&draft));
     crm.json(&["campaigns", "run", "x"], 0);
     let del = crm.run(&["campaigns", "delete", "x"]);
     assert_ne!(del.status.code(), Some(0), "{}", describe(&del));
@@ -150,8 +154,15 @@ fn pause_stops_sends_within_a_second_and_resume_finishes_once() {
     assert!(waiting > 0 && waiting <= eligible - paused_at, "{send_queue} with {paused_at} of {eligible} sent");
     let text = String::from_utf8_lossy(&crm.run(&["campaigns", "status", &id.to_string()]).stdout).into_owned();
     assert!(text.contains("  queues: campaign.jobs "), "{text}");
+    // `campaigns wait` gives up when told to (exit 4), leaving the campaign as it is...
+    let waited = crm.run(&["campaigns", "wait", &id.to_string(), "--timeout", "1s"]);
+    assert_eq!(waited.status.code(), Some(4), "{}", describe(&waited));
+    assert!(common::stderr(&waited).contains("is still PAUSED after 1s"), "{}", describe(&waited));
+    assert_eq!(status(&crm, id)["status"], "PAUSED");
     crm.json(&["campaigns", "resume", &id.to_string()], 0);
-    let done = wait_completed(&crm, id, Duration::from_secs(60));
+    // ...and returns once the campaign is finished, with its final stats.
+    let done = crm.json(&["campaigns", "wait", &id.to_string(), "--timeout", "60s"], 0);
+    assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(stat(&done, "sent"), eligible, "{done}");
     assert_sim_accepted(&url, eligible);
 

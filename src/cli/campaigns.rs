@@ -11,9 +11,10 @@ use crate::engine::lead::format_time;
 use crate::engine::store::Access;
 use clap::{ArgGroup, Args, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub(crate) mod status;
-use status::{stats_line, status};
+use status::{humanize, stats_line, status};
 
 #[derive(Debug, Subcommand)]
 pub enum CampaignsCmd {
@@ -41,6 +42,22 @@ pub enum CampaignsCmd {
         /// Keep printing until the campaign is COMPLETED or CANCELLED
         #[arg(long)]
         watch: bool,
+    },
+    /// Wait until a campaign finishes (COMPLETED or CANCELLED), then print its status and stats
+    ///
+    /// For scripts: it returns when the workers are done with the campaign. While it waits it
+    /// reads only the campaign's status, ten times a second, which costs the store next to
+    /// nothing (unlike polling `status` or `list`, which count the stats each time). A PAUSED
+    /// campaign is waited for until it is resumed and finishes, or cancelled. Exit 0 when it
+    /// finished; 4 when --timeout ran out first (the campaign keeps running); 2 for a DRAFT.
+    #[command(after_help = "Examples:\n  crm campaigns run spring && crm campaigns wait spring --timeout 2h\n  \
+        crm --json campaigns wait 3 | jq .stats")]
+    Wait {
+        /// Campaign id or name
+        campaign: String,
+        /// Give up after this long: 90s, 30m, 2h, 1d (default: wait as long as it takes)
+        #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+        timeout: Option<i64>,
     },
     /// Resolve the audience, queue it for the workers and mark the campaign RUNNING
     Run {
@@ -158,6 +175,21 @@ impl CampaignsCmd {
                 show(ctx, &c, &by_channel, &uncertain, &mut out)?
             }
             CampaignsCmd::Status { campaign, watch } => status(ctx, &app, &campaign, watch, &mut out).await?,
+            CampaignsCmd::Wait { campaign, timeout } => {
+                let c = app.find_campaign(&campaign).await?;
+                let within = timeout.map(|secs| Duration::from_secs(secs.unsigned_abs()));
+                if app.wait_campaign(c.id, WAIT_POLL, within).await?.is_none() {
+                    let now = app.get_campaign(c.id).await?.map_or(c.status, |c| c.status);
+                    eprintln!(
+                        "crm: campaign {} ({}) is still {now} after {}; it goes on (wait again to follow it).",
+                        c.id,
+                        c.name,
+                        humanize(timeout.unwrap_or_default().unsigned_abs())
+                    );
+                    return Ok(super::exit::TIMED_OUT);
+                }
+                status(ctx, &app, &c.id.to_string(), false, &mut out).await?
+            }
             CampaignsCmd::Run { campaign } => {
                 let (c, audience) = app.run_campaign(&campaign).await?;
                 if json {
@@ -281,6 +313,8 @@ async fn list(ctx: &Context, app: &App, out: &mut Out) -> anyhow::Result<()> {
 
 /// How many uncertain messages `show` lists (the most recent; `logs --status uncertain` has all).
 const SHOWN_UNCERTAIN: usize = 20;
+/// How often `campaigns wait` reads the campaign's status.
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 fn show(
     ctx: &Context,

@@ -10,6 +10,8 @@ pub const REJECTED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// A backend is unreachable or failing, or output cannot be written.
 pub const BACKEND: u8 = 3;
+/// `crm campaigns wait --timeout` ran out before the campaign finished.
+pub const TIMED_OUT: u8 = 4;
 
 /// The exit code an engine error ends the process with.
 pub fn code_of(err: &Error) -> u8 {

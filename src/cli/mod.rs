@@ -318,3 +318,21 @@ fn hint(err: &Error) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// A duration option's value (`30`, `90s`, `30m`, `24h`, `7d`) in seconds, 1 s to 366 days.
+pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 30m, 24h or 7d"))?;
+    let scale = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("'{text}': use s, m, h or d (e.g. 24h)")),
+    };
+    match n.checked_mul(scale) {
+        Some(secs) if secs > 0 && secs <= 366 * 86_400 => Ok(secs),
+        _ => Err(format!("'{text}' must be between 1 second and 366 days")),
+    }
+}

@@ -37,29 +37,12 @@ pub enum AuthCmd {
         #[arg(long, value_name = "NAME")]
         user: String,
         /// How long it is valid: 30m, 24h, 7d …
-        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_ttl)]
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = super::parse_duration)]
         ttl: i64,
     },
 }
 
 /// `30m`, `24h`, `7d`, `3600s` → seconds.
-fn parse_ttl(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: i64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 30m, 24h or 7d"))?;
-    let scale = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("'{text}': use s, m, h or d (e.g. 24h)")),
-    };
-    match n.checked_mul(scale) {
-        Some(secs) if secs > 0 && secs <= 366 * 86_400 => Ok(secs),
-        _ => Err(format!("'{text}' must be between 1 second and 366 days")),
-    }
-}
-
 fn secret(ctx: &Context) -> Result<Vec<u8>, Error> {
     match &ctx.config.api.jwt_secret.value {
         Some(s) if s.len() >= 16 => Ok(s.as_bytes().to_vec()),

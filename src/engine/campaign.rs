@@ -313,6 +313,11 @@ pub struct StatusUpdate {
     /// The vendor's id, when the update carries one (sent, receipts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// True when the publisher wrote the update to the store before publishing it (the send
+    /// worker records a send's outcome first): the status worker has nothing left to apply.
+    /// Absent (false) in updates from anyone else, which the status worker applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recorded: bool,
 }
 
 /// `campaign.dlq`: a send job given up on, and why.
@@ -351,6 +356,20 @@ pub struct Heartbeat {
 mod tests {
     use super::SendStatus::*;
     use super::*;
+
+    #[test]
+    fn a_status_update_is_recorded_only_when_it_says_so() {
+        // The guide's payload, as the system we replace (or any other producer) writes it.
+        let theirs = r#"{"send_id":"1:2","campaign_id":1,"lead_id":2,"status":"sent","attempt":1,
+            "error":null,"timestamp":"2026-12-06T01:00:00Z"}"#;
+        let mut u: StatusUpdate = serde_json::from_str(theirs).expect("the documented payload");
+        assert!(!u.recorded, "an update from elsewhere must be applied");
+        assert!(!serde_json::to_string(&u).expect("json").contains("recorded"));
+        u.recorded = true;
+        let ours = serde_json::to_string(&u).expect("json");
+        assert!(ours.contains(r#""recorded":true"#), "{ours}");
+        assert_eq!(serde_json::from_str::<StatusUpdate>(&ours).expect("round trip"), u);
+    }
 
     #[test]
     fn status_moves_only_forward() {

@@ -131,6 +131,20 @@ pub fn killed_and_competing_senders_send_once(
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let wait = kill_after_ms.start + (seed >> 33) % (kill_after_ms.end - kill_after_ms.start).max(1);
         std::thread::sleep(Duration::from_millis(wait));
+        // Then at the next moment the simulator is taking its sends: the sender is mid-batch, with
+        // sends done but not recorded and claimed logs not yet sent, however fast the backends
+        // let it get through a batch (on a slow store most of a batch's time is recording it).
+        let accepted = || http_get(&url, "/stats?by_key=false")["accepted"].as_u64().unwrap_or(0);
+        let busy = Instant::now() + Duration::from_secs(10);
+        let mut last = accepted();
+        while Instant::now() < busy && last < eligible {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = accepted();
+            if now > last {
+                break;
+            }
+            last = now;
+        }
         let pid = sender.pid();
         sender.sigkill();
         eprintln!("round {round}: killed sender {pid} after {wait} ms: {}", status(crm, id));

@@ -30,7 +30,7 @@ pub(super) fn stats_line(c: &Campaign) -> String {
 }
 
 /// `75` → `1m15s`.
-fn humanize(secs: u64) -> String {
+pub(super) fn humanize(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),

@@ -129,6 +129,39 @@ impl App {
         self.campaign_store().list_campaigns().await
     }
 
+    /// Waits until campaign `id` finishes (COMPLETED or CANCELLED), reading only its status
+    /// every `poll` — no stats, no bus — and returns it with its stats counted then; `None`
+    /// when `within` runs out first. A DRAFT is refused: nothing would ever finish it.
+    pub async fn wait_campaign(
+        &self,
+        id: CampaignId,
+        poll: std::time::Duration,
+        within: Option<std::time::Duration>,
+    ) -> Result<Option<Campaign>> {
+        let deadline = within.map(|w| tokio::time::Instant::now() + w);
+        let gone = || Error::NotFound(format!("campaign {id} was deleted while waiting for it"));
+        loop {
+            match self.campaign_store().campaign_status(id).await?.ok_or_else(gone)? {
+                CampaignStatus::Draft => {
+                    return Err(Error::Usage(format!(
+                        "campaign {id} is a DRAFT, so it will not finish: run it first (`crm campaigns run {id}`)"
+                    )));
+                }
+                CampaignStatus::Completed | CampaignStatus::Cancelled => {
+                    return self.get_campaign(id).await?.ok_or_else(gone).map(Some);
+                }
+                CampaignStatus::Running | CampaignStatus::Paused => {}
+            }
+            let now = tokio::time::Instant::now();
+            let nap = match deadline {
+                Some(deadline) if now >= deadline => return Ok(None),
+                Some(deadline) => poll.min(deadline - now),
+                None => poll,
+            };
+            tokio::time::sleep(nap).await;
+        }
+    }
+
     /// Resolves a DRAFT campaign's audience, queues it and marks it RUNNING; returns the
     /// campaign and its audience size.
     pub async fn run_campaign(&self, reference: &str) -> Result<(Campaign, u64)> {

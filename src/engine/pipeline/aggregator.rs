@@ -33,6 +33,9 @@ pub async fn run_aggregator(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, sh
             let updates: Vec<LogUpdate> = deliveries
                 .iter()
                 .filter_map(|d| serde_json::from_slice::<StatusUpdate>(&d.payload).ok())
+                // What its publisher already wrote to the store (a send's outcome) would only
+                // be looked up again to find nothing to change.
+                .filter(|u| !u.recorded)
                 .map(|u| LogUpdate {
                     send_id: u.send_id,
                     status: u.status,

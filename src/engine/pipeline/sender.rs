@@ -254,7 +254,8 @@ async fn send_batch(
             }
             Claim::Busy { retry_in } => later.push((d, retry_in)),
             Claim::OptedOut => {
-                updates.push(status_update(&job, SendStatus::Skipped, 0, Some("opted out".into()), None));
+                // The claim marked the log skipped.
+                updates.push(status_update(&job, SendStatus::Skipped, 0, Some("opted out".into()), None, true));
                 acks.push(d);
             }
             Claim::Settled(_) | Claim::Missing => acks.push(d),
@@ -267,17 +268,17 @@ async fn send_batch(
         match outcome {
             Outcome::Sent(pid) => {
                 log_updates.push(log_update(&job, SendStatus::Sent, Some(pid.clone()), None));
-                updates.push(status_update(&job, SendStatus::Sent, attempt, None, Some(pid)));
+                updates.push(status_update(&job, SendStatus::Sent, attempt, None, Some(pid), true));
                 acks.push(d);
             }
             Outcome::Uncertain(why) => {
                 log_updates.push(log_update(&job, SendStatus::Uncertain, None, Some(why.clone())));
-                updates.push(status_update(&job, SendStatus::Uncertain, attempt, Some(why), None));
+                updates.push(status_update(&job, SendStatus::Uncertain, attempt, Some(why), None, true));
                 acks.push(d);
             }
             Outcome::Skipped(why) => {
                 log_updates.push(log_update(&job, SendStatus::Skipped, None, Some(why.clone())));
-                updates.push(status_update(&job, SendStatus::Skipped, attempt, Some(why), None));
+                updates.push(status_update(&job, SendStatus::Skipped, attempt, Some(why), None, true));
                 acks.push(d);
             }
             Outcome::Retry { after, error } => {
@@ -287,7 +288,8 @@ async fn send_batch(
             }
             Outcome::Failed(reason) => {
                 tracing::warn!(send_id = %job.send_id, attempt, %reason, "Send failed for good; dead-lettered.");
-                updates.push(status_update(&job, SendStatus::Failed, attempt, Some(reason.clone()), None));
+                // The status worker records the failure.
+                updates.push(status_update(&job, SendStatus::Failed, attempt, Some(reason.clone()), None, false));
                 dead.push(DeadLetter { payload: SendJob { attempt, ..job }, reason });
                 acks.push(d);
             }
@@ -315,6 +317,7 @@ async fn send_batch(
     if !release_undo.is_empty() {
         shared.store.release_logs(&release_undo, true).await?;
     }
+    // Those marked `recorded` are in the store by now (above, or by the claim).
     let outgoing: Vec<Outgoing> =
         updates.iter().filter_map(|u| serde_json::to_vec(u).ok().map(|p| Outgoing::new(Some(&u.send_id), p))).collect();
     if !outgoing.is_empty() {
@@ -463,6 +466,7 @@ fn status_update(
     attempt: u32,
     error: Option<String>,
     pid: Option<String>,
+    recorded: bool,
 ) -> StatusUpdate {
     StatusUpdate {
         send_id: job.send_id.clone(),
@@ -473,6 +477,7 @@ fn status_update(
         error,
         timestamp: Utc::now(),
         provider_message_id: pid,
+        recorded,
     }
 }
 
