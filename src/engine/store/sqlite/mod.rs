@@ -46,10 +46,10 @@ pub struct SqliteStore {
 ///
 /// `conn` serves one call at a time, so a read that queues behind it waits for whatever this
 /// process does meanwhile: the dashboard's segment builder counted behind its own snapshot
-/// poll, a send worker's log lookups waited for its status worker's writes. In WAL mode a
-/// reader sees the last committed state and never blocks a writer or another reader, so these
-/// reads run beside `conn`'s work instead. What they read may be stale by the time it is used:
-/// the callers either only show it or check it again under the write lock.
+/// poll. In WAL mode a reader sees the last committed state and never blocks a writer or
+/// another reader, so the rule reads (counts, samples, scans) run beside `conn`'s work
+/// instead. (Tried for the pipeline's log lookups too and not kept: a send worker is bound by
+/// CPU, not by waiting for its connection, and the readers' own page caches cost more CPU.)
 struct Readers {
     path: PathBuf,
     idle: std::sync::Mutex<Vec<Connection>>,
