@@ -181,3 +181,55 @@ fn killed_and_competing_senders_send_once_on_kafka_and_mongodb() {
     killed_and_competing_senders_send_once(&Crm::with_backends(&bus, Some(store)), MONGO_LEADS, KILL_AFTER_MS, 60);
     mongo_server::drop_database(&base, &database);
 }
+
+/// The dashboard over the scale-out backends: `crm tui` on Kafka and the MongoDB store (the
+/// SQLite store when no MongoDB-wire server is at hand) shows the running campaign, its queues
+/// as consumer lag, the store it reads, and follows the campaign to COMPLETED while a worker
+/// sends it; `q` exits 0.
+#[cfg(feature = "tui")]
+#[test]
+fn the_dashboard_follows_a_campaign_on_kafka() {
+    let Some(broker) = kafka_server::broker() else { return };
+    let (bus, _) = fresh_bus(&broker);
+    #[cfg(feature = "mongodb")]
+    let mongo = mongo_server::base_uri().map(|base| (mongo_server::fresh_database("crm_tui"), base));
+    #[cfg(not(feature = "mongodb"))]
+    let mongo: Option<(String, String)> = None;
+    #[cfg(feature = "mongodb")]
+    let store = mongo.as_ref().map(|(database, base)| mongo_server::with_database(base, database));
+    #[cfg(not(feature = "mongodb"))]
+    let store: Option<String> = None;
+    let crm = Crm::with_backends(&bus, store);
+    let eligible = write_leads(&crm, 140) as u64;
+    let id = create_campaign(&crm);
+    crm.json(&["campaigns", "run", &id.to_string()], 0);
+    let Some(tmux) = common::tmux::start_tui(&crm, 120, 40) else { return };
+    let screen = tmux.wait_within("promo  RUNNING", Duration::from_secs(30)).unwrap_or_else(|s| panic!("{s}"));
+    assert!(screen.contains("consumer lag"), "Kafka queues are shown as lag:\n{screen}");
+    if mongo.is_some() {
+        assert!(screen.contains("mongodb://"), "the status bar names the store:\n{screen}");
+    }
+    // Selected on the campaigns screen, the campaign stays on the dashboard once completed.
+    tmux.keys("2");
+    tmux.wait_for("Campaigns (1)");
+    tmux.keys("1");
+    tmux.wait_for("promo  RUNNING");
+    let (_sim, url) = start_sim(&crm, &[]);
+    let _worker = start_worker(
+        &crm,
+        &["all", "--sim-url", &url, "--rate-per-minute", "0", "--webhook-listen", "127.0.0.1:0"],
+        "worker.log",
+    );
+    let done = tmux.wait_within("promo  COMPLETED", Duration::from_secs(120)).unwrap_or_else(|screen| {
+        print_log_tails(&crm, 40);
+        panic!("the dashboard never showed the campaign completed:\n{screen}")
+    });
+    assert!(done.contains(" 140/140") && done.contains(&format!("sent {eligible}")), "{done}");
+    assert_sim_accepted(&url, eligible);
+    tmux.keys("q");
+    assert!(tmux.wait_for("EXIT=").contains("EXIT=0"));
+    #[cfg(feature = "mongodb")]
+    if let Some((database, base)) = &mongo {
+        mongo_server::drop_database(base, database);
+    }
+}

@@ -6,65 +6,10 @@
 
 mod common;
 
+use common::Crm;
 use common::processes::{start_sim_with, start_worker};
-use common::{BIN, Crm};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-/// A private tmux server (its own socket), killed when the test ends.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("run tmux")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "crm"]).stdout).into_owned()
-    }
-
-    /// Waits until the pane shows `text`; panics with the screen after 15 s.
-    fn wait_for(&self, text: &str) -> String {
-        self.wait_within(text, Duration::from_secs(15)).unwrap_or_else(|screen| {
-            panic!("the screen never showed {text:?}:\n{screen}");
-        })
-    }
-
-    /// Polls the pane until it shows `text` (the screen), or gives up after `limit` (the last
-    /// screen as the error).
-    fn wait_within(&self, text: &str, limit: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return Ok(screen);
-            }
-            if Instant::now() > deadline {
-                return Err(screen);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Types text literally (no key names).
-    fn type_text(&self, text: &str) {
-        let out = self.run(&["send-keys", "-t", "crm", "-l", text]);
-        assert!(out.status.success(), "send-keys -l {text}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn keys(&self, keys: &str) {
-        let out = self.run(&["send-keys", "-t", "crm", keys]);
-        assert!(out.status.success(), "send-keys {keys}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
+use common::tmux::{Tmux, start_tui, tmux_ready};
+use std::time::Duration;
 
 #[test]
 fn tui_without_a_terminal_is_a_usage_error() {
@@ -75,16 +20,10 @@ fn tui_without_a_terminal_is_a_usage_error() {
     assert!(common::stderr(&out).contains("needs a terminal"), "{}", common::describe(&out));
 }
 
-fn tmux_available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
-}
-
 /// A sandbox with two leads, segment `all` and campaign `spring-sale` running over it, and
-/// `crm tui` started on it in a private tmux server; `None` (with a notice) without tmux.
+/// `crm tui` started on it at 80×24; `None` (with a notice) without tmux.
 fn start() -> Option<(Crm, Tmux)> {
-    if !tmux_available() {
-        assert!(std::env::var_os("CI").is_none(), "tmux is not installed: CI must run the dashboard's end-to-end test");
-        println!("SKIPPED: tmux is not installed (apt-get install tmux) - the dashboard's end-to-end test did not run");
+    if !tmux_ready() {
         return None;
     }
     let crm = Crm::new();
@@ -94,20 +33,7 @@ fn start() -> Option<(Crm, Tmux)> {
     crm.json(&["segments", "create", "all", "--rule", "visits >= 0"], 0);
     crm.json(&["campaigns", "create", "spring-sale", "--segment", "all", "--template", "Hi {{name}}!"], 0);
     crm.json(&["campaigns", "run", "spring-sale"], 0);
-
-    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmux = Tmux { socket: format!("crm-tui-test-{}-{n}", std::process::id()) };
-    let dir = crm.dir().display().to_string();
-    // A clean environment: the sandbox's HOME and XDG dirs (the log file lands there).
-    let shell = format!(
-        "cd '{dir}' && env -i PATH=/usr/bin:/bin TERM=xterm-256color NO_COLOR=1 HOME='{dir}/home' \
-         XDG_DATA_HOME='{dir}/xdg/data' XDG_CONFIG_HOME='{dir}/xdg/config' '{BIN}' --store '{store}' tui; \
-         echo EXIT=$?; sleep 60",
-        store = crm.store().display()
-    );
-    let out = tmux.run(&["new-session", "-d", "-s", "crm", "-x", "80", "-y", "24", &shell]);
-    assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+    let tmux = start_tui(&crm, 80, 24)?;
     Some((crm, tmux))
 }
 

@@ -10,6 +10,7 @@ pub mod campaigns;
 pub mod fake_twilio;
 pub mod processes;
 pub mod proxy;
+pub mod tmux;
 
 use assert_cmd::Command;
 use serde_json::Value;
