@@ -5,7 +5,7 @@
 use super::Context;
 use super::output::{Column, Out, Table};
 use crate::engine::app::App;
-use crate::engine::app::campaigns::{Resolution, Transition, UncertainMessage, UncertainSelection};
+use crate::engine::app::campaigns::{Resolution, Transition, UncertainMessage, UncertainSelection, Waited};
 use crate::engine::campaign::{Campaign, SendStatus, send_id};
 use crate::engine::lead::format_time;
 use crate::engine::store::Access;
@@ -178,8 +178,7 @@ impl CampaignsCmd {
             CampaignsCmd::Wait { campaign, timeout } => {
                 let c = app.find_campaign(&campaign).await?;
                 let within = timeout.map(|secs| Duration::from_secs(secs.unsigned_abs()));
-                if app.wait_campaign(c.id, WAIT_POLL, within).await?.is_none() {
-                    let now = app.get_campaign(c.id).await?.map_or(c.status, |c| c.status);
+                if let Waited::TimedOut(now) = app.wait_campaign(c.id, WAIT_POLL, within).await? {
                     eprintln!(
                         "crm: campaign {} ({}) is still {now} after {}; it goes on (wait again to follow it).",
                         c.id,

@@ -40,6 +40,15 @@ pub struct Resolved {
     pub skipped: Vec<(LeadId, String)>,
 }
 
+/// How waiting for a campaign ended ([`App::wait_campaign`]), with its status then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Waited {
+    /// COMPLETED or CANCELLED.
+    Finished(CampaignStatus),
+    /// Still RUNNING or PAUSED when the time ran out.
+    TimedOut(CampaignStatus),
+}
+
 /// A campaign moved from one status to another.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -129,32 +138,31 @@ impl App {
         self.campaign_store().list_campaigns().await
     }
 
-    /// Waits until campaign `id` finishes (COMPLETED or CANCELLED), reading only its status
-    /// every `poll` — no stats, no bus — and returns it with its stats counted then; `None`
-    /// when `within` runs out first. A DRAFT is refused: nothing would ever finish it.
+    /// Waits until campaign `id` finishes (COMPLETED or CANCELLED) or `within` runs out,
+    /// reading only its status every `poll` — no stats, no bus. A DRAFT is refused: nothing
+    /// would ever finish it.
     pub async fn wait_campaign(
         &self,
         id: CampaignId,
         poll: std::time::Duration,
         within: Option<std::time::Duration>,
-    ) -> Result<Option<Campaign>> {
+    ) -> Result<Waited> {
         let deadline = within.map(|w| tokio::time::Instant::now() + w);
         let gone = || Error::NotFound(format!("campaign {id} was deleted while waiting for it"));
         loop {
-            match self.campaign_store().campaign_status(id).await?.ok_or_else(gone)? {
+            let status = self.campaign_store().campaign_status(id).await?.ok_or_else(gone)?;
+            match status {
                 CampaignStatus::Draft => {
                     return Err(Error::Usage(format!(
                         "campaign {id} is a DRAFT, so it will not finish: run it first (`crm campaigns run {id}`)"
                     )));
                 }
-                CampaignStatus::Completed | CampaignStatus::Cancelled => {
-                    return self.get_campaign(id).await?.ok_or_else(gone).map(Some);
-                }
+                CampaignStatus::Completed | CampaignStatus::Cancelled => return Ok(Waited::Finished(status)),
                 CampaignStatus::Running | CampaignStatus::Paused => {}
             }
             let now = tokio::time::Instant::now();
             let nap = match deadline {
-                Some(deadline) if now >= deadline => return Ok(None),
+                Some(deadline) if now >= deadline => return Ok(Waited::TimedOut(status)),
                 Some(deadline) => poll.min(deadline - now),
                 None => poll,
             };

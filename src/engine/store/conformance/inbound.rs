@@ -15,9 +15,7 @@ const LEASE: Duration = Duration::from_secs(30);
 pub async fn logs_by_provider_id_and_failover_channel(f: &dyn StoreFixture) {
     let (_, store) = f.open().await;
     let c = new_campaign(store.as_ref(), "Inbound", 1).await.id;
-    let logs = logs_for(c, &[1, 2]);
-    let ids = send_ids(&logs);
-    store.insert_logs(c, "sim", &logs).await.unwrap();
+    let ids = insert_pending(store.as_ref(), c, &[1, 2]).await;
     assert_eq!(store.log_by_provider_id("SM1").await.unwrap(), None);
     assert!(!store.set_log_channel(&ids[0], "twilio").await.unwrap(), "a pending log is not moved");
     assert_eq!(claim_words(&store.claim_logs(&ids, LEASE).await.unwrap()), ["claimed 1", "claimed 1"]);

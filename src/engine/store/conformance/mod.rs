@@ -128,6 +128,13 @@ fn send_ids(logs: &[NewLog]) -> Vec<String> {
     logs.iter().map(|l| l.send_id.clone()).collect()
 }
 
+/// Inserts pending logs on the `sim` account for `leads` in `campaign`; returns their send ids.
+async fn insert_pending(store: &dyn CampaignStore, campaign: CampaignId, leads: &[LeadId]) -> Vec<String> {
+    let logs = logs_for(campaign, leads);
+    store.insert_logs(campaign, "sim", &logs).await.unwrap();
+    send_ids(&logs)
+}
+
 /// A claim in words, so chapters compare whole batches exactly without naming fields that a
 /// backend may add to `Claim::Claimed`: `claimed 1`, `recovered 2`, `busy`, `settled sent`,
 /// `opted out`, `missing`.

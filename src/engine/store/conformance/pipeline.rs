@@ -106,9 +106,7 @@ pub async fn claims_lease_a_log_to_one_sender(f: &dyn StoreFixture) {
     let (a, b) = (leads.add_lead(lead("a")).await.unwrap().id, leads.add_lead(lead("b")).await.unwrap().id);
     let out = leads.add_lead(lead("out")).await.unwrap().id;
     let c = new_campaign(store.as_ref(), "Claims", 1).await.id;
-    let logs = logs_for(c, &[a, b, out]);
-    let ids = send_ids(&logs);
-    store.insert_logs(c, "sim", &logs).await.unwrap();
+    let ids = insert_pending(store.as_ref(), c, &[a, b, out]).await;
 
     assert_eq!(claim(store.as_ref(), &ids[..1], LEASE).await, ["claimed 1"]);
     assert_eq!(status(store.as_ref(), &ids[0]).await, Some(SendStatus::Sending));
@@ -144,9 +142,7 @@ pub async fn claims_lease_a_log_to_one_sender(f: &dyn StoreFixture) {
 pub async fn a_batch_naming_a_log_twice_moves_it_once(f: &dyn StoreFixture) {
     let (_, store) = f.open().await;
     let c = new_campaign(store.as_ref(), "Twice", 1).await.id;
-    let logs = logs_for(c, &[1, 2]);
-    let ids = send_ids(&logs);
-    store.insert_logs(c, "sim", &logs).await.unwrap();
+    let ids = insert_pending(store.as_ref(), c, &[1, 2]).await;
     let twice = [ids[0].clone(), ids[1].clone(), ids[0].clone()];
     assert_eq!(claim(store.as_ref(), &twice, LEASE).await, ["claimed 1", "claimed 1", "busy"]);
     let sent = |id: &str| LogUpdate { provider_message_id: Some(format!("p-{id}")), ..update(id, SendStatus::Sent) };
@@ -176,9 +172,7 @@ pub async fn expired_leases_are_recovered(f: &dyn StoreFixture) {
     let a = leads.add_lead(person("A", &["a@example.com"], &[])).await.unwrap().id;
     let b = leads.add_lead(person("B", &["b@example.com"], &[])).await.unwrap().id;
     let c = new_campaign(store.as_ref(), "Crashes", 1).await.id;
-    let logs = logs_for(c, &[a, b]);
-    let ids = send_ids(&logs);
-    store.insert_logs(c, "sim", &logs).await.unwrap();
+    let ids = insert_pending(store.as_ref(), c, &[a, b]).await;
     assert_eq!(claim(store.as_ref(), &ids, TINY_LEASE).await, ["claimed 1", "claimed 1"]);
     assert!(store.opt_out(b).await.unwrap());
     tokio::time::sleep(PAST_TINY_LEASE).await;
@@ -197,14 +191,12 @@ pub async fn expired_leases_are_recovered(f: &dyn StoreFixture) {
 pub async fn release_counts_or_gives_back_the_try(f: &dyn StoreFixture) {
     let (_, store) = f.open().await;
     let c = new_campaign(store.as_ref(), "Retries", 1).await.id;
-    let logs = logs_for(c, &[1, 2]);
-    let ids = send_ids(&logs);
-    store.insert_logs(c, "sim", &logs).await.unwrap();
+    let ids = insert_pending(store.as_ref(), c, &[1, 2]).await;
     let a = &ids[..1];
     assert_eq!(claim(store.as_ref(), a, LEASE).await, ["claimed 1"]);
     store.release_logs(a, false).await.unwrap();
     assert_eq!(status(store.as_ref(), &ids[0]).await, Some(SendStatus::Pending));
-    assert_eq!(store.insert_logs(c, "sim", &logs[..1]).await.unwrap(), a, "a released log is pending");
+    assert_eq!(store.insert_logs(c, "sim", &logs_for(c, &[1])).await.unwrap(), a, "a released log is pending");
     assert_eq!(claim(store.as_ref(), a, LEASE).await, ["claimed 2"]);
     store.release_logs(a, true).await.unwrap();
     assert_eq!(claim(store.as_ref(), a, LEASE).await, ["claimed 2"], "the try was given back");
@@ -226,9 +218,7 @@ pub async fn release_counts_or_gives_back_the_try(f: &dyn StoreFixture) {
 pub async fn log_updates_move_forward_only(f: &dyn StoreFixture) {
     let (_, store) = f.open().await;
     let c = new_campaign(store.as_ref(), "Receipts", 1).await.id;
-    let logs = logs_for(c, &[1, 2, 3, 4, 5]);
-    let ids = send_ids(&logs);
-    store.insert_logs(c, "sim", &logs).await.unwrap();
+    let ids = insert_pending(store.as_ref(), c, &[1, 2, 3, 4, 5]).await;
     let (a, b, s, d, e) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
     let changed = store
         .apply_log_updates(&[
@@ -291,8 +281,8 @@ pub async fn dead_letters_and_replay(f: &dyn StoreFixture) {
     let (c1, c2) = (new_campaign(store.as_ref(), "One", 1).await.id, new_campaign(store.as_ref(), "Two", 1).await.id);
     store.start_campaign(c1, 1).await.unwrap();
     let (a, b) = (send_id(c1, 1), send_id(c2, 2));
-    store.insert_logs(c1, "sim", &logs_for(c1, &[1])).await.unwrap();
-    store.insert_logs(c2, "sim", &logs_for(c2, &[2])).await.unwrap();
+    insert_pending(store.as_ref(), c1, &[1]).await;
+    insert_pending(store.as_ref(), c2, &[2]).await;
     store.claim_logs(std::slice::from_ref(&a), LEASE).await.unwrap();
     let letter_a = DeadLetter { payload: job(&a, c1, 1, 3), reason: "invalid number".into() };
     let letter_b = DeadLetter { payload: job(&b, c2, 2, 1), reason: "blocked".into() };
