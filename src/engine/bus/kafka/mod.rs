@@ -342,13 +342,16 @@ impl KafkaBus {
         lock(&self.consumers).values().filter(|c| c.topic == topic).cloned().collect()
     }
 
-    /// Commits offsets the tracker says moved; failures are logged (the next commit, or the
-    /// replay after a rebalance, covers them).
+    /// Commits offsets the tracker says moved. A failed commit is logged and handed back to
+    /// the tracker, and the next `consume` or `depth` on the topic sends it again (a later
+    /// acknowledgement on the partition would too, but there may be none).
     async fn commit(&self, c: &Arc<TopicConsumer>, offsets: Vec<(i32, i64)>) {
         if offsets.is_empty() {
             return;
         }
         let c = c.clone();
+        let sent = offsets.clone();
+        let tracker = c.tracker.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();
             for (p, o) in offsets {
@@ -357,8 +360,23 @@ impl KafkaBus {
             c.consumer.commit(&tpl, CommitMode::Sync)
         })
         .await;
-        if let Ok(Err(e)) = done {
-            tracing::debug!(error = %e, "Could not commit Kafka offsets; a later commit covers them.");
+        let error = match done {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(%error, "Could not commit Kafka offsets; they are sent again on the next call.");
+        let mut tracker = lock(&tracker);
+        for (p, o) in sent {
+            tracker.commit_failed(p, o);
+        }
+    }
+
+    /// Sends again the commits of `topic`'s consumers that failed.
+    async fn commit_unsent(&self, topic: &str) {
+        for c in self.consumers_of(topic) {
+            let owed = lock(&c.tracker).unsent_commits();
+            self.commit(&c, owed).await;
         }
     }
 
@@ -529,6 +547,7 @@ impl Bus for KafkaBus {
             return Ok(Vec::new());
         }
         let c = self.consumer(topic, group).await?;
+        self.commit_unsent(topic).await;
         let clock = self.clock.clone();
         tokio::task::spawn_blocking(move || poll_ready(&c, clock.as_ref(), max, duration_ms(lease)))
             .await
@@ -565,6 +584,7 @@ impl Bus for KafkaBus {
         let kind =
             super::group::for_topic(topic).map(str::to_string).or_else(|| lock(&self.topic_kinds).get(topic).cloned());
         let group = kind.as_deref().map(|k| self.settings.group_id(k, topic));
+        self.commit_unsent(topic).await;
         let lag = self.lag(topic, group.clone()).await?;
         let (mut in_flight, mut delayed) = (0, 0);
         for c in self.consumers_of(topic) {

@@ -252,6 +252,23 @@ impl Tracker {
         Some(target)
     }
 
+    /// A commit of `offset` on `partition` failed: it is due again (see [`Tracker::unsent_commits`]).
+    pub fn commit_failed(&mut self, partition: i32, offset: i64) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            if state.committed == Some(offset) {
+                state.committed = None;
+            }
+        }
+    }
+
+    /// Committable offsets not committed yet: after a failed commit, nothing else would send
+    /// them when no more messages of the partition are acknowledged.
+    pub fn unsent_commits(&mut self) -> Vec<(i32, i64)> {
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        partitions.into_iter().filter_map(|p| self.commit_target(p).map(|o| (p, o))).collect()
+    }
+
     /// Holds a current delivery until `due_ms`; its position stays uncommitted.
     pub fn retry(&mut self, d: &Delivery, due_ms: i64) -> bool {
         let Some(slot) = self.current(d) else { return false };
@@ -295,6 +312,20 @@ mod tests {
         assert_eq!(t.ack(&ds[..1]), (1, vec![(0, 3)]));
         assert_eq!(t.ack(&ds[3..]), (1, vec![(0, 4)]));
         assert_eq!(t.ack(&ds), (0, vec![]), "acknowledged once only");
+    }
+
+    #[test]
+    fn a_failed_commit_is_sent_again() {
+        let mut t = Tracker::new("t");
+        t.assign(0);
+        let ds: Vec<Delivery> = (0..4).filter_map(|o| t.received(read(0, o), 0, LEASE)).collect();
+        assert_eq!(t.ack(&ds), (4, vec![(0, 4)]));
+        assert_eq!(t.unsent_commits(), vec![], "nothing is owed while the commit stands");
+        t.commit_failed(0, 3);
+        assert_eq!(t.unsent_commits(), vec![], "a failure of an older commit changes nothing");
+        t.commit_failed(0, 4);
+        assert_eq!(t.unsent_commits(), vec![(0, 4)]);
+        assert_eq!(t.unsent_commits(), vec![], "asked once until it fails again");
     }
 
     #[test]
