@@ -20,6 +20,7 @@
 
 mod checkpoint;
 mod filter;
+mod raw;
 mod sql;
 mod writes;
 
@@ -72,6 +73,8 @@ fn ready(draft: &LeadDraft) -> Ready {
 }
 
 struct State {
+    /// The multi-row lead INSERTs, on `conn`; declared first so they are finalized before it closes.
+    inserts: raw::Inserts,
     conn: Connection,
     plan: ImportPlan,
     store: String,
@@ -169,6 +172,7 @@ impl SqliteImport {
                 conn.query_row("SELECT count(*) FROM lead_keys", [], |r| r.get(0)).map_err(db_err(&store))?;
             let expected = existing as u64 + plan.expected_rows.unwrap_or(100_000) * 2;
             Ok(State {
+                inserts: raw::Inserts::new(&conn),
                 conn,
                 plan,
                 store,

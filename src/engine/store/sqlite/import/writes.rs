@@ -2,7 +2,7 @@
 //! search groups, rewrites of stored leads, and the undo bookkeeping that lets rows which
 //! cancel each other out leave `updated_at` alone.
 
-use super::sql::{ROWS_PER_INSERT, insert_keys_sql, insert_leads_sql, power_of_two_chunks};
+use super::sql::{ROWS_PER_INSERT, insert_keys_sql, power_of_two_chunks};
 use super::*;
 
 impl State {
@@ -40,26 +40,7 @@ impl State {
         }
         let rows = std::mem::take(&mut self.pending);
         for chunk in power_of_two_chunks(&rows, ROWS_PER_INSERT) {
-            let mut stmt = self.conn.prepare_cached(&insert_leads_sql(chunk.len()))?;
-            let mut i = 0;
-            let mut bind = |stmt: &mut rusqlite::Statement, v: &dyn rusqlite::ToSql| {
-                i += 1;
-                stmt.raw_bind_parameter(i, v)
-            };
-            for r in chunk {
-                bind(&mut stmt, &r.id)?;
-                bind(&mut stmt, &r.name)?;
-                bind(&mut stmt, &r.json[0])?;
-                bind(&mut stmt, &r.json[1])?;
-                bind(&mut stmt, &r.total_spend)?;
-                bind(&mut stmt, &r.visits)?;
-                bind(&mut stmt, &r.last_order_at)?;
-                bind(&mut stmt, &r.json[2])?;
-                bind(&mut stmt, &r.json[3])?;
-                bind(&mut stmt, &r.created_at)?;
-                bind(&mut stmt, &r.updated_at)?;
-            }
-            stmt.raw_execute()?;
+            self.inserts.insert(chunk)?;
         }
         self.pending = Vec::with_capacity(ROWS_PER_INSERT);
         self.trash.rows.push(rows);
