@@ -139,3 +139,56 @@ impl Drop for Inserts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::store::sqlite::{connect, migrations};
+
+    /// id, name, emails, total_spend, visits, last_order_at, tags as stored.
+    type Stored = (i64, String, String, f64, i64, Option<i64>, String);
+
+    fn row(id: i64, name: &str) -> NewRow {
+        NewRow {
+            id,
+            name: name.to_string(),
+            json: [format!("[\"{name}@example.com\"]"), "[]".into(), "[\"vip\"]".into(), "{}".into()],
+            total_spend: 12.5,
+            visits: 3,
+            last_order_at: (id % 2 == 0).then_some(1_700_000_000_000),
+            created_at: 1,
+            updated_at: 2,
+        }
+    }
+
+    #[test]
+    fn rows_are_written_as_bound_and_a_failed_insert_leaves_the_statement_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connect(&dir.path().join("raw.db")).unwrap();
+        assert!(migrations::migrate(&mut conn).is_ok());
+        let mut inserts = Inserts::new(&conn);
+        let first: Vec<NewRow> = (1..=4).map(|i| row(i, &format!("lead{i}"))).collect();
+        inserts.insert(&first).unwrap();
+        drop(first); // the bound text is not read after insert returns
+        // Id 4 is taken: the statement fails as a whole and names the constraint.
+        let clash = vec![row(5, "five"), row(4, "again")];
+        let err = inserts.insert(&clash).unwrap_err().to_string();
+        assert!(err.contains("UNIQUE") || err.contains("PRIMARY KEY"), "{err}");
+        // The same statement (two rows) works again with new values.
+        inserts.insert(&[row(6, "six"), row(7, "seven")]).unwrap();
+        let names: Vec<Stored> = conn
+            .prepare("SELECT id, name, emails, total_spend, visits, last_order_at, tags FROM leads ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let ids: Vec<i64> = names.iter().map(|n| n.0).collect();
+        // OR FAIL keeps the rows before the failing one (5); the import rolls its segment back.
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(names[6], (7, "seven".into(), "[\"seven@example.com\"]".into(), 12.5, 3, None, "[\"vip\"]".into()));
+        assert_eq!(names[1].5, Some(1_700_000_000_000));
+        drop(inserts);
+        drop(conn);
+    }
+}
