@@ -20,6 +20,7 @@
 
 mod checkpoint;
 mod filter;
+mod identity;
 mod raw;
 mod sql;
 mod writes;
@@ -301,90 +302,6 @@ impl State {
             self.end_segment(true)?;
         }
         Ok(outcomes)
-    }
-
-    /// Whether lead `id`'s stored emails/phones include `key`. The lead is loaded once per row
-    /// and kept for [`State::apply_row`], which merges into it: a re-imported row costs one
-    /// lead read, not one per key plus one to merge (re-import of 1,000,000 rows 10.9 → 9.4 s).
-    fn confirm(&mut self, id: LeadId, key: &str) -> rusqlite::Result<bool> {
-        if self.loaded.as_ref().is_none_or(|lead| lead.id != id) {
-            self.loaded = load_lead(&self.conn, id)?;
-        }
-        Ok(self.loaded.as_ref().is_some_and(|lead| lead.has_identity_key(key)))
-    }
-
-    /// The lead a row would leave as it is, found cheaply: the lead owning the row's first key
-    /// (by its hash), read as stored columns, holds exactly the row's emails and phones (so it
-    /// owns every key of the row) and every value the row gives. Most rows of a re-import end
-    /// here after one index lookup and one row read, without reading each key's owner or
-    /// decoding the lead; anything else (`None`) takes the general path, which decides alike.
-    fn unchanged_owner(&mut self, draft: &LeadDraft, ready: &Ready) -> rusqlite::Result<Option<LeadId>> {
-        let Some(&(_, hash)) = ready.keys.first() else { return Ok(None) };
-        let Some(candidate) = self.hashed_candidate(hash)? else { return Ok(None) };
-        self.flush_pending()?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT name, emails, phones, total_spend, visits, last_order_at, tags, metadata FROM leads WHERE id = ?1",
-        )?;
-        let mut rows = stmt.query([candidate])?;
-        let Some(row) = rows.next()? else { return Ok(None) };
-        let text = |i: usize, want: &str| row.get_ref(i).ok().and_then(|v| v.as_str().ok()) == Some(want);
-        let [emails, phones, tags, metadata, _] = &ready.columns;
-        let unchanged = text(1, emails)
-            && text(2, phones)
-            && draft.name.as_deref().is_none_or(|name| name.is_empty() || text(0, name))
-            && (draft.tags.is_empty() || text(6, tags))
-            && (draft.metadata.is_empty() || text(7, metadata))
-            && draft.total_spend.is_none_or(|v| row.get::<_, f64>(3).is_ok_and(|stored| stored == v))
-            && draft.visits.is_none_or(|v| row.get::<_, i64>(4).is_ok_and(|stored| stored == v))
-            && draft.last_order_at.is_none_or(|t| row.get::<_, Option<i64>>(5).is_ok_and(|s| s == Some(to_ms(&t))));
-        Ok(unchanged.then_some(candidate))
-    }
-
-    /// The lead a key's hash points to, unconfirmed: staged keys, then (when the filter says it
-    /// may be there) the index.
-    fn hashed_candidate(&self, hash: i64) -> rusqlite::Result<Option<LeadId>> {
-        match self.staged.get(&hash) {
-            Some(&id) => Ok(Some(id)),
-            None if self.filter.may_contain(hash) => keys::hashed_owner(&self.conn, hash),
-            None => Ok(None),
-        }
-    }
-
-    /// The lead owning `key`, confirmed: staged keys, then the index, then the overflow.
-    fn owner_of(&mut self, key: &str, hash: i64) -> rusqlite::Result<Option<LeadId>> {
-        if !self.staged.contains_key(&hash) && !self.filter.may_contain(hash) {
-            return Ok(None);
-        }
-        let candidate = self.hashed_candidate(hash)?;
-        self.flush_pending()?;
-        if let Some(id) = candidate {
-            if self.confirm(id, key)? {
-                return Ok(Some(id));
-            }
-        }
-        keys::overflow_owner(&self.conn, key)
-    }
-
-    /// Records a key no lead owns yet.
-    fn add_key(&mut self, key: &str, hash: i64, id: LeadId) -> rusqlite::Result<()> {
-        let taken = self.staged.contains_key(&hash)
-            || (self.filter.may_contain(hash) && keys::hashed_owner(&self.conn, hash)?.is_some());
-        if taken {
-            keys::insert_overflow(&self.conn, key, id)?;
-            self.filter.insert(hash);
-        } else {
-            self.staged.insert(hash, id);
-        }
-        Ok(())
-    }
-
-    fn remove_key(&mut self, key: &str, id: LeadId) -> rusqlite::Result<()> {
-        let hash = key_hash(key);
-        if self.staged.get(&hash) == Some(&id) && keys::overflow_owner(&self.conn, key)? != Some(id) {
-            self.staged.remove(&hash);
-            return Ok(());
-        }
-        keys::remove(&self.conn, key, id)
     }
 
     /// Applies one row; what is left of `draft` and `ready` afterwards is the caller's to free.
