@@ -88,6 +88,55 @@ impl ConsumerContext for Quiet {}
 struct Tracking {
     topic: String,
     tracker: Arc<Mutex<Tracker>>,
+    lane: Arc<CommitLane>,
+}
+
+/// The one way a consumer's offsets reach the group: one commit at a time, and never an offset
+/// below one the group already confirmed for the partition. Acknowledgements arrive from many
+/// tasks at once; without the lane, a commit of offset 100 sent on one thread could reach the
+/// broker after a commit of 150 sent on another, moving the group back — its lag would stay up
+/// for good and a restart would read those messages again.
+#[derive(Default)]
+struct CommitLane {
+    /// Partition → the highest offset the group confirmed from this consumer.
+    confirmed: Mutex<HashMap<i32, i64>>,
+}
+
+impl CommitLane {
+    /// Commits what moves the group forward among `offsets` (waiting for any commit in
+    /// progress first) and returns what it committed.
+    fn commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        offsets: Vec<(i32, i64)>,
+    ) -> std::result::Result<Vec<(i32, i64)>, KafkaError> {
+        let mut confirmed = lock(&self.confirmed);
+        let forward = forward_only(&confirmed, offsets);
+        if forward.is_empty() {
+            return Ok(forward);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &forward {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        }
+        consumer.commit(&tpl, CommitMode::Sync)?;
+        confirmed.extend(forward.iter().copied());
+        Ok(forward)
+    }
+
+    /// Partitions that left this consumer: whoever gets them next commits from where the group is.
+    fn forget(&self, partitions: &[i32]) {
+        let mut confirmed = lock(&self.confirmed);
+        for p in partitions {
+            confirmed.remove(p);
+        }
+    }
+}
+
+/// The offsets of `offsets` above what `confirmed` holds for their partition.
+fn forward_only(confirmed: &HashMap<i32, i64>, offsets: Vec<(i32, i64)>) -> Vec<(i32, i64)> {
+    offsets.into_iter().filter(|(p, o)| confirmed.get(p).is_none_or(|c| o > c)).collect()
 }
 
 impl ClientContext for Tracking {
@@ -103,21 +152,16 @@ impl ConsumerContext for Tracking {
     /// Before partitions go: commit what was finished on them, and forget them.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else { return };
-        let mut commits = TopicPartitionList::new();
-        {
+        let partitions: Vec<i32> = revoked.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+        let commits: Vec<(i32, i64)> = {
             let mut tracker = lock(&self.tracker);
-            for e in revoked.elements_for_topic(&self.topic) {
-                if let Some(offset) = tracker.revoke(e.partition()) {
-                    let _ = commits.add_partition_offset(&self.topic, e.partition(), Offset::Offset(offset));
-                }
-            }
-        }
+            partitions.iter().filter_map(|&p| tracker.revoke(p).map(|o| (p, o))).collect()
+        };
         tracing::debug!(topic = %self.topic, partitions = revoked.count(), "Kafka partitions revoked.");
-        if commits.count() > 0 {
-            if let Err(e) = consumer.commit(&commits, CommitMode::Sync) {
-                tracing::debug!(topic = %self.topic, error = %e, "Could not commit before a rebalance.");
-            }
+        if let Err(e) = self.lane.commit(consumer, &self.topic, commits) {
+            tracing::debug!(topic = %self.topic, error = %e, "Could not commit before a rebalance.");
         }
+        self.lane.forget(&partitions);
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -144,6 +188,7 @@ struct TopicConsumer {
     group: String,
     consumer: BaseConsumer<Tracking>,
     tracker: Arc<Mutex<Tracker>>,
+    lane: Arc<CommitLane>,
 }
 
 pub struct KafkaBus {
@@ -312,7 +357,8 @@ impl KafkaBus {
         self.ensure_topics(&[topic]).await?;
         let physical = self.settings.topic_name(topic);
         let tracker = Arc::new(Mutex::new(Tracker::new(topic)));
-        let context = Tracking { topic: physical.clone(), tracker: tracker.clone() };
+        let lane = Arc::new(CommitLane::default());
+        let context = Tracking { topic: physical.clone(), tracker: tracker.clone(), lane: lane.clone() };
         let mut config = self.settings.client_config();
         config
             .set("group.id", &group)
@@ -326,7 +372,14 @@ impl KafkaBus {
             config.create_with_context(context).map_err(|e| self.error("create a consumer", &e))?;
         consumer.subscribe(&[&physical]).map_err(|e| self.error("subscribe", &e))?;
         tracing::debug!(topic = %physical, group = %group, "Kafka consumer subscribed.");
-        let c = Arc::new(TopicConsumer { topic: topic.to_string(), physical, group: group.clone(), consumer, tracker });
+        let c = Arc::new(TopicConsumer {
+            topic: topic.to_string(),
+            physical,
+            group: group.clone(),
+            consumer,
+            tracker,
+            lane,
+        });
         lock(&self.topic_kinds).insert(topic.to_string(), kind.to_string());
         Ok(lock(&self.consumers).entry(key).or_insert(c).clone())
     }
@@ -342,9 +395,10 @@ impl KafkaBus {
         lock(&self.consumers).values().filter(|c| c.topic == topic).cloned().collect()
     }
 
-    /// Commits offsets the tracker says moved. A failed commit is logged and handed back to
-    /// the tracker, and the next `consume` or `depth` on the topic sends it again (a later
-    /// acknowledgement on the partition would too, but there may be none).
+    /// Commits offsets the tracker says moved, through the consumer's [`CommitLane`]. A failed
+    /// commit is logged and handed back to the tracker, and the next `consume` or `depth` on the
+    /// topic sends it again (a later acknowledgement on the partition would too, but there may
+    /// be none).
     async fn commit(&self, c: &Arc<TopicConsumer>, offsets: Vec<(i32, i64)>) {
         if offsets.is_empty() {
             return;
@@ -352,16 +406,9 @@ impl KafkaBus {
         let c = c.clone();
         let sent = offsets.clone();
         let tracker = c.tracker.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            for (p, o) in offsets {
-                let _ = tpl.add_partition_offset(&c.physical, p, Offset::Offset(o));
-            }
-            c.consumer.commit(&tpl, CommitMode::Sync)
-        })
-        .await;
+        let done = tokio::task::spawn_blocking(move || c.lane.commit(&c.consumer, &c.physical, offsets)).await;
         let error = match done {
-            Ok(Ok(())) => return,
+            Ok(Ok(_)) => return,
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         };
@@ -630,4 +677,19 @@ fn poll_ready(c: &TopicConsumer, clock: &dyn Clock, max: usize, lease_ms: i64) -
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_move_the_group_forward() {
+        let confirmed = HashMap::from([(0, 150), (1, 10)]);
+        assert_eq!(
+            forward_only(&confirmed, vec![(0, 100), (0, 150), (1, 11), (2, 0)]),
+            vec![(1, 11), (2, 0)],
+            "an older commit arriving late is dropped; new partitions and later offsets pass"
+        );
+    }
 }
