@@ -65,11 +65,14 @@ pub struct LeadDraft {
 
 /// The identity key of an email or a phone, as the stores index them.
 pub fn email_key(email: &str) -> String {
-    format!("e:{email}")
+    format!("{EMAIL_KEY}{email}")
 }
 pub fn phone_key(phone: &str) -> String {
-    format!("p:{phone}")
+    format!("{PHONE_KEY}{phone}")
 }
+/// What an identity key starts with: an email's, a phone's.
+pub const EMAIL_KEY: &str = "e:";
+pub const PHONE_KEY: &str = "p:";
 
 impl Lead {
     pub fn identity_keys(&self) -> Vec<String> {

@@ -45,6 +45,28 @@ pub(super) fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
+/// [`json`], appended to `out` (no allocation of its own).
+pub(super) fn json_into(out: &mut String, value: &impl serde::Serialize) {
+    /// serde_json writes whole strings and ASCII between them, each piece valid UTF-8.
+    struct Text<'a>(&'a mut String);
+    impl std::io::Write for Text<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let piece =
+                std::str::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            self.0.push_str(piece);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let start = out.len();
+    if serde_json::to_writer(Text(out), value).is_err() {
+        out.truncate(start);
+        out.push_str("null");
+    }
+}
+
 /// A lead's column values after `id`, in column order: name, emails, phones, total_spend,
 /// visits, last_order_at, tags, metadata, created_at, updated_at.
 pub(super) fn lead_values(lead: &Lead) -> [Value; 10] {
@@ -100,4 +122,21 @@ pub(crate) fn describe_owners(owners: &[(String, LeadId)]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn json_appended_is_the_json_of_the_value() {
+        let tags = vec!["vip".to_string(), "ünïcödé \"quoted\" \\ \u{1f}\n".to_string(), "日本".to_string()];
+        let metadata = BTreeMap::from([("City".to_string(), "São Paulo".to_string()), ("k\"".to_string(), String::new())]);
+        let mut out = "before".to_string();
+        json_into(&mut out, &tags);
+        json_into(&mut out, &metadata);
+        json_into(&mut out, &Vec::<String>::new());
+        assert_eq!(out, format!("before{}{}[]", json(&tags), json(&metadata)));
+    }
 }

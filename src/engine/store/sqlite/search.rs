@@ -29,13 +29,28 @@ pub fn search_text(lead: &Lead) -> String {
 /// The stored search text from a name, emails and phones (also used by the import, which has
 /// them before the lead exists).
 pub fn text_of(name: &str, emails: &[String], phones: &[String]) -> String {
-    let mut text = name.to_lowercase();
-    for v in emails.iter().chain(phones) {
-        text.push(FIELD as char);
-        text.push_str(v);
-    }
-    text.retain(|c| c != RECORD as char);
+    let mut text = String::with_capacity(name.len() + emails.iter().chain(phones).map(|v| v.len() + 1).sum::<usize>());
+    push_text(&mut text, name, emails, phones);
     text
+}
+
+/// Appends the search text of `text_of` to `out` (the import writes it beside other values).
+pub fn push_text(out: &mut String, name: &str, emails: &[String], phones: &[String]) {
+    let kept = |out: &mut String, piece: &str| match memchr::memchr(RECORD, piece.as_bytes()) {
+        None => out.push_str(piece),
+        Some(_) => out.extend(piece.chars().filter(|&c| c != RECORD as char)),
+    };
+    if name.is_ascii() {
+        let start = out.len();
+        kept(out, name);
+        out[start..].make_ascii_lowercase();
+    } else {
+        kept(out, &name.to_lowercase());
+    }
+    for v in emails.iter().chain(phones) {
+        out.push(FIELD as char);
+        kept(out, v);
+    }
 }
 
 /// Appends one lead's record to a group body.
@@ -213,6 +228,21 @@ fn ids_in_body(finder: &memchr::memmem::Finder<'_>, body: &[u8], scope: Scope) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_search_text_is_lower_case_fields_without_record_marks() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            text_of("Ada LOVELACE", &v(&["ada@x.io"]), &v(&["+447700900123"])),
+            "ada lovelace\x1fada@x.io\x1f+447700900123"
+        );
+        assert_eq!(text_of("ÉMILE Zola", &[], &[]), "émile zola");
+        assert_eq!(text_of("A\x1eB", &v(&["c\x1e@d.io"]), &[]), "ab\x1fc@d.io", "a record mark never reaches a body");
+        assert_eq!(text_of("", &[], &v(&["+1"])), "\x1f+1");
+        let mut out = "kept".to_string();
+        push_text(&mut out, "Grace", &[], &[]);
+        assert_eq!(out, "keptgrace", "appended, what was there stays");
+    }
 
     #[test]
     fn records_are_replaced_in_id_order() {

@@ -22,7 +22,7 @@ impl State {
     /// here after one index lookup and one row read, without reading each key's owner or
     /// decoding the lead; anything else (`None`) takes the general path, which decides alike.
     pub(super) fn unchanged_owner(&mut self, draft: &LeadDraft, ready: &Ready) -> rusqlite::Result<Option<LeadId>> {
-        let Some(&(_, hash)) = ready.keys.first() else { return Ok(None) };
+        let Some((_, hash)) = ready.keys().next() else { return Ok(None) };
         let Some(candidate) = self.hashed_candidate(hash)? else { return Ok(None) };
         self.flush_pending()?;
         let mut stmt = self.conn.prepare_cached(
@@ -31,12 +31,11 @@ impl State {
         let mut rows = stmt.query([candidate])?;
         let Some(row) = rows.next()? else { return Ok(None) };
         let text = |i: usize, want: &str| row.get_ref(i).ok().and_then(|v| v.as_str().ok()) == Some(want);
-        let [emails, phones, tags, metadata, _] = &ready.columns;
-        let unchanged = text(1, emails)
-            && text(2, phones)
+        let unchanged = text(1, ready.column(EMAILS))
+            && text(2, ready.column(PHONES))
             && draft.name.as_deref().is_none_or(|name| name.is_empty() || text(0, name))
-            && (draft.tags.is_empty() || text(6, tags))
-            && (draft.metadata.is_empty() || text(7, metadata))
+            && (draft.tags.is_empty() || text(6, ready.column(TAGS)))
+            && (draft.metadata.is_empty() || text(7, ready.column(METADATA)))
             && draft.total_spend.is_none_or(|v| row.get::<_, f64>(3).is_ok_and(|stored| stored == v))
             && draft.visits.is_none_or(|v| row.get::<_, i64>(4).is_ok_and(|stored| stored == v))
             && draft.last_order_at.is_none_or(|t| row.get::<_, Option<i64>>(5).is_ok_and(|s| s == Some(to_ms(&t))));

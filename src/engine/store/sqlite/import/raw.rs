@@ -8,8 +8,8 @@
 //!
 //! Safety rests on three rules kept in this file: a statement is prepared on, and finalized
 //! before, its connection (see [`Inserts`]' owner, which drops it first); values are bound only
-//! by [`Inserts::insert`], from rows borrowed for the whole bind → step → reset → clear
-//! sequence; and that sequence always ends with the bindings cleared, also on errors.
+//! by [`Inserts::insert`], from rows (and the buffer of their JSON columns) borrowed for the
+//! whole bind → step → reset → clear sequence; and that sequence always ends with the bindings cleared, also on errors.
 
 #![allow(unsafe_code)]
 
@@ -70,12 +70,13 @@ impl Inserts {
     }
 
     /// Inserts `rows` as new leads in one statement.
-    pub(super) fn insert(&mut self, rows: &[NewRow]) -> rusqlite::Result<()> {
+    /// Inserts `rows`, whose JSON columns are spans of `json`.
+    pub(super) fn insert(&mut self, rows: &[NewRow], json: &str) -> rusqlite::Result<()> {
         let stmt = self.statement(rows.len())?;
         let mut rc = ffi::SQLITE_OK;
         let mut i: c_int = 0;
-        // SAFETY: `stmt` belongs to this live connection; every text bound points into `rows`,
-        // borrowed until this function returns, and the bindings are cleared before it does.
+        // SAFETY: `stmt` belongs to this live connection; every text bound points into `rows` or
+        // `json`, borrowed until this function returns, and the bindings are cleared before it does.
         unsafe {
             let text = |i: c_int, s: &str| {
                 ffi::sqlite3_bind_text64(
@@ -87,22 +88,23 @@ impl Inserts {
                     ffi::SQLITE_UTF8 as u8,
                 )
             };
+            let span = |s: super::Span| json.get(s.start as usize..s.end as usize).unwrap_or_default();
             for r in rows {
                 for step in 0..11 {
                     i += 1;
                     rc = match step {
                         0 => ffi::sqlite3_bind_int64(stmt, i, r.id),
                         1 => text(i, &r.name),
-                        2 => text(i, &r.json[0]),
-                        3 => text(i, &r.json[1]),
+                        2 => text(i, span(r.json[0])),
+                        3 => text(i, span(r.json[1])),
                         4 => ffi::sqlite3_bind_double(stmt, i, r.total_spend),
                         5 => ffi::sqlite3_bind_int64(stmt, i, r.visits),
                         6 => match r.last_order_at {
                             Some(t) => ffi::sqlite3_bind_int64(stmt, i, t),
                             None => ffi::sqlite3_bind_null(stmt, i),
                         },
-                        7 => text(i, &r.json[2]),
-                        8 => text(i, &r.json[3]),
+                        7 => text(i, span(r.json[2])),
+                        8 => text(i, span(r.json[3])),
                         9 => ffi::sqlite3_bind_int64(stmt, i, r.created_at),
                         _ => ffi::sqlite3_bind_int64(stmt, i, r.updated_at),
                     };
@@ -148,11 +150,26 @@ mod tests {
     /// id, name, emails, total_spend, visits, last_order_at, tags as stored.
     type Stored = (i64, String, String, f64, i64, Option<i64>, String);
 
-    fn row(id: i64, name: &str) -> NewRow {
+    /// Rows named `names` from id `first` on, and the buffer their JSON columns are in.
+    fn rows(first: i64, names: &[&str]) -> (Vec<NewRow>, String) {
+        let mut json = String::new();
+        let rows = names.iter().zip(first..).map(|(name, id)| row(id, name, &mut json)).collect();
+        (rows, json)
+    }
+
+    fn row(id: i64, name: &str, buf: &mut String) -> NewRow {
+        let mut json = [super::super::Span::default(); 4];
+        for (value, span) in
+            [format!("[\"{name}@example.com\"]"), "[]".into(), "[\"vip\"]".into(), "{}".into()].iter().zip(&mut json)
+        {
+            let start = buf.len() as u32;
+            buf.push_str(value);
+            *span = super::super::Span { start, end: buf.len() as u32 };
+        }
         NewRow {
             id,
             name: name.to_string(),
-            json: [format!("[\"{name}@example.com\"]"), "[]".into(), "[\"vip\"]".into(), "{}".into()],
+            json,
             total_spend: 12.5,
             visits: 3,
             last_order_at: (id % 2 == 0).then_some(1_700_000_000_000),
@@ -167,15 +184,17 @@ mod tests {
         let mut conn = connect(&dir.path().join("raw.db")).unwrap();
         assert!(migrations::migrate(&mut conn).is_ok());
         let mut inserts = Inserts::new(&conn);
-        let first: Vec<NewRow> = (1..=4).map(|i| row(i, &format!("lead{i}"))).collect();
-        inserts.insert(&first).unwrap();
-        drop(first); // the bound text is not read after insert returns
+        let (first, json) = rows(1, &["lead1", "lead2", "lead3", "lead4"]);
+        inserts.insert(&first, &json).unwrap();
+        drop((first, json)); // the bound text is not read after insert returns
         // Id 4 is taken: the statement fails as a whole and names the constraint.
-        let clash = vec![row(5, "five"), row(4, "again")];
-        let err = inserts.insert(&clash).unwrap_err().to_string();
+        let mut json = String::new();
+        let clash = vec![row(5, "five", &mut json), row(4, "again", &mut json)];
+        let err = inserts.insert(&clash, &json).unwrap_err().to_string();
         assert!(err.contains("UNIQUE") || err.contains("PRIMARY KEY"), "{err}");
         // The same statement (two rows) works again with new values.
-        inserts.insert(&[row(6, "six"), row(7, "seven")]).unwrap();
+        let (again, json) = rows(6, &["six", "seven"]);
+        inserts.insert(&again, &json).unwrap();
         let names: Vec<Stored> = conn
             .prepare("SELECT id, name, emails, total_spend, visits, last_order_at, tags FROM leads ORDER BY id")
             .unwrap()

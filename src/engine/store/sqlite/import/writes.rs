@@ -9,18 +9,22 @@ impl State {
     pub(super) fn insert_new(
         &mut self,
         d: &mut LeadDraft,
-        ready: &mut Ready,
+        ready: &Ready,
         now: chrono::DateTime<Utc>,
     ) -> rusqlite::Result<LeadId> {
         let id = self.next_id;
         self.next_id += 1;
-        let [emails, phones, tags, metadata, text] = &mut ready.columns;
-        self.put_search(id, text)?;
-        let take = std::mem::take::<String>;
+        self.put_search(id, ready.column(TEXT))?;
+        let mut json = [Span::default(); 4];
+        for (column, span) in [EMAILS, PHONES, TAGS, METADATA].into_iter().zip(&mut json) {
+            let start = self.pending_json.len();
+            self.pending_json.push_str(ready.column(column));
+            *span = Span { start: start as u32, end: self.pending_json.len() as u32 };
+        }
         self.pending.push(NewRow {
             id,
             name: d.name.take().unwrap_or_default(),
-            json: [take(emails), take(phones), take(tags), take(metadata)],
+            json,
             total_spend: d.total_spend.unwrap_or(0.0),
             visits: d.visits.unwrap_or(0),
             last_order_at: d.last_order_at.as_ref().map(to_ms),
@@ -40,9 +44,10 @@ impl State {
         }
         let rows = std::mem::take(&mut self.pending);
         for chunk in power_of_two_chunks(&rows, ROWS_PER_INSERT) {
-            self.inserts.insert(chunk)?;
+            self.inserts.insert(chunk, &self.pending_json)?;
         }
         self.pending = Vec::with_capacity(ROWS_PER_INSERT);
+        self.pending_json.clear();
         self.trash.rows.push(rows);
         Ok(())
     }
