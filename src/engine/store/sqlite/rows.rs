@@ -132,7 +132,8 @@ mod tests {
     #[test]
     fn json_appended_is_the_json_of_the_value() {
         let tags = vec!["vip".to_string(), "ünïcödé \"quoted\" \\ \u{1f}\n".to_string(), "日本".to_string()];
-        let metadata = BTreeMap::from([("City".to_string(), "São Paulo".to_string()), ("k\"".to_string(), String::new())]);
+        let metadata =
+            BTreeMap::from([("City".to_string(), "São Paulo".to_string()), ("k\"".to_string(), String::new())]);
         let mut out = "before".to_string();
         json_into(&mut out, &tags);
         json_into(&mut out, &metadata);
