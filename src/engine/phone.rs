@@ -277,11 +277,6 @@ impl RegionPatterns {
         }
         Some(false)
     }
-
-    fn would_strip(&self, national: &str) -> bool {
-        self.strip_prefix.as_deref().is_some_and(|p| national.starts_with(p))
-            || self.strip_regex.as_ref().is_some_and(|re| re.is_match(national))
-    }
 }
 
 /// Country calling code → its regions, in the crate's order (main region first). Each code's
@@ -302,6 +297,12 @@ enum CodeEntry {
 struct CodePatterns {
     regions: Vec<RegionPatterns>,
     non_geographic: bool,
+    /// Whether the crate would strip a prefix from a number in any of the regions (a national
+    /// prefix, or a match of a prefix-for-parsing pattern): their distinct prefixes, and their
+    /// patterns as one alternation — one test where there was one per region (NANPA has 25;
+    /// per-region tests were a third of validating a US number).
+    strip_prefixes: Vec<String>,
+    strip_any: Option<Regex>,
 }
 
 fn fast_table() -> &'static FastTable {
@@ -322,6 +323,7 @@ impl CodePatterns {
     fn build(code: u16) -> Option<CodePatterns> {
         let regions = DATABASE.region(&code)?;
         let mut compiled = Vec::new();
+        let mut strip_sources: Vec<&str> = Vec::new();
         let mut non_geographic = false;
         for region in &regions {
             let meta = if *region == "001" {
@@ -331,9 +333,27 @@ impl CodePatterns {
                 DATABASE.by_id(*region)
             };
             // A pattern our regex engine cannot compile leaves this code to the crate.
-            compiled.push(meta.and_then(RegionPatterns::compile)?);
+            let meta = meta?;
+            compiled.push(RegionPatterns::compile(meta)?);
+            if let Some(re) = meta.national_prefix_for_parsing() {
+                if !strip_sources.contains(&re.as_str()) {
+                    strip_sources.push(re.as_str());
+                }
+            }
         }
-        Some(CodePatterns { regions: compiled, non_geographic })
+        let mut strip_prefixes: Vec<String> = compiled.iter().filter_map(|r| r.strip_prefix.clone()).collect();
+        strip_prefixes.sort_unstable();
+        strip_prefixes.dedup();
+        let strip_any = match strip_sources.is_empty() {
+            true => None,
+            false => Some(anchored(&strip_sources.iter().map(|s| format!("(?:{s})")).collect::<Vec<_>>().join("|"))?),
+        };
+        Some(CodePatterns { regions: compiled, non_geographic, strip_prefixes, strip_any })
+    }
+
+    fn would_strip(&self, national: &str) -> bool {
+        self.strip_prefixes.iter().any(|p| national.starts_with(p.as_str()))
+            || self.strip_any.as_ref().is_some_and(|re| re.is_match(national))
     }
 }
 
@@ -363,7 +383,7 @@ impl FastTable {
         if national.len() <= MIN_NSN || national.len() > MAX_NSN {
             return None;
         }
-        if regions.iter().any(|r| r.would_strip(national)) {
+        if patterns.would_strip(national) {
             return None;
         }
         let region = if regions.len() == 1 || patterns.non_geographic {
