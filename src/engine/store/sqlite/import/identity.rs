@@ -19,11 +19,22 @@ impl State {
     /// The lead a row would leave as it is, found cheaply: the lead owning the row's first key
     /// (by its hash), read as stored columns, holds exactly the row's emails and phones (so it
     /// owns every key of the row) and every value the row gives. Most rows of a re-import end
-    /// here after one index lookup and one row read, without reading each key's owner or
-    /// decoding the lead; anything else (`None`) takes the general path, which decides alike.
+    /// here after one in-memory hint lookup (`hints.rs`; the index when there is none) and one
+    /// row read, without reading each key's owner or decoding the lead; anything else (`None`)
+    /// takes the general path, which decides alike.
     pub(super) fn unchanged_owner(&mut self, draft: &LeadDraft, ready: &Ready) -> rusqlite::Result<Option<LeadId>> {
         let Some((_, hash)) = ready.keys().next() else { return Ok(None) };
-        let Some(candidate) = self.hashed_candidate(hash)? else { return Ok(None) };
+        // A hint may be stale; the check below holds whoever it names to the row.
+        let hinted = match self.staged.get(&hash) {
+            Some(&id) => Some(id),
+            None => self.hints.owner(hash),
+        };
+        let Some(candidate) = (match hinted {
+            Some(id) => Some(id),
+            None => self.hashed_candidate(hash)?,
+        }) else {
+            return Ok(None);
+        };
         self.flush_pending()?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT name, emails, phones, total_spend, visits, last_order_at, tags, metadata FROM leads WHERE id = ?1",

@@ -20,6 +20,7 @@
 
 mod checkpoint;
 mod filter;
+mod hints;
 mod identity;
 mod raw;
 mod sql;
@@ -39,6 +40,7 @@ use async_trait::async_trait;
 use checkpoint::Checkpointer;
 use chrono::Utc;
 use filter::{KeyFilter, PreHashed};
+use hints::KeyHints;
 use rayon::prelude::*;
 use rusqlite::{Connection, params};
 use smallvec::SmallVec;
@@ -136,6 +138,9 @@ struct State {
     store: String,
     /// Hashes of keys in the index (as of the last refresh, plus our own flushed ones).
     filter: KeyFilter,
+    /// The owners of the indexed keys as of the last refresh, for the unchanged-row check
+    /// (merge and skip imports only; see `hints.rs`).
+    hints: KeyHints,
     /// Keys added in this segment and not yet in `lead_keys`: hash → lead.
     staged: HashMap<i64, LeadId, BuildHasherDefault<PreHashed>>,
     in_segment: Option<Instant>,
@@ -236,6 +241,7 @@ impl SqliteImport {
                 plan,
                 store,
                 filter: KeyFilter::with_capacity(expected),
+                hints: KeyHints::default(),
                 staged: HashMap::default(),
                 in_segment: None,
                 seen_version: -1,
@@ -287,11 +293,20 @@ impl State {
     }
 
     fn rebuild_filter(&mut self) -> rusqlite::Result<()> {
-        let mut stmt = self.conn.prepare("SELECT h FROM lead_keys")?;
+        let hinted = matches!(self.plan.policy, ConflictPolicy::Merge | ConflictPolicy::Skip);
+        self.hints = KeyHints::default();
+        let mut pairs = Vec::new();
+        let mut stmt = self.conn.prepare("SELECT h, lead_id FROM lead_keys")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            self.filter.insert(row.get(0)?);
+            let hash = row.get(0)?;
+            self.filter.insert(hash);
+            if hinted {
+                pairs.push((hash, row.get(1)?));
+            }
         }
+        drop(rows);
+        self.hints = KeyHints::new(pairs).unwrap_or_default();
         let mut stmt = self.conn.prepare("SELECT key FROM lead_key_overflow")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
