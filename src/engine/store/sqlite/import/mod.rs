@@ -295,7 +295,13 @@ impl State {
     fn rebuild_filter(&mut self) -> rusqlite::Result<()> {
         let hinted = matches!(self.plan.policy, ConflictPolicy::Merge | ConflictPolicy::Skip);
         self.hints = KeyHints::default();
-        let mut pairs = Vec::new();
+        // Sized up front: growing by doubling would hold both copies at the end (+50%).
+        let count = if hinted {
+            self.conn.query_row("SELECT count(*) FROM lead_keys", [], |r| r.get::<_, i64>(0))?
+        } else {
+            0
+        };
+        let mut pairs = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut stmt = self.conn.prepare("SELECT h, lead_id FROM lead_keys")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
