@@ -170,11 +170,21 @@ pub(super) fn lead_from_doc(d: &Document) -> Result<Lead, String> {
     })
 }
 
+/// A condition on `emails` or `phones` that their unique indexes can answer. Those indexes are
+/// partial (`{field: {$type: "string"}}`, so leads without emails or phones do not collide), and
+/// a server uses a partial index only for a query that contains its filter expression: the
+/// `$type` test is repeated here (it changes no result: a matched key is a string).
+fn on_key_index(field: &str, condition: Document) -> Document {
+    let mut condition = condition;
+    condition.insert("$type", "string");
+    doc! { field: condition }
+}
+
 /// The filter finding the lead that owns an identity key (`e:…`, `p:…`); None for other keys.
 pub(super) fn key_filter(key: &str) -> Option<Document> {
     match key.split_once(':') {
-        Some(("e", email)) => Some(doc! { "emails": email }),
-        Some(("p", phone)) => Some(doc! { "phones": phone }),
+        Some(("e", email)) => Some(on_key_index("emails", doc! { "$eq": email })),
+        Some(("p", phone)) => Some(on_key_index("phones", doc! { "$eq": phone })),
         _ => None,
     }
 }
@@ -183,10 +193,10 @@ pub(super) fn key_filter(key: &str) -> Option<Document> {
 pub(super) fn owners_filter(emails: &[String], phones: &[String]) -> Option<Document> {
     let mut any = Vec::new();
     if !emails.is_empty() {
-        any.push(doc! { "emails": { "$in": emails.to_vec() } });
+        any.push(on_key_index("emails", doc! { "$in": emails.to_vec() }));
     }
     if !phones.is_empty() {
-        any.push(doc! { "phones": { "$in": phones.to_vec() } });
+        any.push(on_key_index("phones", doc! { "$in": phones.to_vec() }));
     }
     (!any.is_empty()).then(|| doc! { "$or": any })
 }
@@ -206,6 +216,26 @@ pub(super) fn owners_in(keys: &[String], leads: &[Lead], except: Option<LeadId>)
 mod tests {
     use super::*;
     use crate::engine::lead::LeadDraft;
+
+    #[test]
+    fn key_lookups_repeat_the_partial_filter_of_the_key_indexes() {
+        let email = key_filter("e:ada@example.com").unwrap();
+        assert_eq!(email, doc! { "emails": { "$eq": "ada@example.com", "$type": "string" } });
+        assert_eq!(
+            key_filter("p:+447700900123").unwrap(),
+            doc! { "phones": { "$eq": "+447700900123", "$type": "string" } }
+        );
+        assert_eq!(key_filter("x:1"), None);
+        let both = owners_filter(&["a@x.io".into()], &["+15550100".into()]).unwrap();
+        assert_eq!(
+            both,
+            doc! { "$or": [
+                { "emails": { "$in": ["a@x.io"], "$type": "string" } },
+                { "phones": { "$in": ["+15550100"], "$type": "string" } },
+            ] }
+        );
+        assert_eq!(owners_filter(&[], &[]), None);
+    }
 
     #[test]
     fn metadata_keys_round_trip_and_plain_keys_stay_plain() {
