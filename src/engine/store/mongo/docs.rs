@@ -170,11 +170,12 @@ pub(super) fn lead_from_doc(d: &Document) -> Result<Lead, String> {
     })
 }
 
-/// A condition on `emails` or `phones` that their unique indexes can answer. Those indexes are
-/// partial (`{field: {$type: "string"}}`, so leads without emails or phones do not collide), and
-/// a server uses a partial index only for a query that contains its filter expression: the
-/// `$type` test is repeated here (it changes no result: a matched key is a string).
-fn on_key_index(field: &str, condition: Document) -> Document {
+/// A condition on a field with a partial index (`{field: {$type: "string"}}`: `emails` and
+/// `phones`, so leads without either do not collide; the vendor message ids of logs and
+/// replies) that the index can answer: a server uses a partial index only for a query that
+/// contains its filter expression, so the `$type` test is repeated here (it changes no result:
+/// every value looked up is a string).
+pub(super) fn on_key_index(field: &str, condition: Document) -> Document {
     let mut condition = condition;
     condition.insert("$type", "string");
     doc! { field: condition }

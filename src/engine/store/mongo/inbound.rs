@@ -3,7 +3,7 @@
 //! (worker heartbeats, channel accounts' states). One document each, keyed so that a repeated
 //! write is idempotent: opt-outs by lead id, heartbeats by worker id, states by account.
 
-use super::docs::{date, int, opt_text, text, to_date};
+use super::docs::{date, int, on_key_index, opt_text, text, to_date};
 use super::{MongoStore, collect, is_duplicate};
 use crate::engine::campaign::{CampaignId, Heartbeat, SendStatus};
 use crate::engine::error::Result;
@@ -52,7 +52,8 @@ impl MongoStore {
     /// False when a reply with the same vendor message id is stored already.
     pub(super) async fn insert_reply(&self, reply: &Reply) -> Result<bool> {
         if let Some(id) = &reply.provider_message_id {
-            let found = self.coll("replies").find_one(doc! { "provider_message_id": id }).await.map_err(self.err())?;
+            let filter = on_key_index("provider_message_id", doc! { "$eq": id });
+            let found = self.coll("replies").find_one(filter).await.map_err(self.err())?;
             if found.is_some() {
                 return Ok(false);
             }

@@ -8,7 +8,7 @@
 //! updates is one `update` command of such statements (claims stamp `claim_token`, so the
 //! claimer can tell which it won), with the single-document path for those that lost.
 
-use super::docs::{date, int, opt_text, text, to_date};
+use super::docs::{date, int, on_key_index, opt_text, text, to_date};
 use super::{DUPLICATE_KEY, MongoStore, collect};
 use crate::engine::campaign::{
     CampaignId, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, NewLog, SendJob, SendStatus,
@@ -373,7 +373,7 @@ impl MongoStore {
     pub(super) async fn log_by_vendor_id(&self, provider_message_id: &str) -> Result<Option<CommunicationLog>> {
         let found = self
             .logs()
-            .find_one(doc! { "provider_message_id": provider_message_id })
+            .find_one(on_key_index("provider_message_id", doc! { "$eq": provider_message_id }))
             .sort(doc! { "_id": 1 })
             .await
             .map_err(self.err())?;
