@@ -25,11 +25,7 @@ impl State {
     pub(super) fn unchanged_owner(&mut self, draft: &LeadDraft, ready: &Ready) -> rusqlite::Result<Option<LeadId>> {
         let Some((_, hash)) = ready.keys().next() else { return Ok(None) };
         // A hint may be stale; the check below holds whoever it names to the row.
-        let hinted = match self.staged.get(&hash) {
-            Some(&id) => Some(id),
-            None => self.hints.owner(hash),
-        };
-        let Some(candidate) = (match hinted {
+        let Some(candidate) = (match self.hints.owner(hash) {
             Some(id) => Some(id),
             None => self.hashed_candidate(hash)?,
         }) else {

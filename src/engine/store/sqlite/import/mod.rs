@@ -69,11 +69,25 @@ struct Ready {
     columns: [Span; 5],
 }
 
-/// A stretch of [`Ready::buf`].
+/// A stretch of a buffer ([`Ready::buf`], [`State::pending_json`]).
 #[derive(Clone, Copy, Default)]
 struct Span {
     start: u32,
     end: u32,
+}
+
+impl Span {
+    /// What `write` appends to `buf`.
+    fn written(buf: &mut String, write: impl FnOnce(&mut String)) -> Span {
+        let start = buf.len() as u32;
+        write(buf);
+        Span { start, end: buf.len() as u32 }
+    }
+
+    /// This stretch of `buf`.
+    fn of(self, buf: &str) -> &str {
+        buf.get(self.start as usize..self.end as usize).unwrap_or_default()
+    }
 }
 
 /// Indices into [`Ready::columns`]; the first four are the JSON columns, in [`NewRow`]'s order.
@@ -85,15 +99,11 @@ const TEXT: usize = 4;
 
 impl Ready {
     fn keys(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
-        self.keys.iter().map(|&(span, hash)| (self.text(span), hash))
+        self.keys.iter().map(|&(span, hash)| (span.of(&self.buf), hash))
     }
 
     fn column(&self, column: usize) -> &str {
-        self.text(self.columns[column])
-    }
-
-    fn text(&self, span: Span) -> &str {
-        self.buf.get(span.start as usize..span.end as usize).unwrap_or_default()
+        self.columns[column].of(&self.buf)
     }
 }
 
@@ -107,26 +117,21 @@ fn ready(draft: &LeadDraft) -> Ready {
         + name.len()
         + 16;
     let mut buf = String::with_capacity(guess);
-    let span = |buf: &mut String, write: &mut dyn FnMut(&mut String)| {
-        let start = buf.len();
-        write(buf);
-        Span { start: start as u32, end: buf.len() as u32 }
-    };
     let mut keys = SmallVec::new();
     let identity = draft.emails.iter().map(|e| (EMAIL_KEY, e)).chain(draft.phones.iter().map(|p| (PHONE_KEY, p)));
     for (prefix, value) in identity {
-        let key = span(&mut buf, &mut |b| {
+        let key = Span::written(&mut buf, |b| {
             b.push_str(prefix);
             b.push_str(value);
         });
-        keys.push((key, key_hash(&buf[key.start as usize..])));
+        keys.push((key, key_hash(key.of(&buf))));
     }
     let mut columns = [Span::default(); 5];
-    columns[EMAILS] = span(&mut buf, &mut |b| json_into(b, &draft.emails));
-    columns[PHONES] = span(&mut buf, &mut |b| json_into(b, &draft.phones));
-    columns[TAGS] = span(&mut buf, &mut |b| json_into(b, &draft.tags));
-    columns[METADATA] = span(&mut buf, &mut |b| json_into(b, &draft.metadata));
-    columns[TEXT] = span(&mut buf, &mut |b| search::push_text(b, name, &draft.emails, &draft.phones));
+    columns[EMAILS] = Span::written(&mut buf, |b| json_into(b, &draft.emails));
+    columns[PHONES] = Span::written(&mut buf, |b| json_into(b, &draft.phones));
+    columns[TAGS] = Span::written(&mut buf, |b| json_into(b, &draft.tags));
+    columns[METADATA] = Span::written(&mut buf, |b| json_into(b, &draft.metadata));
+    columns[TEXT] = Span::written(&mut buf, |b| search::push_text(b, name, &draft.emails, &draft.phones));
     Ready { buf, keys, columns }
 }
 

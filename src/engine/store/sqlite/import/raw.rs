@@ -9,7 +9,8 @@
 //! Safety rests on three rules kept in this file: a statement is prepared on, and finalized
 //! before, its connection (see [`Inserts`]' owner, which drops it first); values are bound only
 //! by [`Inserts::insert`], from rows (and the buffer of their JSON columns) borrowed for the
-//! whole bind → step → reset → clear sequence; and that sequence always ends with the bindings cleared, also on errors.
+//! whole bind → step → reset → clear sequence; and that sequence always ends with the bindings
+//! cleared, also on errors.
 
 #![allow(unsafe_code)]
 
@@ -69,8 +70,7 @@ impl Inserts {
         rusqlite::Error::SqliteFailure(ffi::Error::new(rc), message)
     }
 
-    /// Inserts `rows` as new leads in one statement.
-    /// Inserts `rows`, whose JSON columns are spans of `json`.
+    /// Inserts `rows` as new leads in one statement; their JSON columns are spans of `json`.
     pub(super) fn insert(&mut self, rows: &[NewRow], json: &str) -> rusqlite::Result<()> {
         let stmt = self.statement(rows.len())?;
         let mut rc = ffi::SQLITE_OK;
@@ -88,7 +88,7 @@ impl Inserts {
                     ffi::SQLITE_UTF8 as u8,
                 )
             };
-            let span = |s: super::Span| json.get(s.start as usize..s.end as usize).unwrap_or_default();
+            let span = |s: super::Span| s.of(json);
             for r in rows {
                 for step in 0..11 {
                     i += 1;
@@ -162,9 +162,7 @@ mod tests {
         for (value, span) in
             [format!("[\"{name}@example.com\"]"), "[]".into(), "[\"vip\"]".into(), "{}".into()].iter().zip(&mut json)
         {
-            let start = buf.len() as u32;
-            buf.push_str(value);
-            *span = super::super::Span { start, end: buf.len() as u32 };
+            *span = super::super::Span::written(buf, |b| b.push_str(value));
         }
         NewRow {
             id,

@@ -17,9 +17,7 @@ impl State {
         self.put_search(id, ready.column(TEXT))?;
         let mut json = [Span::default(); 4];
         for (column, span) in [EMAILS, PHONES, TAGS, METADATA].into_iter().zip(&mut json) {
-            let start = self.pending_json.len();
-            self.pending_json.push_str(ready.column(column));
-            *span = Span { start: start as u32, end: self.pending_json.len() as u32 };
+            *span = Span::written(&mut self.pending_json, |b| b.push_str(ready.column(column)));
         }
         self.pending.push(NewRow {
             id,
