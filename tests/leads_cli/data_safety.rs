@@ -1,9 +1,10 @@
 //! Commands that must never destroy data: an output path that is the input or a file of the
 //! store is refused before anything is written, outputs are replaced whole (written beside
 //! the target and renamed), and a mistyped store path on a command that only reads creates
-//! nothing.
+//! nothing. An import killed while it loads a new store (with a rollback journal) leaves it
+//! whole.
 
-use crate::common::{Crm, describe, stderr, stdout};
+use crate::common::{Crm, counts, describe, stderr, stdout};
 use std::path::Path;
 
 /// Two good rows and one bad one, so an import with `--errors` has something to write there.
@@ -213,4 +214,59 @@ fn commands_that_create_a_store_say_so_unless_quiet_or_json() {
             assert!(crm.store().exists(), "{quiet} {args:?} created the store");
         }
     }
+}
+
+/// The first import into a new store runs with a rollback journal (see
+/// `store/sqlite/import/bulk.rs`). Killed in its second segment, it leaves a hot journal: the
+/// next command rolls it back to the first segment's commit and puts the file back in WAL
+/// mode, and importing the file again completes the store.
+#[test]
+fn an_import_killed_while_loading_a_new_store_leaves_it_whole() {
+    use std::fmt::Write as _;
+    // Two segments at least: one ends after 400,000 new keys (two per row).
+    const ROWS: u64 = 300_000;
+    let crm = Crm::new();
+    let mut csv = String::from("Name,Email,Phone\n");
+    for i in 0..ROWS {
+        let _ = writeln!(csv, "Lead {i},lead{i}@example.com,+4479{i:08}");
+    }
+    let file = crm.write("big.csv", csv);
+    let mut import = crm
+        .std_bare()
+        .arg("--store")
+        .arg(crm.store())
+        .args(["leads", "import", s(&file), "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the import");
+    // Read without `crm`, which would put the file back in WAL mode.
+    let committed = || -> i64 {
+        let conn = rusqlite::Connection::open(crm.store()).ok();
+        conn.and_then(|c| c.query_row("SELECT count(*) FROM leads", [], |r| r.get(0)).ok()).unwrap_or(0)
+    };
+    let journal = crm.path("crm.db-journal");
+    let hot = || std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
+    while !(committed() > 0 && hot()) {
+        assert!(import.try_wait().expect("poll the import").is_none(), "the import ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    import.kill().expect("SIGKILL the import");
+    import.wait().expect("reap the import");
+    assert!(hot(), "the kill left a hot journal");
+
+    let kept = crm.count();
+    assert!(kept > 0 && kept < ROWS, "the first segment stays, the second is rolled back: {kept}");
+    assert!(!journal.exists(), "the journal was rolled back and removed");
+    let conn = rusqlite::Connection::open(crm.store()).expect("open the store");
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("journal mode");
+    assert_eq!(mode, "wal");
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity check");
+    assert_eq!(check, "ok");
+    drop(conn);
+
+    // Every kept lead has its keys: importing the file again matches them all.
+    let report = crm.import(&file, &[], 0);
+    assert_eq!(counts(&report), [ROWS, ROWS - kept, 0, kept, 0], "{report}");
+    assert_eq!(crm.count(), ROWS);
 }

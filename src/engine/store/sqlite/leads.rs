@@ -164,7 +164,8 @@ impl Store for SqliteStore {
     }
 
     async fn begin_import(&self, plan: ImportPlan) -> Result<Box<dyn ImportSession>> {
-        let session = super::import::SqliteImport::begin(self.path.clone(), plan).await?;
+        let bulk = !plan.dry_run && self.call(|conn| Ok(super::import::bulk::enter(conn))).await?;
+        let session = super::import::SqliteImport::begin(self.path.clone(), plan, bulk).await?;
         Ok(Box::new(session))
     }
 

@@ -56,16 +56,27 @@ struct Readers {
     permits: Arc<tokio::sync::Semaphore>,
 }
 
+/// How long a connection waits for another one's lock before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How many reads run at once beside the connection's own work.
 const READERS: usize = 2;
 
 /// Opens a connection with the settings every connection to the file must share.
 pub(crate) fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = connect_keeping_journal(path)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL")?;
+    Ok(conn)
+}
+
+/// [`connect`] without putting the file in WAL mode: for the bulk load of an empty store,
+/// which runs with a rollback journal (see `import/bulk.rs`). Every other connection, in this
+/// process or another, puts the file back in WAL mode when it opens.
+pub(crate) fn connect_keeping_journal(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA page_size = 8192;
-         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;

@@ -18,6 +18,7 @@
 //! bumps `meta.leads_version`, and a moved version rebuilds the filter before we go on. A dry
 //! run is one transaction, rolled back at the end.
 
+pub(super) mod bulk;
 mod checkpoint;
 mod filter;
 mod hints;
@@ -31,7 +32,7 @@ use super::rows::{
     bump_leads_version, describe_owners, json_into, leads_version, load_lead, to_ms, update_lead_columns,
 };
 use super::search;
-use super::{connect, db_err};
+use super::{connect, connect_keeping_journal, db_err};
 use crate::engine::error::{Error, Result};
 use crate::engine::field_rules;
 use crate::engine::lead::{ConflictPolicy, EMAIL_KEY, Lead, LeadDraft, LeadId, PHONE_KEY};
@@ -167,6 +168,8 @@ struct State {
     /// Rows whose updates ended up undone by later rows of the same import.
     net_unchanged: u64,
     checkpointer: Option<Checkpointer>,
+    /// Loading an empty store with a rollback journal (see `bulk.rs`).
+    bulk: bool,
     /// The lead the current row's keys were confirmed against, as stored.
     loaded: Option<Lead>,
     /// What the writer is done with, freed off its thread (see [`Trash`]).
@@ -226,13 +229,20 @@ pub struct SqliteImport {
 }
 
 impl SqliteImport {
-    pub async fn begin(path: PathBuf, plan: ImportPlan) -> Result<SqliteImport> {
+    /// `bulk`: the store's own connection switched the file to a rollback journal for this
+    /// import (see `bulk.rs`).
+    pub async fn begin(path: PathBuf, plan: ImportPlan, bulk: bool) -> Result<SqliteImport> {
         let store = format!("sqlite:{}", path.display());
         let state = tokio::task::spawn_blocking(move || -> Result<State> {
-            let conn = connect(&path).map_err(db_err(&store))?;
+            let conn = if bulk { connect_keeping_journal(&path) } else { connect(&path) }.map_err(db_err(&store))?;
+            // Another process may have put the file back in WAL mode since.
+            let bulk = bulk && bulk::in_rollback_mode(&conn).map_err(db_err(&store))?;
+            if bulk {
+                conn.execute_batch("PRAGMA synchronous = FULL").map_err(db_err(&store))?;
+            }
             conn.execute_batch(CACHE_PRAGMA).map_err(db_err(&store))?;
             // Checkpoints run on the checkpointer's thread instead (see `Checkpointer`).
-            let checkpointer = if plan.dry_run { None } else { Checkpointer::start(&path) };
+            let checkpointer = if plan.dry_run || bulk { None } else { Checkpointer::start(&path) };
             if checkpointer.is_some() {
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(db_err(&store))?;
             }
@@ -258,6 +268,7 @@ impl SqliteImport {
                 originals: HashMap::new(),
                 net_unchanged: 0,
                 checkpointer,
+                bulk,
                 loaded: None,
                 trash: Trash::default(),
             })
@@ -454,6 +465,9 @@ impl State {
             return Ok(self.net_unchanged);
         }
         self.end_segment(true)?;
+        if self.bulk {
+            bulk::leave(&self.conn);
+        }
         if let Some(c) = self.checkpointer.take() {
             c.stop();
         }
