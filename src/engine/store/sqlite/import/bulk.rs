@@ -7,7 +7,8 @@
 //! writes of `sqlite3 .import`). So an import into a store that holds no leads yet switches the
 //! file to a rollback journal (`DELETE`) for its duration: new pages go straight into the file,
 //! once, and only pages that existed before a segment began are copied to the journal first.
-//! The import puts the file back in WAL mode when it finishes.
+//! The import puts the file back in WAL mode when it finishes; one that stops early (an error,
+//! a kill) leaves that to the next connection to open the file.
 //!
 //! Safety is SQLite's own: each segment is still one transaction, with `synchronous = FULL`
 //! while the journal is a rollback one; a crash leaves a hot journal that the next connection
