@@ -24,18 +24,17 @@ mod filter;
 mod hints;
 mod identity;
 mod raw;
+mod ready;
 mod sql;
 mod writes;
 
 use super::keys::{self, key_hash};
-use super::rows::{
-    bump_leads_version, describe_owners, json_into, leads_version, load_lead, to_ms, update_lead_columns,
-};
+use super::rows::{bump_leads_version, describe_owners, leads_version, load_lead, to_ms, update_lead_columns};
 use super::search;
 use super::{connect, connect_keeping_journal, db_err};
 use crate::engine::error::{Error, Result};
 use crate::engine::field_rules;
-use crate::engine::lead::{ConflictPolicy, EMAIL_KEY, Lead, LeadDraft, LeadId, PHONE_KEY};
+use crate::engine::lead::{ConflictPolicy, Lead, LeadDraft, LeadId};
 use crate::engine::store::{ImportPlan, ImportSession, PreparedRow, RowOutcome, RowPreparer};
 use async_trait::async_trait;
 use checkpoint::Checkpointer;
@@ -43,8 +42,8 @@ use chrono::Utc;
 use filter::{KeyFilter, PreHashed};
 use hints::KeyHints;
 use rayon::prelude::*;
+use ready::{EMAILS, METADATA, PHONES, Ready, Span, TAGS, TEXT, ready};
 use rusqlite::{Connection, params};
-use smallvec::SmallVec;
 use sql::ROWS_PER_INSERT;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -64,83 +63,6 @@ const SEGMENT_TIME: Duration = Duration::from_secs(3);
 /// in the process's resident memory (a 1,000,000-row import peaked at 188 MB with it, 160 MB
 /// without, wall time the same).
 const CACHE_PRAGMA: &str = "PRAGMA cache_size = -16384; PRAGMA mmap_size = 0";
-
-/// What the preparer computes for a row, written into one buffer: its identity keys (`e:…`,
-/// `p:…`) with their hashes, the column values of a new lead (emails, phones, tags, metadata as
-/// JSON) and its search text. One allocation where there were ten: allocating and freeing
-/// per-row values was ~20% of a 1,000,000-row import's CPU (2026-12-06 profile), on a
-/// machine where every CPU-second shows in the wall time (both cores busy).
-struct Ready {
-    buf: String,
-    keys: SmallVec<[(Span, i64); 2]>,
-    columns: [Span; 5],
-}
-
-/// A stretch of a buffer ([`Ready::buf`], [`State::pending_json`]).
-#[derive(Clone, Copy, Default)]
-struct Span {
-    start: u32,
-    end: u32,
-}
-
-impl Span {
-    /// What `write` appends to `buf`.
-    fn written(buf: &mut String, write: impl FnOnce(&mut String)) -> Span {
-        let start = buf.len() as u32;
-        write(buf);
-        Span { start, end: buf.len() as u32 }
-    }
-
-    /// This stretch of `buf`.
-    fn of(self, buf: &str) -> &str {
-        buf.get(self.start as usize..self.end as usize).unwrap_or_default()
-    }
-}
-
-/// Indices into [`Ready::columns`]; the first four are the JSON columns, in [`NewRow`]'s order.
-const EMAILS: usize = 0;
-const PHONES: usize = 1;
-const TAGS: usize = 2;
-const METADATA: usize = 3;
-const TEXT: usize = 4;
-
-impl Ready {
-    fn keys(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
-        self.keys.iter().map(|&(span, hash)| (span.of(&self.buf), hash))
-    }
-
-    fn column(&self, column: usize) -> &str {
-        self.columns[column].of(&self.buf)
-    }
-}
-
-fn ready(draft: &LeadDraft) -> Ready {
-    let name = draft.name.as_deref().unwrap_or("");
-    let lengths = |values: &[String]| values.iter().map(|v| v.len() + 8).sum::<usize>();
-    let guess = 3 * lengths(&draft.emails)
-        + 3 * lengths(&draft.phones)
-        + lengths(&draft.tags)
-        + draft.metadata.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
-        + name.len()
-        + 16;
-    let mut buf = String::with_capacity(guess);
-    let mut keys = SmallVec::new();
-    let identity = draft.emails.iter().map(|e| (EMAIL_KEY, e)).chain(draft.phones.iter().map(|p| (PHONE_KEY, p)));
-    for (prefix, value) in identity {
-        let key = Span::written(&mut buf, |b| {
-            b.push_str(prefix);
-            b.push_str(value);
-        });
-        keys.push((key, key_hash(key.of(&buf))));
-    }
-    let mut columns = [Span::default(); 5];
-    columns[EMAILS] = Span::written(&mut buf, |b| json_into(b, &draft.emails));
-    columns[PHONES] = Span::written(&mut buf, |b| json_into(b, &draft.phones));
-    columns[TAGS] = Span::written(&mut buf, |b| json_into(b, &draft.tags));
-    columns[METADATA] = Span::written(&mut buf, |b| json_into(b, &draft.metadata));
-    columns[TEXT] = Span::written(&mut buf, |b| search::push_text(b, name, &draft.emails, &draft.phones));
-    Ready { buf, keys, columns }
-}
 
 struct State {
     /// The multi-row lead INSERTs, on `conn`; declared first so they are finalized before it closes.
