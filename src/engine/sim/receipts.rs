@@ -75,11 +75,11 @@ pub(crate) async fn dispatch(
     let mut in_flight = JoinSet::new();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     tokio::pin!(stop);
-    loop {
+    'run: loop {
         let next_due = heap.peek().map(|p: &Pending| p.item.due);
         tokio::select! {
             biased;
-            _ = &mut stop => break,
+            _ = &mut stop => break 'run,
             received = rx.recv() => match received {
                 Some(item) => {
                     heap.push(Pending { seq, item });
@@ -96,7 +96,14 @@ pub(crate) async fn dispatch(
                 let stamp = format_time(&chrono::Utc::now());
                 for (callback, receipts) in take_due(&mut heap, Instant::now(), &stamp) {
                     for chunk in receipts.chunks(delivery.batch.max(1)) {
-                        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                        // Waiting for a free slot must not outlast a stop: with a stalled
+                        // callback every slot stays taken for minutes of retries.
+                        let permit = tokio::select! {
+                            biased;
+                            _ = &mut stop => break 'run,
+                            permit = permits.clone().acquire_owned() => permit,
+                        };
+                        let Ok(permit) = permit else { break };
                         let (delivery, callback, chunk) = (delivery.clone(), callback.clone(), chunk.to_vec());
                         in_flight.spawn(async move {
                             deliver(&delivery, &callback, &chunk).await;

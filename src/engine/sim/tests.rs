@@ -294,6 +294,37 @@ async fn serve_returns_when_shutdown_resolves() {
 }
 
 #[tokio::test]
+async fn serve_stops_promptly_while_receipts_wait_for_a_stalled_callback() {
+    // A callback that takes requests and never answers: each delivery holds its slot until the
+    // client's timeout, try after try, so most of these receipts wait for a slot.
+    let stalled = Router::new().route("/receipts", post(|| std::future::pending::<StatusCode>()));
+    let callback = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/receipts", callback.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(callback, stalled).await });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = fast(SimConfig { read_rate: 0.0, ..Default::default() });
+    let task = tokio::spawn(serve(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    for i in 0..100 {
+        let sent = client
+            .post(format!("http://{addr}/messages"))
+            .json(&message(&format!("k{i}"), Some(&url)))
+            .send()
+            .await
+            .expect("answered");
+        assert!(sent.status().is_success());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // all due, 64 in flight, the rest waiting
+    stop.send(()).expect("still serving");
+    let served = tokio::time::timeout(Duration::from_secs(3), task).await.expect("stops promptly").expect("joins");
+    assert!(served.is_ok(), "{served:?}");
+}
+
+#[tokio::test]
 async fn invalid_configuration_is_refused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let config = SimConfig { rate_limit_rate: 0.7, server_error_rate: 0.7, ..Default::default() };
