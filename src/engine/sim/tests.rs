@@ -297,7 +297,7 @@ async fn serve_returns_when_shutdown_resolves() {
 async fn serve_stops_promptly_while_receipts_wait_for_a_stalled_callback() {
     // A callback that takes requests and never answers: each delivery holds its slot until the
     // client's timeout, try after try, so most of these receipts wait for a slot.
-    let stalled = Router::new().route("/receipts", post(|| std::future::pending::<StatusCode>()));
+    let stalled = Router::new().route("/receipts", post(std::future::pending::<StatusCode>));
     let callback = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/receipts", callback.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(callback, stalled).await });
