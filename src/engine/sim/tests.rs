@@ -297,7 +297,15 @@ async fn serve_returns_when_shutdown_resolves() {
 async fn serve_stops_promptly_while_receipts_wait_for_a_stalled_callback() {
     // A callback that takes requests and never answers: each delivery holds its slot until the
     // client's timeout, try after try, so most of these receipts wait for a slot.
-    let stalled = Router::new().route("/receipts", post(std::future::pending::<StatusCode>));
+    let held = Arc::new(AtomicU32::new(0));
+    let counted = held.clone();
+    let stalled = Router::new().route(
+        "/receipts",
+        post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<StatusCode>()
+        }),
+    );
     let callback = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/receipts", callback.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(callback, stalled).await });
@@ -318,7 +326,10 @@ async fn serve_stops_promptly_while_receipts_wait_for_a_stalled_callback() {
             .expect("answered");
         assert!(sent.status().is_success());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await; // all due, 64 in flight, the rest waiting
+    // Every delivery slot taken (64) and the other receipts due and waiting for one.
+    eventually("every delivery slot held by the stalled callback", || held.load(Ordering::SeqCst) >= 64).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(held.load(Ordering::SeqCst), 64, "no slot frees up while the callback stalls");
     stop.send(()).expect("still serving");
     let served = tokio::time::timeout(Duration::from_secs(3), task).await.expect("stops promptly").expect("joins");
     assert!(served.is_ok(), "{served:?}");
