@@ -6,7 +6,7 @@ use super::Context;
 use super::output::{Column, Out, Table};
 use crate::engine::app::App;
 use crate::engine::app::campaigns::{Resolution, Transition, UncertainMessage, UncertainSelection, Waited};
-use crate::engine::campaign::{Campaign, SendStatus, send_id};
+use crate::engine::campaign::{Campaign, SendStatus};
 use crate::engine::lead::format_time;
 use crate::engine::store::Access;
 use clap::{ArgGroup, Args, Subcommand};
@@ -405,7 +405,7 @@ async fn resolve(ctx: &Context, app: &App, args: ResolveArgs, out: &mut Out) -> 
     let left_alone: Vec<String> = done
         .left_alone
         .iter()
-        .map(|id| match args.lead.iter().find(|&&lead| send_id(c.id, lead) == *id) {
+        .map(|id| match args.lead.iter().find(|&&lead| c.send_id(lead) == *id) {
             Some(lead) => format!("lead {lead}"),
             None => format!("send id {id}"),
         })

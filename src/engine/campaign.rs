@@ -141,6 +141,16 @@ pub struct Campaign {
     pub created_at: DateTime<Utc>,
     #[cfg_attr(feature = "api", schema(value_type = String, format = DateTime))]
     pub updated_at: DateTime<Utc>,
+    /// How its messages are named (internal: a `send_id` is what the outside sees).
+    #[serde(skip)]
+    pub send_ids: SendIds,
+}
+
+impl Campaign {
+    /// The send id of `lead`'s message in this campaign.
+    pub fn send_id(&self, lead: i64) -> String {
+        self.send_ids.send_id(self.id, lead)
+    }
 }
 
 /// What `campaigns create` hands the store.
@@ -151,6 +161,8 @@ pub struct NewCampaign {
     pub message_template: String,
     pub channel: String,
     pub created_by: Option<String>,
+    /// The scheme its messages are named by ([`SendIds::fresh`] for a new campaign).
+    pub send_ids: SendIds,
 }
 
 /// Where one message stands. Order matters: `pending < sending < sent < delivered < read`;
@@ -241,10 +253,59 @@ impl fmt::Display for SendStatus {
     }
 }
 
-/// The communication log's id for one (campaign, lead): the 128-bit xxh3 of
-/// `"{campaign_id}:{lead_id}"` in lower-case hex (32 characters). Deterministic, so every
-/// worker that expands the same chunk twice computes the same key, and the vendor sees the same
-/// idempotency key on every retry.
+/// How a campaign names its messages: the `send_id` of each (campaign, lead), the log's key and
+/// the vendor's idempotency key. Deterministic per campaign, so every worker that expands the
+/// same chunk twice computes the same key, and the vendor sees the same key on every retry.
+/// A campaign keeps the scheme it was created with: re-expanding a chunk under another scheme
+/// would give its leads a second log, and a second message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendIds {
+    /// Campaigns created before store schema 10: the 128-bit xxh3 of `"{campaign_id}:{lead_id}"`
+    /// in lower-case hex (32 characters). Random keys: each chunk's log inserts dirtied pages all
+    /// over the `send_id` index.
+    #[default]
+    Hashed,
+    /// `{campaign_id:08x}{salt:08x}{lead_id:016x}` in lower-case hex (32 characters while the
+    /// campaign id fits 32 bits): sorts by lead within a campaign, so a chunk's logs (expanded
+    /// in lead order) append to the `send_id` index and a batch's lookups read neighbouring
+    /// pages. The salt, random per campaign, keeps two stores that send through one vendor
+    /// account from sharing idempotency keys (campaign 1's lead 1 in each).
+    Sequential { salt: u32 },
+}
+
+impl SendIds {
+    /// The scheme of a campaign created now: sequential, with a fresh salt.
+    pub fn fresh() -> SendIds {
+        SendIds::Sequential { salt: rand::random() }
+    }
+
+    /// The send id of `lead`'s message in `campaign`.
+    pub fn send_id(self, campaign: CampaignId, lead: i64) -> String {
+        match self {
+            SendIds::Hashed => send_id(campaign, lead),
+            SendIds::Sequential { salt } => format!("{:08x}{salt:08x}{:016x}", campaign as u64, lead as u64),
+        }
+    }
+
+    /// The salt as stored (`None`: hashed).
+    pub fn salt(self) -> Option<u32> {
+        match self {
+            SendIds::Hashed => None,
+            SendIds::Sequential { salt } => Some(salt),
+        }
+    }
+
+    /// The scheme from a stored salt (`None`, or an out-of-range value: hashed).
+    pub fn from_salt(salt: Option<i64>) -> SendIds {
+        match salt.and_then(|s| u32::try_from(s).ok()) {
+            Some(salt) => SendIds::Sequential { salt },
+            None => SendIds::Hashed,
+        }
+    }
+}
+
+/// The send id of (campaign, lead) under [`SendIds::Hashed`], the scheme of campaigns created
+/// before store schema 10. A campaign's own ids come from [`Campaign::send_id`].
 pub fn send_id(campaign: CampaignId, lead: i64) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(format!("{campaign}:{lead}").as_bytes()))
 }
@@ -409,6 +470,25 @@ mod tests {
         assert_ne!(send_id(1, 2), send_id(2, 1));
         assert_ne!(send_id(1, 23), send_id(12, 3));
         assert_eq!(send_id(1, 2).len(), 32);
+    }
+
+    #[test]
+    fn sequential_send_ids_sort_by_lead_and_keep_the_old_length() {
+        let ids = SendIds::Sequential { salt: 0xdead_beef };
+        assert_eq!(ids.send_id(3, 255), "00000003deadbeef00000000000000ff");
+        let leads: Vec<i64> = vec![1, 9, 10, 16, 255, 256, 1 << 40, i64::MAX];
+        let keys: Vec<String> = leads.iter().map(|&l| ids.send_id(7, l)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert!(keys.iter().all(|k| k.len() == 32));
+        // Another campaign's, another salt's and the hashed scheme's keys never meet these.
+        assert_ne!(ids.send_id(7, 1), SendIds::Sequential { salt: 1 }.send_id(7, 1));
+        assert_ne!(ids.send_id(7, 1), ids.send_id(8, 1));
+        assert_ne!(ids.send_id(7, 1), SendIds::Hashed.send_id(7, 1));
+        assert_eq!(SendIds::Hashed.send_id(7, 1), send_id(7, 1));
+        // Stored as the salt: NULL (campaigns from before) is hashed.
+        assert_eq!(SendIds::from_salt(ids.salt().map(i64::from)), ids);
+        assert_eq!(SendIds::from_salt(None), SendIds::Hashed);
+        assert_eq!(SendIds::from_salt(Some(-1)), SendIds::Hashed);
     }
 
     #[test]

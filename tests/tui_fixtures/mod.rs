@@ -8,7 +8,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use crm::engine::app::snapshot::{QueueDepth, RecentEvent, Snapshot};
 use crm::engine::app::workers::WorkerInfo;
 use crm::engine::bus::{TopicDepth, topic};
-use crm::engine::campaign::{Campaign, CampaignStats, CampaignStatus, CommunicationLog, Heartbeat, SendStatus};
+use crm::engine::campaign::{
+    Campaign, CampaignStats, CampaignStatus, CommunicationLog, Heartbeat, SendIds, SendStatus,
+};
 use crm::engine::channel::registry::AccountInfo;
 use crm::tui::queue::Reply;
 use crm::tui::theme::Theme;
@@ -47,6 +49,7 @@ pub fn campaign(id: i64, name: &str, status: CampaignStatus, stats: CampaignStat
         stats,
         created_at: t0() - Duration::hours(1),
         updated_at: t0(),
+        send_ids: SendIds::Hashed,
     }
 }
 

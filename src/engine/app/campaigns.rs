@@ -4,7 +4,7 @@
 use super::App;
 use crate::engine::bus::{Outgoing, topic};
 use crate::engine::campaign::{
-    Campaign, CampaignId, CampaignStatus, CommunicationLog, NewCampaign, SendStatus, send_id,
+    Campaign, CampaignId, CampaignStatus, CommunicationLog, NewCampaign, SendIds, SendStatus,
 };
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
@@ -119,6 +119,7 @@ impl App {
             message_template: template,
             channel: channel.to_string(),
             created_by: created_by.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()),
+            send_ids: SendIds::fresh(),
         };
         let campaign = launch::create_campaign(self.campaign_store(), new, max_length).await?;
         info!(campaign = campaign.id, segment = segment.id, channel, "Campaign saved as a draft.");
@@ -240,7 +241,7 @@ impl App {
         let campaign = self.find_campaign(reference).await?;
         let named: Option<Vec<String>> = match selection {
             UncertainSelection::SendIds(ids) => Some(ids.into_iter().map(|id| id.trim().to_string()).collect()),
-            UncertainSelection::Leads(leads) => Some(leads.iter().map(|&lead| send_id(campaign.id, lead)).collect()),
+            UncertainSelection::Leads(leads) => Some(leads.iter().map(|&lead| campaign.send_id(lead)).collect()),
             UncertainSelection::All => None,
         };
         let mut queue = None;
@@ -269,7 +270,7 @@ impl App {
             let (mut outgoing, mut unsendable) = (Vec::new(), Vec::new());
             for log in &resolved {
                 let job = match leads.get(&log.lead_id) {
-                    Some(entry) => expander::send_job_for(campaign.id, &template, entry),
+                    Some(entry) => expander::send_job_for(&campaign, &template, entry),
                     None => Err("lead deleted"),
                 };
                 match job {

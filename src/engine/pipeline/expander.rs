@@ -6,7 +6,7 @@
 
 use super::worker::{Progress, Shutdown, heartbeat_loop, sleep_or_shutdown, worker_id};
 use crate::engine::bus::{Bus, Delivery, Outgoing, topic};
-use crate::engine::campaign::{CampaignId, CampaignStatus, ExpandJob, NewLog, SendJob, send_id};
+use crate::engine::campaign::{Campaign, CampaignId, CampaignStatus, ExpandJob, NewLog, SendJob};
 use crate::engine::error::Result;
 use crate::engine::store::campaigns::{AudienceLead, CampaignStore};
 use crate::engine::template::Template;
@@ -25,7 +25,7 @@ pub async fn run_expander(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, shut
     let progress = Arc::new(Progress::default());
     let beat = tokio::spawn(heartbeat_loop(store.clone(), id.clone(), "expand", progress.clone(), shutdown.clone()));
     tracing::info!(worker = %id, "Expander started.");
-    let mut templates: HashMap<CampaignId, Option<(Template, String)>> = HashMap::new();
+    let mut templates: HashMap<CampaignId, Option<(Template, Campaign)>> = HashMap::new();
     while !shutdown.is_triggered() {
         let step = async {
             let deliveries = bus.consume_wait(topic::JOBS, GROUP, 2, LEASE, POLL).await?;
@@ -51,7 +51,7 @@ pub async fn run_expander(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, shut
 /// The message `entry` gets from `campaign` (its first phone, the rendered template, attempt 1),
 /// or why it gets none: `lead deleted`, `opted out`, `no phone number` (the skipped log's reason).
 pub(crate) fn send_job_for(
-    campaign: CampaignId,
+    campaign: &Campaign,
     template: &Template,
     entry: &AudienceLead,
 ) -> std::result::Result<SendJob, &'static str> {
@@ -61,8 +61,8 @@ pub(crate) fn send_job_for(
     }
     let Some(to) = lead.phones.first().cloned() else { return Err("no phone number") };
     Ok(SendJob {
-        send_id: send_id(campaign, entry.id),
-        campaign_id: campaign,
+        send_id: campaign.send_id(entry.id),
+        campaign_id: campaign.id,
         lead_id: entry.id,
         to,
         message: template.render(lead),
@@ -76,7 +76,7 @@ async fn expand_chunk(
     store: &dyn CampaignStore,
     bus: &dyn Bus,
     delivery: &Delivery,
-    templates: &mut HashMap<CampaignId, Option<(Template, String)>>,
+    templates: &mut HashMap<CampaignId, Option<(Template, Campaign)>>,
 ) -> Result<usize> {
     let job: ExpandJob = match serde_json::from_slice(&delivery.payload) {
         Ok(job) => job,
@@ -91,9 +91,9 @@ async fn expand_chunk(
     }
     if let Entry::Vacant(slot) = templates.entry(job.campaign_id) {
         let found = store.get_campaign(job.campaign_id).await?;
-        slot.insert(found.and_then(|c| Template::parse(&c.message_template).ok().map(|t| (t, c.channel))));
+        slot.insert(found.and_then(|c| Template::parse(&c.message_template).ok().map(|t| (t, c))));
     }
-    let Some(Some((template, channel))) = templates.get(&job.campaign_id) else {
+    let Some(Some((template, campaign))) = templates.get(&job.campaign_id) else {
         tracing::warn!(campaign = job.campaign_id, "Campaign has no usable template; dropping its job.");
         return Ok(0);
     };
@@ -101,8 +101,8 @@ async fn expand_chunk(
     let mut logs = Vec::with_capacity(leads.len());
     let mut jobs: HashMap<String, SendJob> = HashMap::with_capacity(leads.len());
     for entry in leads {
-        let id = send_id(job.campaign_id, entry.id);
-        let skip_reason = match send_job_for(job.campaign_id, template, &entry) {
+        let id = campaign.send_id(entry.id);
+        let skip_reason = match send_job_for(campaign, template, &entry) {
             Ok(send) => {
                 jobs.insert(id.clone(), send);
                 None
@@ -111,7 +111,7 @@ async fn expand_chunk(
         };
         logs.push(NewLog { send_id: id, lead_id: entry.id, skip_reason });
     }
-    let pending = store.insert_logs(job.campaign_id, channel, &logs).await?;
+    let pending = store.insert_logs(job.campaign_id, &campaign.channel, &logs).await?;
     let outgoing: Vec<Outgoing> = pending
         .iter()
         .filter_map(|id| jobs.get(id))

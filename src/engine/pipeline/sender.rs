@@ -484,7 +484,7 @@ fn status_update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::campaign::{NewCampaign, NewLog, send_id};
+    use crate::engine::campaign::{NewCampaign, NewLog, SendIds, send_id};
     use crate::engine::channel::{ChannelAccount, SendOutcome};
     use crate::engine::config::ChannelKind;
     use crate::engine::pipeline::limits::SenderPolicy;
@@ -539,6 +539,7 @@ mod tests {
             message_template: "Hi".into(),
             channel: "sim".into(),
             created_by: None,
+            send_ids: SendIds::Hashed,
         };
         let c = store.create_campaign(new).await.expect("create").id;
         let logs: Vec<NewLog> =
@@ -609,6 +610,7 @@ mod tests {
             message_template: "Hi".into(),
             channel: "sim".into(),
             created_by: None,
+            send_ids: SendIds::Hashed,
         };
         let c = store.create_campaign(new).await.expect("create").id;
         let logs: Vec<NewLog> =
@@ -689,6 +691,7 @@ mod tests {
             message_template: "Hi".into(),
             channel: "wa".into(),
             created_by: None,
+            send_ids: SendIds::Hashed,
         };
         let c = store.create_campaign(new).await.expect("create").id;
         store

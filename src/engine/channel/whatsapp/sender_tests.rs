@@ -7,7 +7,7 @@ use super::account::WaAccountConfig;
 use super::fake::FakeWaClient;
 use super::*;
 use crate::engine::bus::{self, Bus, Outgoing, topic};
-use crate::engine::campaign::{CampaignId, NewCampaign, NewLog, SendJob, SendStatus, send_id};
+use crate::engine::campaign::{CampaignId, NewCampaign, NewLog, SendIds, SendJob, SendStatus, send_id};
 use crate::engine::channel::registry::{ChannelAccount, ChannelRegistry};
 use crate::engine::channel::twilio::TwilioChannel;
 use crate::engine::config::ChannelKind;
@@ -44,6 +44,7 @@ impl Pipeline {
             message_template: "Hi".into(),
             channel: channel.into(),
             created_by: None,
+            send_ids: SendIds::Hashed,
         };
         let campaign = store.create_campaign(new).await.expect("campaign").id;
         let leads: Vec<i64> = (1..=n).collect();

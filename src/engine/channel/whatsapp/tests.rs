@@ -1,7 +1,7 @@
 use super::fake::FakeWaClient;
 use super::supervisor::{RestartPolicy, Supervisor};
 use super::*;
-use crate::engine::campaign::{NewCampaign, NewLog, send_id};
+use crate::engine::campaign::{NewCampaign, NewLog, SendIds, send_id};
 use crate::engine::pipeline::worker::shutdown_signal;
 use crate::engine::store::campaigns::CampaignStore;
 use crate::engine::store::sqlite::SqliteStore;
@@ -169,6 +169,7 @@ async fn campaign_on_wa(store: &dyn CampaignStore, leads: &[i64]) -> i64 {
         message_template: "Hi".into(),
         channel: "wa".into(),
         created_by: None,
+        send_ids: SendIds::Hashed,
     };
     let c = store.create_campaign(new).await.expect("campaign").id;
     let logs: Vec<NewLog> =

@@ -1,5 +1,5 @@
 use super::*;
-use crate::engine::campaign::{NewCampaign, NewLog, SendStatus, send_id};
+use crate::engine::campaign::{NewCampaign, NewLog, SendIds, SendStatus, send_id};
 use crate::engine::channel::twilio::signature;
 use crate::engine::config::{Config, FlagConfig};
 use crate::engine::lead::LeadDraft;
@@ -41,6 +41,7 @@ async fn setup(public_url: Option<&str>) -> Setup {
         message_template: "Hi".into(),
         channel: "twilio".into(),
         created_by: None,
+        send_ids: SendIds::Hashed,
     };
     let c = store.create_campaign(new).await.expect("campaign").id;
     let sid = send_id(c, lead);

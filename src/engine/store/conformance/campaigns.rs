@@ -47,12 +47,29 @@ pub async fn campaign_crud_and_unique_names(f: &dyn StoreFixture) {
         message_template: "x".into(),
         channel: "sim".into(),
         created_by: None,
+        send_ids: crate::engine::campaign::SendIds::Hashed,
     };
-    assert_conflict(store.create_campaign(taken).await);
+    assert_conflict(store.create_campaign(taken.clone()).await);
     let summer = new_campaign(store.as_ref(), "Summer", 7).await;
     assert_eq!(store.list_campaigns().await.unwrap(), [spring.clone(), summer.clone()]);
     let (_, other_handle) = f.open().await;
     assert_eq!(other_handle.list_campaigns().await.unwrap(), [spring.clone(), summer.clone()]);
+
+    // Each campaign keeps the scheme its messages are named by: the salt as given (all 32
+    // bits), or none (a campaign from before sequential ids, whose ids stay hashed).
+    assert_eq!(spring.send_ids, SendIds::Sequential { salt: 0x5eed });
+    assert_eq!(spring.send_id(255), format!("{:08x}00005eed00000000000000ff", spring.id));
+    let wide = SendIds::Sequential { salt: u32::MAX };
+    let autumn = crate::engine::campaign::NewCampaign { name: "Autumn".into(), send_ids: wide, ..taken.clone() };
+    let winter = crate::engine::campaign::NewCampaign { name: "Winter".into(), ..taken };
+    let (autumn, winter) = (store.create_campaign(autumn).await.unwrap(), store.create_campaign(winter).await.unwrap());
+    for (c, scheme) in [(&autumn, wide), (&winter, SendIds::Hashed)] {
+        let read = other_handle.get_campaign(c.id).await.unwrap().map(|c| c.send_ids);
+        assert_eq!((c.send_ids, read), (scheme, Some(scheme)), "campaign {}", c.name);
+    }
+    assert_eq!(winter.send_id(3), send_id(winter.id, 3));
+    store.delete_campaign(autumn.id).await.unwrap();
+    store.delete_campaign(winter.id).await.unwrap();
 
     // A draft's logs are deleted with it; its name is free again.
     let logs = logs_for(summer.id, &[1, 2]);

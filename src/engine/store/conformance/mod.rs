@@ -31,7 +31,7 @@ pub mod pipeline;
 pub mod recent;
 pub mod segments;
 
-use crate::engine::campaign::{CampaignId, NewCampaign, NewLog, send_id};
+use crate::engine::campaign::{CampaignId, NewCampaign, NewLog, SendIds, send_id};
 use crate::engine::error::Error;
 use crate::engine::lead::{LeadDraft, LeadId};
 use crate::engine::store::Store;
@@ -115,6 +115,7 @@ async fn new_campaign(store: &dyn CampaignStore, name: &str, segment_id: i64) ->
         message_template: "Hi {{first_name}}".into(),
         channel: "sim".into(),
         created_by: Some("ops".into()),
+        send_ids: SendIds::Sequential { salt: 0x5eed },
     };
     store.create_campaign(new).await.unwrap()
 }

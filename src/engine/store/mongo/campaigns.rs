@@ -10,7 +10,7 @@ use super::docs::{date, int, opt_text, text, to_date};
 use super::{MongoStore, collect, is_duplicate};
 use crate::engine::campaign::{
     Campaign, CampaignId, CampaignStats, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, Heartbeat,
-    NewCampaign, NewLog, SendJob, SendStatus,
+    NewCampaign, NewLog, SendIds, SendJob, SendStatus,
 };
 use crate::engine::error::{Error, Result};
 use crate::engine::lead::LeadId;
@@ -38,6 +38,7 @@ fn campaign_from_doc(d: &Document) -> Campaign {
         stats: CampaignStats { audience: u64::try_from(int(d, "audience")).unwrap_or(0), ..CampaignStats::default() },
         created_at,
         updated_at: date(d, "updated_at").unwrap_or(created_at),
+        send_ids: SendIds::from_salt(d.get("send_id_salt").and_then(bson::Bson::as_i64)),
     }
 }
 
@@ -105,7 +106,7 @@ impl CampaignStore for MongoStore {
         }
         let id = self.reserve_ids("campaigns", 1).await?;
         let now = super::docs::now();
-        let d = doc! {
+        let mut d = doc! {
             "_id": id,
             "name": &c.name,
             "name_key": &key,
@@ -118,6 +119,9 @@ impl CampaignStore for MongoStore {
             "created_at": to_date(&now),
             "updated_at": to_date(&now),
         };
+        if let Some(salt) = c.send_ids.salt() {
+            d.insert("send_id_salt", i64::from(salt));
+        }
         match self.campaigns().insert_one(d.clone()).await {
             Ok(_) => Ok(campaign_from_doc(&d)),
             Err(e) if is_duplicate(&e) => Err(taken()),

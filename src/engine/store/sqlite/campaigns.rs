@@ -53,9 +53,9 @@ impl CampaignStore for SqliteStore {
             let now = now_ms();
             tx.execute(
                 "INSERT INTO campaigns (name, name_key, segment_id, message_template, channel, created_by, status,
-                     audience, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'DRAFT', 0, ?7, ?7)",
-                params![c.name, key, c.segment_id, c.message_template, c.channel, c.created_by, now],
+                     audience, created_at, updated_at, send_id_salt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'DRAFT', 0, ?7, ?7, ?8)",
+                params![c.name, key, c.segment_id, c.message_template, c.channel, c.created_by, now, c.send_ids.salt()],
             )
             .map_err(db_err(&store))?;
             let id = tx.last_insert_rowid();

@@ -182,6 +182,9 @@ const STEPS: &[&str] = &[
      CREATE INDEX communication_logs_status ON communication_logs (campaign_id, status);
      CREATE INDEX communication_logs_provider ON communication_logs (provider_message_id);
      CREATE INDEX communication_logs_updated ON communication_logs (updated_at);",
+    // 10: how each campaign names its messages (`SendIds`): the salt of its sequential send ids;
+    //     NULL for the campaigns from before, whose ids stay the xxh3 hash they were expanded with.
+    "ALTER TABLE campaigns ADD COLUMN send_id_salt INTEGER;",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;
@@ -205,16 +208,19 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     Ok(())
 }
 
+/// Brings a new database to schema `version` only (tests of what a later step does to rows
+/// written before it).
+#[cfg(test)]
+pub(crate) fn at_version(conn: &Connection, version: usize) {
+    for (i, step) in STEPS.iter().enumerate().take(version) {
+        conn.execute_batch(step).expect("step");
+        conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).expect("version");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at_version(conn: &Connection, version: usize) {
-        for (i, step) in STEPS.iter().enumerate().take(version) {
-            conn.execute_batch(step).expect("step");
-            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).expect("version");
-        }
-    }
 
     /// Step 9 rebuilds `communication_logs`: every row, column and index survives, in
     /// (campaign, lead) order, and `send_id` stays unique.

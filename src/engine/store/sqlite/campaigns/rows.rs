@@ -3,7 +3,7 @@
 
 use super::super::rows::from_ms;
 use crate::engine::campaign::{
-    Campaign, CampaignId, CampaignStats, CampaignStatus, DeadLetterRecord, SendJob, SendStatus,
+    Campaign, CampaignId, CampaignStats, CampaignStatus, DeadLetterRecord, SendIds, SendJob, SendStatus,
 };
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
@@ -13,7 +13,8 @@ pub(super) fn now_ms() -> i64 {
 }
 
 pub(super) const CAMPAIGN_COLUMNS: &str =
-    "id, name, segment_id, message_template, channel, created_by, status, audience, created_at, updated_at";
+    "id, name, segment_id, message_template, channel, created_by, status, audience, created_at, updated_at,
+     send_id_salt";
 
 pub(super) fn campaign_from_row(row: &Row) -> rusqlite::Result<Campaign> {
     let status: String = row.get(6)?;
@@ -28,6 +29,7 @@ pub(super) fn campaign_from_row(row: &Row) -> rusqlite::Result<Campaign> {
         stats: CampaignStats { audience: row.get::<_, i64>(7)? as u64, ..CampaignStats::default() },
         created_at: from_ms(row.get(8)?),
         updated_at: from_ms(row.get(9)?),
+        send_ids: SendIds::from_salt(row.get(10)?),
     })
 }
 

@@ -2,7 +2,7 @@
 //! updates and the stats counted from them.
 
 use super::*;
-use crate::engine::campaign::send_id;
+use crate::engine::campaign::{NewCampaign, SendIds, send_id};
 
 async fn store() -> (tempfile::TempDir, SqliteStore, CampaignId) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -13,6 +13,7 @@ async fn store() -> (tempfile::TempDir, SqliteStore, CampaignId) {
         message_template: "Hi".into(),
         channel: "sim".into(),
         created_by: None,
+        send_ids: SendIds::Hashed,
     };
     let c = store.create_campaign(new).await.expect("create");
     (dir, store, c.id)
@@ -24,6 +25,36 @@ fn logs(campaign: CampaignId, leads: &[i64]) -> Vec<NewLog> {
 
 fn update(id: &str, status: SendStatus) -> LogUpdate {
     LogUpdate { send_id: id.into(), status, provider_message_id: None, error: None }
+}
+
+/// A campaign created before schema 10 keeps its hashed send ids after the upgrade (a chunk
+/// re-expanded under another scheme would make a second log); one created after gets its own.
+#[tokio::test]
+async fn campaigns_from_before_sequential_ids_keep_hashed_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("crm.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        super::super::migrations::at_version(&conn, 9);
+        conn.execute_batch(
+            "INSERT INTO campaigns (name, name_key, segment_id, message_template, channel, status, audience,
+                 created_at, updated_at) VALUES ('Old', 'old', 1, 'Hi', 'sim', 'RUNNING', 2, 1, 1)",
+        )
+        .expect("old campaign");
+    }
+    let store = SqliteStore::open(&path).await.expect("open store");
+    let old = store.get_campaign_by_name("old").await.expect("read").expect("old campaign");
+    assert_eq!((old.send_ids, old.send_id(2)), (SendIds::Hashed, send_id(old.id, 2)));
+    let new = NewCampaign {
+        name: "New".into(),
+        segment_id: 1,
+        message_template: "Hi".into(),
+        channel: "sim".into(),
+        created_by: None,
+        send_ids: SendIds::Sequential { salt: 7 },
+    };
+    let new = store.create_campaign(new).await.expect("create");
+    assert_eq!(new.send_id(2), format!("{:08x}000000070000000000000002", new.id));
 }
 
 #[tokio::test]
