@@ -232,33 +232,38 @@ fn an_import_killed_while_loading_a_new_store_leaves_it_whole() {
         let _ = writeln!(csv, "Lead {i},lead{i}@example.com,+4479{i:08}");
     }
     let file = crm.write("big.csv", csv);
+    // `-vv` logs each segment's commit: once one is seen, any hot journal is a later
+    // segment's. (Not found by reading the store: a reader is locked out while a segment whose
+    // pages spilled holds the file, most of the segment, and could miss the gap between two.)
     let mut import = crm
         .std_bare()
         .arg("--store")
         .arg(crm.store())
-        .args(["leads", "import", s(&file), "-q"])
+        .args(["leads", "import", s(&file), "-vv"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the import");
-    // Read without `crm`, which would put the file back in WAL mode.
-    let committed = || -> i64 {
-        let conn = rusqlite::Connection::open(crm.store()).ok();
-        conn.and_then(|c| c.query_row("SELECT count(*) FROM leads", [], |r| r.get(0)).ok()).unwrap_or(0)
-    };
+    let committed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = import.stderr.take().expect("the import's stderr");
+    let seen = committed.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+            if line.contains("Import segment committed") {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
     let journal = crm.path("crm.db-journal");
     let hot = || std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
-    // Once the first segment is seen committed, any hot journal is a later segment's. (Not
-    // both in one look: a reader is locked out while the writer holds the file exclusively, for
-    // most of a segment once its pages spill, and would see nothing committed.)
-    let mut seen_commit = false;
-    while !(seen_commit && hot()) {
+    while !(committed.load(std::sync::atomic::Ordering::SeqCst) && hot()) {
         assert!(import.try_wait().expect("poll the import").is_none(), "the import ended before it could be killed");
-        seen_commit = seen_commit || committed() > 0;
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     import.kill().expect("SIGKILL the import");
     import.wait().expect("reap the import");
+    let _ = reader.join();
     assert!(hot(), "the kill left a hot journal");
 
     let kept = crm.count();

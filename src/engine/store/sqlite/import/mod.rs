@@ -288,6 +288,7 @@ impl State {
             self.seen_version = bump_leads_version(&self.conn).map_err(self.sql())?;
             self.conn.execute_batch("COMMIT").map_err(self.sql())?;
             self.in_segment = None;
+            tracing::debug!(keys = staged.len(), "Import segment committed.");
             if let Some(c) = &self.checkpointer {
                 c.nudge();
             }
