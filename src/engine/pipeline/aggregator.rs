@@ -1,6 +1,7 @@
 //! The aggregator: applies `campaign.status_updates` to the communication logs (forward only,
 //! so late, repeated or out-of-order updates change nothing wrongly), and 4 times a second
-//! marks RUNNING campaigns whose audience is fully expanded and settled as COMPLETED. Stats are
+//! (up to 20 when the updates run dry, as they do after a campaign's last send) marks RUNNING
+//! campaigns whose audience is fully expanded and settled as COMPLETED. Stats are
 //! counted from the logs when read, so applying a transition is what counts it.
 //!
 //! Delivery receipts arrive over HTTP instead (see [`super::webhook`]).
@@ -19,6 +20,11 @@ const LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(300);
 const BATCH: usize = 1000;
 const COMPLETION_EVERY: Duration = Duration::from_millis(250);
+/// How often at most when the updates come slower than a batch at a time. A campaign's last
+/// outcomes arrive so, after they were written to the store (the sender writes, then
+/// publishes): checking then completes it at once instead of up to a poll and a
+/// `COMPLETION_EVERY` later (~275 ms after its last send, measured on Kafka).
+const QUIET_COMPLETION_EVERY: Duration = Duration::from_millis(50);
 
 /// Runs an aggregator until `shutdown`.
 pub async fn run_aggregator(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, shutdown: Shutdown) -> Result<()> {
@@ -49,7 +55,8 @@ pub async fn run_aggregator(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, sh
             if !deliveries.is_empty() {
                 bus.ack_many(&deliveries).await?;
             }
-            if last_check.elapsed() >= COMPLETION_EVERY {
+            let every = if deliveries.len() < BATCH { QUIET_COMPLETION_EVERY } else { COMPLETION_EVERY };
+            if last_check.elapsed() >= every {
                 last_check = Instant::now();
                 for campaign in store.complete_finished_campaigns().await? {
                     tracing::info!(campaign, "Campaign completed.");
