@@ -108,15 +108,17 @@ async fn expand_chunk(
     let mut logs = Vec::with_capacity(leads.len());
     let mut jobs: HashMap<String, SendJob> = HashMap::with_capacity(leads.len());
     for entry in leads {
-        let id = campaign.send_id(entry.id);
-        let skip_reason = match send_job_for(campaign, template, &entry) {
+        let log = match send_job_for(campaign, template, &entry) {
             Ok(send) => {
-                jobs.insert(id.clone(), send);
-                None
+                let log = NewLog { send_id: send.send_id.clone(), lead_id: entry.id, skip_reason: None };
+                jobs.insert(send.send_id.clone(), send);
+                log
             }
-            Err(reason) => Some(reason.to_string()),
+            Err(reason) => {
+                NewLog { send_id: campaign.send_id(entry.id), lead_id: entry.id, skip_reason: Some(reason.to_string()) }
+            }
         };
-        logs.push(NewLog { send_id: id, lead_id: entry.id, skip_reason });
+        logs.push(log);
     }
     let pending = store.insert_logs(job.campaign_id, &campaign.channel, &logs).await?;
     // Keyed by run: a run of neighbouring messages shares a partition, so a batch the sender

@@ -6,7 +6,7 @@
 //! campaign cannot both succeed. Stats are counted from the logs when read (an aggregation
 //! grouping a campaign's logs by status over the `{campaign_id, status}` index), as on SQLite.
 
-use super::docs::{date, int, opt_text, text, to_date};
+use super::docs::{date, int, opt_int, opt_text, text, to_date};
 use super::{MongoStore, collect, is_duplicate};
 use crate::engine::campaign::{
     Campaign, CampaignId, CampaignStats, CampaignStatus, CommunicationLog, DeadLetter, DeadLetterRecord, Heartbeat,
@@ -38,7 +38,7 @@ fn campaign_from_doc(d: &Document) -> Campaign {
         stats: CampaignStats { audience: u64::try_from(int(d, "audience")).unwrap_or(0), ..CampaignStats::default() },
         created_at,
         updated_at: date(d, "updated_at").unwrap_or(created_at),
-        send_ids: SendIds::from_salt(d.get("send_id_salt").and_then(bson::Bson::as_i64)),
+        send_ids: SendIds::from_salt(opt_int(d, "send_id_salt")),
     }
 }
 

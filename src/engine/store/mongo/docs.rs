@@ -32,11 +32,17 @@ pub(super) fn now() -> DateTime<Utc> {
 
 /// An integer field, whichever numeric type another writer used; 0 when absent.
 pub(super) fn int(d: &Document, key: &str) -> i64 {
+    opt_int(d, key).unwrap_or(0)
+}
+
+/// An integer field, whichever numeric type another writer used (`mongosh` writes doubles);
+/// `None` when absent or not a number.
+pub(super) fn opt_int(d: &Document, key: &str) -> Option<i64> {
     match d.get(key) {
-        Some(Bson::Int64(n)) => *n,
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Double(f)) => *f as i64,
-        _ => 0,
+        Some(Bson::Int64(n)) => Some(*n),
+        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+        Some(Bson::Double(f)) => Some(*f as i64),
+        _ => None,
     }
 }
 
@@ -236,6 +242,14 @@ mod tests {
             ] }
         );
         assert_eq!(owners_filter(&[], &[]), None);
+    }
+
+    #[test]
+    fn integers_are_read_whichever_numeric_type_was_written() {
+        let d = doc! { "a": 7_i64, "b": 7_i32, "c": 7.0, "d": "7" };
+        let read: Vec<Option<i64>> = ["a", "b", "c", "d", "e"].iter().map(|k| opt_int(&d, k)).collect();
+        assert_eq!(read, [Some(7), Some(7), Some(7), None, None]);
+        assert_eq!((int(&d, "c"), int(&d, "e")), (7, 0));
     }
 
     #[test]
