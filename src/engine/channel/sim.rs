@@ -39,6 +39,8 @@ impl Default for SimChannelOptions {
 #[derive(Debug, Clone)]
 pub struct SimChannel {
     base: Url,
+    /// `base/messages`, built once: every send posts there.
+    messages: Url,
     client: reqwest::Client,
     options: SimChannelOptions,
 }
@@ -64,7 +66,9 @@ impl SimChannel {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ChannelError::Permanent(format!("cannot build the HTTP client: {e}")))?;
-        Ok(SimChannel { base, client, options })
+        let mut channel = SimChannel { messages: base.clone(), base, client, options };
+        channel.messages = channel.url(&["messages"])?;
+        Ok(channel)
     }
 
     /// `base` with `segments` appended as path segments (percent-encoded).
@@ -95,7 +99,7 @@ impl Channel for SimChannel {
             idempotency_key: msg.send_id.clone(),
             callback_url: msg.callback_url.clone(),
         };
-        let response = self.client.post(self.url(&["messages"])?).json(&request).send().await.map_err(transport)?;
+        let response = self.client.post(self.messages.clone()).json(&request).send().await.map_err(transport)?;
         if !response.status().is_success() {
             return Err(refusal(response).await);
         }

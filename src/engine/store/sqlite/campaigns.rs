@@ -27,6 +27,7 @@ use std::time::Duration;
 mod dead_letters;
 mod inbound;
 mod logs;
+pub(super) use logs::provider_key;
 mod processes;
 mod recent;
 mod rows;
@@ -185,7 +186,7 @@ impl CampaignStore for SqliteStore {
                     "SELECT {LEAD_COLUMNS}, EXISTS (SELECT 1 FROM lead_opt_outs o WHERE o.lead_id = l.id)
                      FROM leads l WHERE l.id IN (SELECT value FROM json_each(?1))"
                 ))?;
-                let mut found: HashMap<LeadId, AudienceLead> = HashMap::new();
+                let mut found: HashMap<LeadId, AudienceLead> = HashMap::with_capacity(ids.len());
                 let rows = stmt.query_map([&json], |r| {
                     let lead = lead_from_row(r)?;
                     let opted_out: bool = r.get(11)?;

@@ -8,6 +8,13 @@ use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate, Resolution};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::time::Duration;
 
+/// The key a vendor message id is found by (`communication_logs.provider_key`, indexed): 8
+/// bytes instead of the id (vendors' ids are random, so a batch of outcomes writes into pages
+/// all over the index: the smaller the index, the fewer). Lookups compare the id too.
+pub(crate) fn provider_key(provider_message_id: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(provider_message_id.as_bytes()) as i64
+}
+
 /// A log as an update finds it: its row, status and vendor id.
 type Found = (i64, String, Option<String>);
 
@@ -41,10 +48,10 @@ fn write_if_unchanged(
     let n = if let Some(pid) = pid {
         conn.prepare_cached(
             "UPDATE communication_logs SET status = ?2, lease_until = NULL, provider_message_id = ?3,
-                 error_message = coalesce(?4, error_message), updated_at = ?5
+                 provider_key = ?8, error_message = coalesce(?4, error_message), updated_at = ?5
              WHERE id = ?1 AND status = ?6 AND provider_message_id IS ?7",
         )?
-        .execute(params![id, u.status.as_str(), pid, u.error, now, status, stored_pid])?
+        .execute(params![id, u.status.as_str(), pid, u.error, now, status, stored_pid, provider_key(pid)])?
     } else {
         conn.prepare_cached(
             "UPDATE communication_logs SET status = ?2, lease_until = NULL,
@@ -157,14 +164,19 @@ fn claim_found(conn: &Connection, row: ClaimRow, now: i64, lease_ms: i64) -> rus
 /// Claims each log for a send, in one write transaction.
 ///
 /// The logs are looked up first, in a read transaction, without the write lock every writer of
-/// the file shares; under it, each is checked to be as it was read (status, attempt and lease
-/// unchanged: one read of its row by id) and looked up again only if it moved.
+/// the file shares. Under it, a log read as pending is claimed by one conditional update (still
+/// as it was read, lead not opted out); any other is checked to be as it was read (status,
+/// attempt and lease unchanged: one read of its row by id) and looked up again only if it moved.
 pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -> rusqlite::Result<Vec<Claim>> {
     let found = read_each(conn, send_ids, |conn, id| find_for_claim(conn, id))?;
     let tx = write_tx(conn)?;
     let now = now_ms();
     let mut claims = Vec::with_capacity(send_ids.len());
     for (send_id, row) in send_ids.iter().zip(found) {
+        if let Some(claimed) = row.as_ref().map(|row| claim_pending(&tx, row, now, lease_ms)).transpose()?.flatten() {
+            claims.push(claimed);
+            continue;
+        }
         let current = match row {
             Some(row) if still(&tx, &row)? => Some(row),
             _ => find_for_claim(&tx, send_id)?,
@@ -176,6 +188,28 @@ pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -
     }
     tx.commit()?;
     Ok(claims)
+}
+
+/// The common claim in one statement: a log read as pending, still as it was read, whose lead
+/// has not opted out. None when it is not that (moved since, or opted out): the caller then
+/// takes the long way, [`claim_found`] on the log as it is now.
+fn claim_pending(conn: &Connection, row: &ClaimRow, now: i64, lease_ms: i64) -> rusqlite::Result<Option<Claim>> {
+    let (id, status, attempt, lease_until, lead_id, channel) = row;
+    if status != SendStatus::Pending.as_str() {
+        return Ok(None);
+    }
+    let claimed = conn
+        .prepare_cached(
+            "UPDATE communication_logs SET status = 'sending', attempt = ?2 + 1, lease_until = ?5, updated_at = ?6
+             WHERE id = ?1 AND status = 'pending' AND attempt = ?2 AND lease_until IS ?3
+               AND NOT EXISTS (SELECT 1 FROM lead_opt_outs WHERE lead_id = ?4)",
+        )?
+        .execute(params![id, attempt, lease_until, lead_id, now + lease_ms, now])?;
+    Ok((claimed == 1).then(|| Claim::Claimed {
+        attempt: (attempt + 1) as u32,
+        recovered: false,
+        channel: channel.clone(),
+    }))
 }
 
 /// Whether the log `row` was read from still has its status, attempt and lease.
@@ -255,15 +289,16 @@ fn log_from_row(r: &rusqlite::Row) -> rusqlite::Result<CommunicationLog> {
     })
 }
 
-/// The log with this vendor message id (the `communication_logs_provider` index).
+/// The log with this vendor message id (through the `communication_logs_provider_key` index).
 pub(super) fn by_provider_id(
     conn: &Connection,
     provider_message_id: &str,
 ) -> rusqlite::Result<Option<CommunicationLog>> {
     conn.prepare_cached(&format!(
-        "SELECT {LOG_COLUMNS} FROM communication_logs WHERE provider_message_id = ?1 ORDER BY send_id LIMIT 1"
+        "SELECT {LOG_COLUMNS} FROM communication_logs WHERE provider_key = ?1 AND provider_message_id = ?2
+         ORDER BY send_id LIMIT 1"
     ))?
-    .query_row([provider_message_id], log_from_row)
+    .query_row(params![provider_key(provider_message_id), provider_message_id], log_from_row)
     .optional()
 }
 
