@@ -94,6 +94,23 @@ async fn unreachable_brokers_are_named_in_a_plain_error() {
     }
 }
 
+/// The buses one process opens with the same settings (`worker all`: one per role) publish
+/// through one producer, whose polling thread costs CPU even when idle; other settings get
+/// their own. Both buses still publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buses_with_the_same_settings_share_one_producer() {
+    let Some(f) = KafkaFixture::new() else { return };
+    let (a, b) = (KafkaBus::open(&f.url).await.expect("open"), KafkaBus::open(&f.url).await.expect("open"));
+    let other = KafkaBus::open(&f.url.replace("partitions=3", "partitions=2")).await.expect("open");
+    assert!(a.shares_producer_with(&b));
+    assert!(!a.shares_producer_with(&other));
+    for bus in [&a, &b] {
+        let before = bus.depth(topic::DLQ).await.expect("depth").total();
+        bus.publish_batch(topic::DLQ, vec![Outgoing::new(Some("k"), "{}")]).await.expect("publish");
+        assert_eq!(bus.depth(topic::DLQ).await.expect("depth").total(), before + 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn depth_is_the_groups_lag_seen_from_any_process() {
     let Some(f) = KafkaFixture::new() else { return };
