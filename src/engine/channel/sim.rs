@@ -66,20 +66,19 @@ impl SimChannel {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ChannelError::Permanent(format!("cannot build the HTTP client: {e}")))?;
-        let mut channel = SimChannel { messages: base.clone(), base, client, options };
-        channel.messages = channel.url(&["messages"])?;
-        Ok(channel)
+        let messages = join(&base, &["messages"])?;
+        Ok(SimChannel { base, messages, client, options })
     }
+}
 
-    /// `base` with `segments` appended as path segments (percent-encoded).
-    fn url(&self, segments: &[&str]) -> Result<Url, ChannelError> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| ChannelError::Permanent(format!("{} cannot take a path", self.base)))?
-            .pop_if_empty()
-            .extend(segments);
-        Ok(url)
-    }
+/// `base` with `segments` appended as path segments (percent-encoded).
+fn join(base: &Url, segments: &[&str]) -> Result<Url, ChannelError> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| ChannelError::Permanent(format!("{base} cannot take a path")))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
 #[async_trait]
@@ -115,7 +114,7 @@ impl Channel for SimChannel {
     }
 
     async fn lookup(&self, idempotency_key: &str) -> Result<Option<String>, ChannelError> {
-        let url = self.url(&["messages", "by-key", idempotency_key])?;
+        let url = join(&self.base, &["messages", "by-key", idempotency_key])?;
         let response = self.client.get(url).send().await.map_err(transport)?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),

@@ -173,7 +173,9 @@ pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -
     let now = now_ms();
     let mut claims = Vec::with_capacity(send_ids.len());
     for (send_id, row) in send_ids.iter().zip(found) {
-        if let Some(claimed) = row.as_ref().map(|row| claim_pending(&tx, row, now, lease_ms)).transpose()?.flatten() {
+        if let Some(row) = &row
+            && let Some(claimed) = claim_pending(&tx, row, now, lease_ms)?
+        {
             claims.push(claimed);
             continue;
         }
