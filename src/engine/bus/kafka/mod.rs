@@ -738,13 +738,22 @@ const HOLD_CHECK: Duration = Duration::from_millis(50);
 fn poll_within(c: &TopicConsumer, clock: &dyn Clock, max: usize, lease_ms: i64, wait: Duration) -> Vec<Delivery> {
     let deadline = std::time::Instant::now() + wait;
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let started = std::time::Instant::now();
+        let left = deadline.saturating_duration_since(started);
         let out = poll_ready(c, clock, max, lease_ms, left.min(HOLD_CHECK));
         if !out.is_empty() || left.is_zero() {
             return out;
         }
+        // The queue answered at once without a message (an error while the brokers are away,
+        // a rebalance or commit event): a short pause instead of asking again at once.
+        if started.elapsed() < Duration::from_millis(1) {
+            std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()).min(IDLE_PAUSE));
+        }
     }
 }
+
+/// How long [`poll_within`] pauses after the queue answered at once with nothing.
+const IDLE_PAUSE: Duration = Duration::from_millis(5);
 
 /// Hands out held messages that are due and handouts whose lease ran out, then what the
 /// consumer has fetched, up to `max`, each under a lease of `lease_ms`. When nothing was due,
