@@ -351,29 +351,6 @@ impl KafkaBus {
         Ok(())
     }
 
-    /// [`Bus::consume`], waiting up to `wait` for the first message (see [`poll_within`]).
-    async fn consume_within(
-        &self,
-        topic: &str,
-        group: &str,
-        max: usize,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>> {
-        if topic.is_empty() || group.is_empty() {
-            return Err(Error::Usage("a bus topic and consumer group cannot be empty".into()));
-        }
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let c = self.consumer(topic, group).await?;
-        self.commit_unsent(topic).await;
-        let clock = self.clock.clone();
-        tokio::task::spawn_blocking(move || poll_within(&c, clock.as_ref(), max, duration_ms(lease), wait))
-            .await
-            .map_err(|e| Error::Bus { bus: self.describe(), message: e.to_string() })
-    }
-
     /// A short, plain error for users; librdkafka's text goes to the log.
     fn error(&self, doing: &str, e: &KafkaError) -> Error {
         tracing::warn!(error = %e, brokers = %self.settings.bootstrap(), "Kafka: could not {doing}.");
@@ -659,11 +636,11 @@ impl Bus for KafkaBus {
     }
 
     async fn consume(&self, topic: &str, group: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
-        self.consume_within(topic, group, max, lease, Duration::ZERO).await
+        self.consume_wait(topic, group, max, lease, Duration::ZERO).await
     }
 
-    /// Blocks on the consumer's queue (in the blocking pool) instead of polling it at growing
-    /// intervals, so a message is handed out as soon as it is fetched.
+    /// Blocks on the consumer's queue (in the blocking pool, see [`poll_within`]) instead of
+    /// polling it at growing intervals, so a message is handed out as soon as it is fetched.
     async fn consume_wait(
         &self,
         topic: &str,
@@ -672,7 +649,18 @@ impl Bus for KafkaBus {
         lease: Duration,
         wait: Duration,
     ) -> Result<Vec<Delivery>> {
-        self.consume_within(topic, group, max, lease, wait).await
+        if topic.is_empty() || group.is_empty() {
+            return Err(Error::Usage("a bus topic and consumer group cannot be empty".into()));
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let c = self.consumer(topic, group).await?;
+        self.commit_unsent(topic).await;
+        let clock = self.clock.clone();
+        tokio::task::spawn_blocking(move || poll_within(&c, clock.as_ref(), max, duration_ms(lease), wait))
+            .await
+            .map_err(|e| Error::Bus { bus: self.describe(), message: e.to_string() })
     }
 
     async fn ack_many(&self, deliveries: &[Delivery]) -> Result<usize> {
