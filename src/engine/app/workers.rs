@@ -86,7 +86,7 @@ impl App {
             let sender = SenderConfig {
                 lease: Duration::from_millis(config.worker.lease_ms.value),
                 callback_url: callback,
-                loops: 2,
+                loops: 3,
             };
             let (store, bus) = self.role_backends().await?;
             // Each WhatsApp account's client runs under a supervisor, holding its session lock.

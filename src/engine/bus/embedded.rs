@@ -38,9 +38,9 @@
 use super::clock::{Clock, SystemClock, duration_ms};
 use super::{Bus, Delivery, Outgoing, TopicDepth};
 use crate::engine::error::{Error, Result};
-use crate::engine::store::sqlite::connect;
+use crate::engine::store::sqlite::{begin_write, connect};
 use async_trait::async_trait;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +106,7 @@ impl EmbeddedBus {
         let open_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<Connection> {
             let mut conn = connect(&open_path)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = begin_write(&mut conn)?;
             tx.execute_batch(SCHEMA)?;
             tx.commit()?;
             Ok(conn)
@@ -152,7 +152,7 @@ fn stored_token(delivery: &Delivery) -> Option<i64> {
 }
 
 fn publish_rows(conn: &mut Connection, clock: &dyn Clock, topic: &str, messages: &[Outgoing]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin_write(conn)?;
     let now = clock.now_ms();
     {
         let mut insert = tx.prepare_cached(INSERT_SQL)?;
@@ -174,7 +174,7 @@ fn claim_rows(
     max: usize,
     lease: i64,
 ) -> rusqlite::Result<Vec<Delivery>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin_write(conn)?;
     let now = clock.now_ms();
     let mut claimed = Vec::new();
     {
@@ -208,7 +208,7 @@ fn claim_rows(
 }
 
 fn ack_rows(conn: &mut Connection, leases: &[(i64, i64)]) -> rusqlite::Result<usize> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin_write(conn)?;
     let mut acked = 0;
     {
         let mut delete = tx.prepare_cached(ACK_SQL)?;

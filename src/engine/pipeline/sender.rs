@@ -62,7 +62,7 @@ pub struct SenderConfig {
 
 impl Default for SenderConfig {
     fn default() -> Self {
-        SenderConfig { lease: Duration::from_secs(30), callback_url: None, loops: 2 }
+        SenderConfig { lease: Duration::from_secs(30), callback_url: None, loops: 3 }
     }
 }
 

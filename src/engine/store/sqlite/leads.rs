@@ -172,8 +172,7 @@ impl Store for SqliteStore {
     async fn add_lead(&self, draft: LeadDraft) -> Result<Lead> {
         let store = self.describe_path();
         self.call(move |conn| {
-            let tx =
-                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err(&store))?;
+            let tx = super::begin_write(conn).map_err(db_err(&store))?;
             let owners = owners_of(&tx, &draft.identity_keys(), None).map_err(db_err(&store))?;
             if !owners.is_empty() {
                 return Err(Error::Conflict(format!("a lead with these details exists: {}", describe_owners(&owners))));
@@ -205,8 +204,7 @@ impl Store for SqliteStore {
     async fn save_lead(&self, lead: &Lead) -> Result<()> {
         let (store, lead) = (self.describe_path(), lead.clone());
         self.call(move |conn| {
-            let tx =
-                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err(&store))?;
+            let tx = super::begin_write(conn).map_err(db_err(&store))?;
             let old = load_lead(&tx, lead.id)
                 .map_err(db_err(&store))?
                 .ok_or_else(|| Error::NotFound(format!("no lead with id {}", lead.id)))?;
@@ -224,8 +222,7 @@ impl Store for SqliteStore {
     async fn delete_lead(&self, id: LeadId) -> Result<bool> {
         let store = self.describe_path();
         self.call(move |conn| {
-            let tx =
-                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err(&store))?;
+            let tx = super::begin_write(conn).map_err(db_err(&store))?;
             let Some(old) = load_lead(&tx, id).map_err(db_err(&store))? else { return Ok(false) };
             let run = |sql: &str| tx.execute(sql, [id]).map_err(db_err(&store));
             for key in old.identity_keys() {

@@ -16,6 +16,7 @@ mod migrations;
 mod rows;
 mod search;
 mod segments;
+mod write_turn;
 
 /// The search text and term rules, shared with the MongoDB store so search means the same there.
 #[cfg_attr(not(feature = "mongodb"), allow(unused_imports))]
@@ -26,6 +27,8 @@ pub(crate) use {
     import::{content_hash, lead_list},
     rows::describe_owners,
 };
+
+pub(crate) use write_turn::{WriteTx, begin_write};
 
 use crate::engine::error::{Error, Result};
 use rusqlite::Connection;

@@ -23,7 +23,7 @@ use crate::engine::segment::{NewSegment, Rule, Segment, SegmentId, name_contains
 use crate::engine::store::QueryPlan;
 use chrono::{DateTime, Utc};
 use rusqlite::types::{Type, Value};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 const SEGMENT_COLUMNS: &str = "id, name, owner_user_id, rule_ast, created_at, updated_at";
 
@@ -189,7 +189,7 @@ impl SqliteStore {
     pub(super) async fn insert_segment(&self, new: NewSegment) -> Result<Segment> {
         let store = self.describe_path();
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(&store))?;
+            let tx = super::begin_write(conn).map_err(db_err(&store))?;
             refuse_taken_name(&tx, &store, &new.name, None)?;
             let now = from_ms(to_ms(&Utc::now()));
             // Ids are never reused (a draft campaign keeps its segment's id): `segments.id` has
@@ -249,7 +249,7 @@ impl SqliteStore {
     pub(super) async fn rewrite_segment(&self, segment: &Segment) -> Result<()> {
         let (store, segment) = (self.describe_path(), segment.clone());
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(&store))?;
+            let tx = super::begin_write(conn).map_err(db_err(&store))?;
             if load(&tx, segment.id).map_err(db_err(&store))?.is_none() {
                 return Err(Error::NotFound(format!("no segment with id {}", segment.id)));
             }
@@ -277,7 +277,7 @@ impl SqliteStore {
     pub(super) async fn remove_segment(&self, id: SegmentId) -> Result<bool> {
         let store = self.describe_path();
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(&store))?;
+            let tx = super::begin_write(conn).map_err(db_err(&store))?;
             let users = active_campaigns(&tx, id).map_err(db_err(&store))?;
             if !users.is_empty() {
                 return Err(Error::Conflict(format!(

@@ -6,7 +6,7 @@ use crate::engine::campaign::{
     Campaign, CampaignId, CampaignStats, CampaignStatus, DeadLetterRecord, SendIds, SendJob, SendStatus,
 };
 use chrono::Utc;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 pub(super) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -62,8 +62,8 @@ pub(super) fn status_of(conn: &Connection, id: CampaignId) -> rusqlite::Result<O
     Ok(s.and_then(|s| s.parse().ok()))
 }
 
-pub(super) fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+pub(super) fn write_tx(conn: &mut Connection) -> rusqlite::Result<crate::engine::store::sqlite::WriteTx<'_>> {
+    crate::engine::store::sqlite::begin_write(conn)
 }
 
 pub(super) fn dead_letter_from_row(row: &Row) -> rusqlite::Result<DeadLetterRecord> {
