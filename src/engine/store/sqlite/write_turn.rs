@@ -64,7 +64,11 @@ fn lock(m: &Mutex<bool>) -> MutexGuard<'_, bool> {
 static FILES: LazyLock<Mutex<HashMap<String, Arc<Turns>>>> = LazyLock::new(Mutex::default);
 
 fn turns_for(path: &str) -> Arc<Turns> {
-    FILES.lock().unwrap_or_else(PoisonError::into_inner).entry(path.to_owned()).or_default().clone()
+    let mut files = FILES.lock().unwrap_or_else(PoisonError::into_inner);
+    match files.get(path) {
+        Some(turns) => turns.clone(),
+        None => files.entry(path.to_owned()).or_default().clone(),
+    }
 }
 
 /// Waits up to `patience` for the turn; None when it is not had by then.
