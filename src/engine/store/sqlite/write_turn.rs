@@ -12,7 +12,10 @@
 //! condition variable, woken as soon as the writer before it commits or rolls back, and then
 //! begins the transaction, which then finds the lock free (unless another process holds it; the
 //! busy timeout still handles that). A turn that cannot be had within the busy timeout is not
-//! waited for any longer: the transaction begins anyway, and SQLite decides as before.
+//! waited for any longer: the transaction begins anyway, and SQLite decides as before (so a
+//! writer behind a transaction that never ends gives up after twice the busy timeout, not once).
+//! Transactions that write to one file from one thread must not overlap, as before: the second
+//! would wait out the first's turn (the busy timeout did the same).
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::collections::HashMap;
