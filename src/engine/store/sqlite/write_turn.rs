@@ -108,12 +108,18 @@ mod tests {
         super::super::connect(path).expect("connect")
     }
 
-    #[test]
-    fn a_second_writer_waits_for_the_first_to_commit_and_is_not_refused() {
+    /// A file with an empty table `t`, and a connection to it.
+    fn file_with_table() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("t.db");
-        let mut first = open(&path);
-        first.execute_batch("CREATE TABLE t (x INTEGER)").expect("table");
+        let conn = open(&path);
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").expect("table");
+        (dir, path, conn)
+    }
+
+    #[test]
+    fn a_second_writer_waits_for_the_first_to_commit_and_is_not_refused() {
+        let (_dir, path, mut first) = file_with_table();
         let tx = begin_write(&mut first).expect("first begins");
         tx.execute("INSERT INTO t VALUES (1)", []).expect("insert");
         let (began, began_rx) = mpsc::channel();
@@ -139,10 +145,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_writer_passes_the_turn_on_too() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("t.db");
-        let mut first = open(&path);
-        first.execute_batch("CREATE TABLE t (x INTEGER)").expect("table");
+        let (_dir, path, mut first) = file_with_table();
         {
             let tx = begin_write(&mut first).expect("begins");
             tx.execute("INSERT INTO t VALUES (1)", []).expect("insert");
