@@ -45,10 +45,10 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// The `Retry-After` of an answer in seconds, or `default` when it has none that parses.
-pub(crate) fn retry_after(response: &reqwest::Response, default: Duration) -> Duration {
-    response
-        .headers()
+/// The `Retry-After` of an answer's headers in seconds, or `default` when it has none that
+/// parses.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, default: Duration) -> Duration {
+    headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())

@@ -204,7 +204,7 @@ impl Channel for TwilioChannel {
 /// Twilio's error code and message.
 async fn refusal(response: reqwest::Response) -> ChannelError {
     let status = response.status();
-    let retry_after = retry_after(&response, DEFAULT_RETRY_AFTER);
+    let retry_after = retry_after(response.headers(), DEFAULT_RETRY_AFTER);
     if status == StatusCode::TOO_MANY_REQUESTS {
         return ChannelError::RateLimited { retry_after };
     }

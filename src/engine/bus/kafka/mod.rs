@@ -669,9 +669,9 @@ impl Bus for KafkaBus {
         topics.sort_unstable();
         topics.dedup();
         for topic in topics {
-            let mine: Vec<Delivery> = deliveries.iter().filter(|d| d.topic == topic).cloned().collect();
+            let mine: Vec<&Delivery> = deliveries.iter().filter(|d| d.topic == topic).collect();
             for c in self.consumers_of(topic) {
-                let (n, commits) = lock(&c.tracker).ack(&mine);
+                let (n, commits) = lock(&c.tracker).ack(mine.iter().copied());
                 acked += n;
                 self.commit(&c, commits).await;
             }

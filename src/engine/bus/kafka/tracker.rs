@@ -222,7 +222,7 @@ impl Tracker {
 
     /// Finishes the deliveries that are still current; returns how many, and the partitions
     /// whose committable offset moved (with that offset).
-    pub fn ack(&mut self, deliveries: &[Delivery]) -> (usize, Vec<(i32, i64)>) {
+    pub fn ack<'a>(&mut self, deliveries: impl IntoIterator<Item = &'a Delivery>) -> (usize, Vec<(i32, i64)>) {
         let mut acked = 0;
         let mut touched = Vec::new();
         for d in deliveries {
