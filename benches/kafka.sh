@@ -15,7 +15,7 @@
 # time; with WARM=6 the groups have joined, and the ratio to compare is the one against the raw
 # client's time without its join (printed too).
 #
-#   benches/kafka.sh [ROWS]      (BENCH_DIR defaults to /tmp/crm-bench)
+#   [ROUNDS=N] [WARM=S] benches/kafka.sh [ROWS]      (BENCH_DIR defaults to /tmp/crm-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${1:-100000}"
@@ -84,34 +84,56 @@ run_campaign() {
 
 tag="$$-$(date +%s)"
 kafka_url() { echo "kafka://$BROKER?partitions=6&session_timeout_ms=6000&topic_prefix=bench-$1-$tag.&group_prefix=bench-$1-$tag."; }
-rm -f "$WORK/kafka-embedded.db"*; rm -f "$WORK/kafka-sqlite.db"*
-embedded=$(run_campaign embedded "$WORK/kafka-embedded.db" embedded)
-echo "embedded bus + SQLite: ${embedded} ms"
-kafka_sqlite=$(run_campaign kafka-sqlite "$WORK/kafka-sqlite.db" "$(kafka_url sqlite)")
-echo "Kafka + SQLite: ${kafka_sqlite} ms"
-if [ -n "$MONGO" ]; then
-  base="${MONGO%%\?*}"; query="${MONGO#*\?}"; [ "$query" = "$MONGO" ] && query=""
-  mongo_store="${base%/}/crm_bench_$tag${query:+?$query}"
-  kafka_mongo=$(run_campaign kafka-mongo "$mongo_store" "$(kafka_url mongo)")
-  echo "Kafka + MongoDB: ${kafka_mongo} ms"
-fi
-# The pipeline moves two messages per lead (a send job, a status update) plus one chunk per
-# thousand leads: raw rdkafka moves ROWS and 2×ROWS for the comparison.
-raw1=$("$RAW" "$BROKER" "$ROWS"); echo "$raw1"
-raw2=$("$RAW" "$BROKER" $(( ROWS * 2 ))); echo "$raw2"
-python3 - "$embedded" "$kafka_sqlite" "${kafka_mongo:-}" "$raw1" "$raw2" <<'PY'
-import re, sys
-e, k, m = (int(x) if x else None for x in sys.argv[1:4])
+# ROUNDS (default 1) repeats the embedded campaign, the Kafka campaign and the raw client in
+# turn, so that each ratio compares runs minutes apart, not an hour apart; the medians follow.
+RESULTS=()
+for round in $(seq 1 "${ROUNDS:-1}"); do
+  [ "${ROUNDS:-1}" -gt 1 ] && echo "round $round:"
+  rm -f "$WORK/kafka-embedded.db"*; rm -f "$WORK/kafka-sqlite.db"*
+  embedded=$(run_campaign embedded "$WORK/kafka-embedded.db" embedded)
+  echo "embedded bus + SQLite: ${embedded} ms"
+  kafka_sqlite=$(run_campaign kafka-sqlite "$WORK/kafka-sqlite.db" "$(kafka_url "sqlite$round")")
+  echo "Kafka + SQLite: ${kafka_sqlite} ms"
+  kafka_mongo=""
+  if [ -n "$MONGO" ]; then
+    base="${MONGO%%\?*}"; query="${MONGO#*\?}"; [ "$query" = "$MONGO" ] && query=""
+    mongo_store="${base%/}/crm_bench_$tag$round${query:+?$query}"
+    kafka_mongo=$(run_campaign kafka-mongo "$mongo_store" "$(kafka_url "mongo$round")")
+    echo "Kafka + MongoDB: ${kafka_mongo} ms"
+  fi
+  # The pipeline moves two messages per lead (a send job, a status update) plus one chunk per
+  # thousand leads: raw rdkafka moves ROWS and 2×ROWS for the comparison.
+  raw1=$("$RAW" "$BROKER" "$ROWS"); echo "$raw1"
+  raw2=$("$RAW" "$BROKER" $(( ROWS * 2 ))); echo "$raw2"
+  RESULTS+=("$embedded|$kafka_sqlite|$kafka_mongo|$raw1|$raw2")
+done
+python3 - "${RESULTS[@]}" <<'PY'
+import re, statistics, sys
 def raw_ms(line):
     secs = re.findall(r"(?:produce|consume\+commit) ([0-9.]+) s", line)
     return sum(float(s) for s in secs) * 1000
-r1, r2 = raw_ms(sys.argv[4]), raw_ms(sys.argv[5])
-join = re.findall(r"first message after ([0-9.]+) s", sys.argv[5])
-r2_joined = r2 - float(join[0]) * 1000 if join else None
-print(f"ratios: Kafka+SQLite / embedded = {k / e:.2f}" + (f"; Kafka+MongoDB / embedded = {m / e:.2f}" if m else ""))
-print(f"Kafka+SQLite / raw produce+consume of the messages the pipeline moves (2x rows, {r2:.0f} ms) = {k / r2:.2f}"
-      f"; of rows messages ({r1:.0f} ms) = {k / r1:.2f}")
-if r2_joined:
-    print(f"... the raw client's time without its group join ({r2_joined:.0f} ms) = {k / r2_joined:.2f}"
-          " (fair when the worker's groups joined before the run too: WARM=6)")
+rows = []
+for arg in sys.argv[1:]:
+    e, k, m, raw1, raw2 = arg.split("|")
+    e, k, m = int(e), int(k), (int(m) if m else None)
+    r1, r2 = raw_ms(raw1), raw_ms(raw2)
+    join = re.findall(r"first message after ([0-9.]+) s", raw2)
+    r2_joined = r2 - float(join[0]) * 1000 if join else None
+    rows.append((e, k, m, r1, r2, r2_joined))
+    print(f"ratios: Kafka+SQLite / embedded = {k / e:.2f}" + (f"; Kafka+MongoDB / embedded = {m / e:.2f}" if m else ""))
+    print(f"Kafka+SQLite / raw produce+consume of the messages the pipeline moves (2x rows, {r2:.0f} ms) = {k / r2:.2f}"
+          f"; of rows messages ({r1:.0f} ms) = {k / r1:.2f}")
+    if r2_joined:
+        print(f"... the raw client's time without its group join ({r2_joined:.0f} ms) = {k / r2_joined:.2f}"
+              " (fair when the worker's groups joined before the run too: WARM=6)")
+if len(rows) > 1:
+    med = lambda xs: statistics.median(xs)
+    headline = [k / r2 for _, k, _, _, r2, _ in rows]
+    print(f"over {len(rows)} rounds: Kafka+SQLite / raw (2x rows) median {med(headline):.2f}"
+          f" (min {min(headline):.2f}, max {max(headline):.2f}); Kafka+SQLite / embedded median"
+          f" {med([k / e for e, k, *_ in rows]):.2f}")
+    strict = [k / j for _, k, _, _, _, j in rows if j]
+    if strict:
+        print(f"... against the raw client without its join: median {med(strict):.2f}"
+              f" (min {min(strict):.2f}, max {max(strict):.2f})")
 PY
