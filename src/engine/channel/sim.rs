@@ -105,8 +105,16 @@ impl SimChannel {
         Ok(SimChannel { base, messages, client, options })
     }
 
-    /// Sends `request` and reads the whole answer, all within the request timeout.
-    async fn call(&self, request: Request<Full<Bytes>>) -> Result<Answer, ChannelError> {
+    /// Sends a request (with a JSON body, if any) and reads the whole answer, all within the
+    /// request timeout.
+    async fn call(&self, method: Method, uri: Uri, json: Option<Vec<u8>>) -> Result<Answer, ChannelError> {
+        let mut request = Request::builder().method(method).uri(uri);
+        if json.is_some() {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let request = request
+            .body(Full::new(json.map(Bytes::from).unwrap_or_default()))
+            .map_err(|e| ChannelError::Permanent(format!("cannot build the request: {e}")))?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(transport)?;
             let (parts, body) = response.into_parts();
@@ -167,13 +175,7 @@ impl Channel for SimChannel {
         };
         let body = serde_json::to_vec(&request)
             .map_err(|e| ChannelError::Permanent(format!("cannot build the request: {e}")))?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(self.messages.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ChannelError::Permanent(format!("cannot build the request: {e}")))?;
-        let answer = self.call(request).await?;
+        let answer = self.call(Method::POST, self.messages.clone(), Some(body)).await?;
         if !answer.status.is_success() {
             return Err(refusal(&answer));
         }
@@ -190,12 +192,7 @@ impl Channel for SimChannel {
 
     async fn lookup(&self, idempotency_key: &str) -> Result<Option<String>, ChannelError> {
         let url = uri(&join(&self.base, &["messages", "by-key", idempotency_key])?)?;
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ChannelError::Permanent(format!("cannot build the request: {e}")))?;
-        let answer = self.call(request).await?;
+        let answer = self.call(Method::GET, url, None).await?;
         match answer.status {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
