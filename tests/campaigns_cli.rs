@@ -13,15 +13,23 @@ use common::processes::start_worker;
 use common::{Crm, describe};
 use std::time::{Duration, Instant};
 
+/// Whether transparent huge pages are on for process `pid` (Linux's `THP_enabled` status line;
+/// `None` on a kernel without that line).
+fn thp_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"))?;
+    Some(line.trim() != "0")
+}
+
 #[test]
 fn a_campaign_reaches_every_eligible_lead_once() {
     let crm = Crm::new();
     let eligible = write_leads(&crm, 3000) as u64;
     let id = create_campaign(&crm);
-    let (_sim, url) = start_sim(&crm, &[]);
+    let (sim, url) = start_sim(&crm, &[]);
     let ran = crm.json(&["campaigns", "run", &id.to_string()], 0);
     assert_eq!(ran["audience"].as_u64(), Some(3000));
-    let _worker = start_worker(
+    let worker = start_worker(
         &crm,
         &["all", "--sim-url", &url, "--rate-per-minute", "0", "--concurrency", "16", "--webhook-listen", "127.0.0.1:0"],
         "worker.log",
@@ -30,6 +38,10 @@ fn a_campaign_reaches_every_eligible_lead_once() {
     assert_eq!(stat(&done, "sent"), eligible, "{done}");
     assert_eq!(stat(&done, "failed") + stat(&done, "uncertain") + stat(&done, "pending"), 0, "{done}");
     assert_sim_accepted(&url, eligible);
+    // Both long-running processes turned transparent huge pages off for themselves.
+    for (name, pid) in [("simulator", sim.pid()), ("worker", worker.pid())] {
+        assert_ne!(thp_enabled(pid), Some(true), "the {name} runs with transparent huge pages on");
+    }
     // The status --json shape is exactly this (the same stats as `show --json`).
     let mut keys: Vec<&str> =
         done["stats"].as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
