@@ -197,6 +197,16 @@ const STEPS: &[&str] = &[
      DROP INDEX communication_logs_provider;
      CREATE INDEX communication_logs_provider_key ON communication_logs (provider_key)
          WHERE provider_key IS NOT NULL;",
+    // 12: one index for a log's status and its change time, (campaign, status, updated_at),
+    //     instead of (campaign, status) and (updated_at): every status change moved an entry
+    //     in both, and most of a campaign's writes are status changes (claimed, sent,
+    //     delivered, read). The newest changes are read per (campaign, status) through it and
+    //     merged (`logs::list`); a lead's messages get an index of their own, written once per
+    //     log, where they were a scan.
+    "DROP INDEX communication_logs_updated;
+     DROP INDEX communication_logs_status;
+     CREATE INDEX communication_logs_status ON communication_logs (campaign_id, status, updated_at);
+     CREATE INDEX communication_logs_lead ON communication_logs (lead_id);",
 ];
 
 pub const CURRENT_VERSION: i64 = STEPS.len() as i64;
@@ -287,7 +297,7 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        for wanted in ["communication_logs_provider_key", "communication_logs_status", "communication_logs_updated"] {
+        for wanted in ["communication_logs_lead", "communication_logs_provider_key", "communication_logs_status"] {
             assert!(indexes.iter().any(|i| i == wanted), "{wanted} in {indexes:?}");
         }
     }

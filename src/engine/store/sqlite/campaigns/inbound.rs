@@ -65,13 +65,16 @@ pub(super) fn replies(conn: &Connection, lead: LeadId, limit: usize) -> rusqlite
     .collect()
 }
 
+pub(super) const SENT_SINCE: &str = "SELECT count(*) FROM communication_logs
+     WHERE campaign_id IN (SELECT id FROM campaigns) AND status IN ('sent', 'delivered', 'read', 'uncertain')
+       AND updated_at >= ?2 AND channel = ?1";
+
+/// Messages sent through `account` since `since` (a daily cap's use so far), through
+/// `communication_logs_status`: every campaign's sent statuses, from `since` on.
 pub(super) fn sent_since(conn: &Connection, account: &str, since: DateTime<Utc>) -> rusqlite::Result<u64> {
-    conn.prepare_cached(
-        "SELECT count(*) FROM communication_logs
-         WHERE channel = ?1 AND updated_at >= ?2 AND status IN ('sent', 'delivered', 'read', 'uncertain')",
-    )?
-    .query_row(params![account, to_ms(&since)], |r| r.get::<_, i64>(0))
-    .map(|n| n.max(0) as u64)
+    conn.prepare_cached(SENT_SINCE)?
+        .query_row(params![account, to_ms(&since)], |r| r.get::<_, i64>(0))
+        .map(|n| n.max(0) as u64)
 }
 
 pub(super) fn sent_by_channel(conn: &Connection, campaign: CampaignId) -> rusqlite::Result<Vec<(String, u64)>> {

@@ -5,7 +5,7 @@ use super::super::rows::from_ms;
 use super::rows::{now_ms, write_tx};
 use crate::engine::campaign::{CampaignId, CommunicationLog, NewLog, SendStatus};
 use crate::engine::store::campaigns::{Claim, LogQuery, LogUpdate, Resolution};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use std::time::Duration;
 
 /// The key a vendor message id is found by (`communication_logs.provider_key`, indexed): 8
@@ -18,10 +18,67 @@ pub(crate) fn provider_key(provider_message_id: &str) -> i64 {
 /// A log as an update finds it: its row, status and vendor id.
 type Found = (i64, String, Option<String>);
 
-fn find(conn: &Connection, send_id: &str) -> rusqlite::Result<Option<Found>> {
-    conn.prepare_cached("SELECT id, status, provider_message_id FROM communication_logs WHERE send_id = ?1")?
-        .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()
+/// The statements an update runs, prepared once per batch: a batch of 1,024 outcomes ran
+/// `prepare_cached` (a hash of the SQL and a move in the cache) twice per log.
+struct Updates<'c> {
+    find: CachedStatement<'c>,
+    /// With a new vendor id (and its key).
+    write_pid: Option<CachedStatement<'c>>,
+    write: Option<CachedStatement<'c>>,
+}
+
+impl<'c> Updates<'c> {
+    fn new(conn: &'c Connection) -> rusqlite::Result<Updates<'c>> {
+        let find =
+            conn.prepare_cached("SELECT id, status, provider_message_id FROM communication_logs WHERE send_id = ?1")?;
+        Ok(Updates { find, write_pid: None, write: None })
+    }
+
+    fn find(&mut self, send_id: &str) -> rusqlite::Result<Option<Found>> {
+        self.find.query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+    }
+
+    /// Writes `u` to the log at row `found.0` if it still holds `found`'s status and vendor id;
+    /// true when it did.
+    fn write_if_unchanged(
+        &mut self,
+        conn: &'c Connection,
+        found: &Found,
+        u: &LogUpdate,
+        pid: Option<&str>,
+        now: i64,
+    ) -> rusqlite::Result<bool> {
+        let (id, status, stored_pid) = found;
+        let n = if let Some(pid) = pid {
+            let stmt = match &mut self.write_pid {
+                Some(stmt) => stmt,
+                slot => slot.insert(conn.prepare_cached(
+                    "UPDATE communication_logs SET status = ?2, lease_until = NULL, provider_message_id = ?3,
+                         provider_key = ?8, error_message = coalesce(?4, error_message), updated_at = ?5
+                     WHERE id = ?1 AND status = ?6 AND provider_message_id IS ?7",
+                )?),
+            };
+            stmt.execute(params![id, u.status.as_str(), pid, u.error, now, status, stored_pid, provider_key(pid)])?
+        } else {
+            let stmt = match &mut self.write {
+                Some(stmt) => stmt,
+                slot => slot.insert(conn.prepare_cached(
+                    "UPDATE communication_logs SET status = ?2, lease_until = NULL,
+                         error_message = coalesce(?3, error_message), updated_at = ?4
+                     WHERE id = ?1 AND status = ?5 AND provider_message_id IS ?6",
+                )?),
+            };
+            stmt.execute(params![id, u.status.as_str(), u.error, now, status, stored_pid])?
+        };
+        Ok(n == 1)
+    }
+
+    /// Applies one forward-only update; true when the log changed.
+    fn apply(&mut self, conn: &'c Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
+        let Some(found) = self.find(&u.send_id)? else { return Ok(false) };
+        let Some(pid) = change(&found, u) else { return Ok(false) };
+        self.write_if_unchanged(conn, &found, u, pid, now)
+    }
 }
 
 /// What `u` would write to the log as `found`: `None` when it changes nothing (unknown log, or
@@ -35,51 +92,9 @@ fn change<'a>(found: &Found, u: &'a LogUpdate) -> Option<Option<&'a str>> {
     Some(u.provider_message_id.as_deref().filter(|p| found.2.as_deref() != Some(*p)))
 }
 
-/// Writes `u` to the log at row `found.0` if it still holds `found`'s status and vendor id;
-/// true when it did.
-fn write_if_unchanged(
-    conn: &Connection,
-    found: &Found,
-    u: &LogUpdate,
-    pid: Option<&str>,
-    now: i64,
-) -> rusqlite::Result<bool> {
-    let (id, status, stored_pid) = found;
-    let n = if let Some(pid) = pid {
-        conn.prepare_cached(
-            "UPDATE communication_logs SET status = ?2, lease_until = NULL, provider_message_id = ?3,
-                 provider_key = ?8, error_message = coalesce(?4, error_message), updated_at = ?5
-             WHERE id = ?1 AND status = ?6 AND provider_message_id IS ?7",
-        )?
-        .execute(params![id, u.status.as_str(), pid, u.error, now, status, stored_pid, provider_key(pid)])?
-    } else {
-        conn.prepare_cached(
-            "UPDATE communication_logs SET status = ?2, lease_until = NULL,
-                 error_message = coalesce(?3, error_message), updated_at = ?4
-             WHERE id = ?1 AND status = ?5 AND provider_message_id IS ?6",
-        )?
-        .execute(params![id, u.status.as_str(), u.error, now, status, stored_pid])?
-    };
-    Ok(n == 1)
-}
-
-/// `read` of each item, in one read transaction (no write lock).
-fn read_each<I, R>(
-    conn: &mut Connection,
-    items: &[I],
-    read: impl Fn(&Connection, &I) -> rusqlite::Result<R>,
-) -> rusqlite::Result<Vec<R>> {
-    let tx = conn.transaction()?;
-    let out = items.iter().map(|item| read(&tx, item)).collect::<rusqlite::Result<Vec<R>>>()?;
-    tx.finish()?;
-    Ok(out)
-}
-
 /// Applies one forward-only update; true when the log changed.
 pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
-    let Some(found) = find(conn, &u.send_id)? else { return Ok(false) };
-    let Some(pid) = change(&found, u) else { return Ok(false) };
-    write_if_unchanged(conn, &found, u, pid, now)
+    Updates::new(conn)?.apply(conn, u, now)
 }
 
 /// Applies forward-only updates in one write transaction; returns how many logs changed.
@@ -90,7 +105,15 @@ pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqli
 /// that does is written by row id under the lock, if its log did not move meanwhile (else
 /// looked up again there).
 pub(super) fn apply_updates(conn: &mut Connection, updates: &[LogUpdate]) -> rusqlite::Result<usize> {
-    let found = read_each(conn, updates, |conn, u| find(conn, &u.send_id))?;
+    let found = {
+        let tx = conn.transaction()?;
+        let found = {
+            let mut read = Updates::new(&tx)?;
+            updates.iter().map(|u| read.find(&u.send_id)).collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.finish()?;
+        found
+    };
     let todo: Vec<(&LogUpdate, Found, Option<&str>)> = updates
         .iter()
         .zip(found)
@@ -106,9 +129,12 @@ pub(super) fn apply_updates(conn: &mut Connection, updates: &[LogUpdate]) -> rus
     let tx = write_tx(conn)?;
     let now = now_ms();
     let mut changed = 0;
-    for (u, found, pid) in todo {
-        let done = write_if_unchanged(&tx, &found, u, pid, now)? || apply_update(&tx, u, now)?;
-        changed += usize::from(done);
+    {
+        let mut write = Updates::new(&tx)?;
+        for (u, found, pid) in todo {
+            let done = write.write_if_unchanged(&tx, &found, u, pid, now)? || write.apply(&tx, u, now)?;
+            changed += usize::from(done);
+        }
     }
     tx.commit()?;
     Ok(changed)
@@ -117,12 +143,15 @@ pub(super) fn apply_updates(conn: &mut Connection, updates: &[LogUpdate]) -> rus
 /// A log as a claim finds it: row, status, attempt, lease, lead and channel.
 type ClaimRow = (i64, String, i64, Option<i64>, i64, String);
 
+const FIND_FOR_CLAIM: &str =
+    "SELECT id, status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1";
+
+fn find_with(stmt: &mut CachedStatement<'_>, send_id: &str) -> rusqlite::Result<Option<ClaimRow>> {
+    stmt.query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))).optional()
+}
+
 fn find_for_claim(conn: &Connection, send_id: &str) -> rusqlite::Result<Option<ClaimRow>> {
-    conn.prepare_cached(
-        "SELECT id, status, attempt, lease_until, lead_id, channel FROM communication_logs WHERE send_id = ?1",
-    )?
-    .query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-    .optional()
+    find_with(&mut conn.prepare_cached(FIND_FOR_CLAIM)?, send_id)
 }
 
 /// Claims the log `row` describes, as it was read (under the write lock, or before it: then
@@ -168,13 +197,23 @@ fn claim_found(conn: &Connection, row: ClaimRow, now: i64, lease_ms: i64) -> rus
 /// as it was read, lead not opted out); any other is checked to be as it was read (status,
 /// attempt and lease unchanged: one read of its row by id) and looked up again only if it moved.
 pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -> rusqlite::Result<Vec<Claim>> {
-    let found = read_each(conn, send_ids, |conn, id| find_for_claim(conn, id))?;
+    // Each statement prepared once per batch, not once per log.
+    let found = {
+        let tx = conn.transaction()?;
+        let found = {
+            let mut find = tx.prepare_cached(FIND_FOR_CLAIM)?;
+            send_ids.iter().map(|id| find_with(&mut find, id)).collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.finish()?;
+        found
+    };
     let tx = write_tx(conn)?;
     let now = now_ms();
     let mut claims = Vec::with_capacity(send_ids.len());
+    let mut pending = tx.prepare_cached(CLAIM_PENDING)?;
     for (send_id, row) in send_ids.iter().zip(found) {
         if let Some(row) = &row
-            && let Some(claimed) = claim_pending(&tx, row, now, lease_ms)?
+            && let Some(claimed) = claim_pending(&mut pending, row, now, lease_ms)?
         {
             claims.push(claimed);
             continue;
@@ -188,25 +227,30 @@ pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -
             None => Claim::Missing,
         });
     }
+    drop(pending);
     tx.commit()?;
     Ok(claims)
 }
 
-/// The common claim in one statement: a log read as pending, still as it was read, whose lead
+const CLAIM_PENDING: &str =
+    "UPDATE communication_logs SET status = 'sending', attempt = ?2 + 1, lease_until = ?5, updated_at = ?6
+     WHERE id = ?1 AND status = 'pending' AND attempt = ?2 AND lease_until IS ?3
+       AND NOT EXISTS (SELECT 1 FROM lead_opt_outs WHERE lead_id = ?4)";
+
+/// The common claim in one statement (`CLAIM_PENDING`): a log read as pending, still as it was read, whose lead
 /// has not opted out. None when it is not that (moved since, or opted out): the caller then
 /// takes the long way, [`claim_found`] on the log as it is now.
-fn claim_pending(conn: &Connection, row: &ClaimRow, now: i64, lease_ms: i64) -> rusqlite::Result<Option<Claim>> {
+fn claim_pending(
+    stmt: &mut CachedStatement<'_>,
+    row: &ClaimRow,
+    now: i64,
+    lease_ms: i64,
+) -> rusqlite::Result<Option<Claim>> {
     let (id, status, attempt, lease_until, lead_id, channel) = row;
     if status != SendStatus::Pending.as_str() {
         return Ok(None);
     }
-    let claimed = conn
-        .prepare_cached(
-            "UPDATE communication_logs SET status = 'sending', attempt = ?2 + 1, lease_until = ?5, updated_at = ?6
-             WHERE id = ?1 AND status = 'pending' AND attempt = ?2 AND lease_until IS ?3
-               AND NOT EXISTS (SELECT 1 FROM lead_opt_outs WHERE lead_id = ?4)",
-        )?
-        .execute(params![id, attempt, lease_until, lead_id, now + lease_ms, now])?;
+    let claimed = stmt.execute(params![id, attempt, lease_until, lead_id, now + lease_ms, now])?;
     Ok((claimed == 1).then(|| Claim::Claimed {
         attempt: (attempt + 1) as u32,
         recovered: false,
@@ -259,18 +303,54 @@ pub(super) fn insert(
     Ok(pending)
 }
 
-/// The latest logs `q` selects, newest change first.
-pub(super) fn list(conn: &Connection, q: &LogQuery) -> rusqlite::Result<Vec<CommunicationLog>> {
-    let status = q.status.map(|s| s.as_str().to_string());
+/// A lead's newest logs (`lead`, `campaign` or NULL, `status` or NULL, `limit`).
+const BY_LEAD: &str = "FROM communication_logs
+     WHERE lead_id = ?1 AND (?2 IS NULL OR campaign_id = ?2) AND (?3 IS NULL OR status = ?3)
+     ORDER BY updated_at DESC, send_id LIMIT ?4";
+/// A campaign's newest logs in one status (`campaign`, `status`, `limit`).
+const BY_STATUS: &str = "FROM communication_logs WHERE campaign_id = ?1 AND status = ?2
+     ORDER BY updated_at DESC, send_id LIMIT ?3";
+
+/// The latest logs `q` selects, newest change first (ties by send id), in one read transaction.
+///
+/// There is no index on the change time alone (every status change would move an entry in
+/// it): a lead's logs come through its own index; otherwise each (campaign, status) pair's
+/// newest `limit` come in order through `communication_logs_status` (campaign, status,
+/// updated_at) and are merged: at most 8 short index reads per campaign.
+pub(super) fn list(conn: &mut Connection, q: &LogQuery) -> rusqlite::Result<Vec<CommunicationLog>> {
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {LOG_COLUMNS}
-         FROM communication_logs
-         WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR lead_id = ?2)
-           AND (?3 IS NULL OR status = ?3)
-         ORDER BY updated_at DESC, send_id LIMIT ?4"
-    ))?;
-    stmt.query_map(params![q.campaign, q.lead, status, limit], log_from_row)?.collect()
+    let status = q.status.map(SendStatus::as_str);
+    let tx = conn.transaction()?;
+    let mut logs = if let Some(lead) = q.lead {
+        let mut stmt = tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} {BY_LEAD}"))?;
+        stmt.query_map(params![lead, q.campaign, status, limit], log_from_row)?.collect::<rusqlite::Result<_>>()?
+    } else {
+        let campaigns: Vec<CampaignId> = match q.campaign {
+            Some(c) => vec![c],
+            None => tx
+                .prepare_cached("SELECT id FROM campaigns")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?,
+        };
+        let statuses: Vec<&str> = match status {
+            Some(s) => vec![s],
+            None => SendStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        };
+        let mut stmt = tx.prepare_cached(&format!("SELECT {LOG_COLUMNS} {BY_STATUS}"))?;
+        let mut logs = Vec::new();
+        for campaign in campaigns {
+            for status in &statuses {
+                for log in stmt.query_map(params![campaign, status, limit], log_from_row)? {
+                    logs.push(log?);
+                }
+            }
+        }
+        logs
+    };
+    tx.finish()?;
+    logs.sort_by(|a: &CommunicationLog, b| b.updated_at.cmp(&a.updated_at).then_with(|| a.send_id.cmp(&b.send_id)));
+    logs.truncate(q.limit);
+    Ok(logs)
 }
 
 const LOG_COLUMNS: &str = "send_id, campaign_id, lead_id, status, attempt, channel, provider_message_id,
@@ -358,4 +438,50 @@ pub(super) fn resolve_uncertain(
     };
     tx.commit()?;
     Ok(changed)
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::super::super::migrations::migrate;
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).expect("plan");
+        rows.collect::<rusqlite::Result<Vec<_>>>().expect("rows").join("; ")
+    }
+
+    /// The listings read through an index, in its order: no scan of every log, no sort of a
+    /// whole campaign (only of ties in change time).
+    #[test]
+    fn newest_logs_are_read_through_indexes() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).ok().expect("migrate");
+        let by_status = plan(
+            &conn,
+            &format!("SELECT send_id {BY_STATUS}").replace("?1", "1").replace("?2", "'sent'").replace("?3", "20"),
+        );
+        assert!(
+            by_status.contains("USING INDEX communication_logs_status (campaign_id=? AND status=?)"),
+            "{by_status}"
+        );
+        assert!(
+            !by_status.contains("SCAN communication_logs") && !by_status.contains("TEMP B-TREE FOR ORDER BY"),
+            "{by_status}"
+        );
+        let by_lead = plan(
+            &conn,
+            &format!("SELECT send_id {BY_LEAD}")
+                .replace("?1", "7")
+                .replace("?2", "NULL")
+                .replace("?3", "NULL")
+                .replace("?4", "20"),
+        );
+        assert!(by_lead.contains("USING INDEX communication_logs_lead (lead_id=?)"), "{by_lead}");
+        let sent = plan(&conn, &super::super::inbound::SENT_SINCE.replace("?1", "'sim'").replace("?2", "0"));
+        assert!(
+            sent.contains("USING INDEX communication_logs_status (campaign_id=? AND status=? AND updated_at>?)"),
+            "{sent}"
+        );
+    }
 }
