@@ -6,7 +6,10 @@
 //! `(updated_at)`: "old") and once with today's (`(campaign_id, status, updated_at)` and
 //! `(lead_id)`: "new"), so one run compares both, alternating.
 //!
-//!   cargo run --release --example log_writes -- [LEADS] [ROUNDS]
+//! The vendor ids are the simulator's (its receipts name the send id, so the ids are not
+//! indexed); `--keyed` indexes them for lookups by vendor id, as Twilio's and WhatsApp's are.
+//!
+//!   cargo run --release --example log_writes -- [LEADS] [ROUNDS] [--keyed]
 use crm::engine::campaign::{NewCampaign, NewLog, SendIds, SendStatus};
 use crm::engine::store::campaigns::{CampaignStore, LogUpdate};
 use crm::engine::store::sqlite::SqliteStore;
@@ -17,7 +20,7 @@ const OLD: &str = "DROP INDEX communication_logs_status; DROP INDEX communicatio
     CREATE INDEX communication_logs_status ON communication_logs (campaign_id, status);
     CREATE INDEX communication_logs_updated ON communication_logs (updated_at);";
 
-async fn round(dir: &Path, leads: i64, old: bool) -> [Duration; 4] {
+async fn round(dir: &Path, leads: i64, old: bool, keyed: bool) -> [Duration; 4] {
     let path = dir.join(if old { "old.db" } else { "new.db" });
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -53,6 +56,7 @@ async fn round(dir: &Path, leads: i64, old: bool) -> [Duration; 4] {
     times[0] = t.elapsed();
     let pid = |id: &str| format!("sim-{:016x}", xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
     let update = |id: &String, status, provider: bool| LogUpdate {
+        find_by_provider_id: keyed,
         send_id: id.clone(),
         status,
         provider_message_id: provider.then(|| pid(id)),
@@ -81,12 +85,13 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let leads: i64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let keyed = args.next().as_deref() == Some("--keyed");
     let dir = tempfile::tempdir().expect("tempdir");
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut totals = [Vec::new(), Vec::new()];
     for r in 0..rounds {
         for old in [true, false] {
-            let t = round(dir.path(), leads, old).await;
+            let t = round(dir.path(), leads, old, keyed).await;
             let total: f64 = t.iter().map(|d| ms(*d)).sum();
             totals[usize::from(!old)].push(total);
             println!(

@@ -281,6 +281,7 @@ impl App {
                     Err(reason) => {
                         skipped.push((log.lead_id, reason.to_string()));
                         unsendable.push(LogUpdate {
+                            find_by_provider_id: true,
                             send_id: log.send_id.clone(),
                             status: SendStatus::Skipped,
                             provider_message_id: None,

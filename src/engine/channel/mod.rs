@@ -108,6 +108,13 @@ pub trait Channel: Send + Sync {
     /// message UNCERTAIN rather than risk sending it twice.
     async fn lookup(&self, idempotency_key: &str) -> Result<Option<String>, ChannelError>;
 
+    /// Whether the vendor's receipts name our idempotency key (the send id), so that a log
+    /// never has to be found by the vendor's message id ([`LogUpdate::find_by_provider_id`]).
+    /// False unless the channel says so.
+    fn receipts_name_send_id(&self) -> bool {
+        false
+    }
+
     /// Reads a receipts webhook body posted by this channel's vendor as status updates for
     /// the logs it names. `None`: the channel does not take receipts over the webhook.
     fn parse_receipts(&self, body: &[u8]) -> Option<Result<Vec<LogUpdate>, String>> {

@@ -186,6 +186,10 @@ impl Channel for SimChannel {
         Ok(SendOutcome { provider_message_id: sent.message_id, duplicate: sent.duplicate })
     }
 
+    fn receipts_name_send_id(&self) -> bool {
+        true
+    }
+
     fn parse_receipts(&self, body: &[u8]) -> Option<Result<Vec<LogUpdate>, String>> {
         Some(parse_receipts(body))
     }
@@ -222,6 +226,9 @@ pub fn parse_receipts(body: &[u8]) -> Result<Vec<LogUpdate>, String> {
     Ok(receipts
         .into_iter()
         .map(|r| LogUpdate {
+            // Receipts name the send id: the vendor id is never looked up.
+            find_by_provider_id: false,
+
             send_id: r.idempotency_key,
             status: match r.status {
                 ReceiptStatus::Delivered => SendStatus::Delivered,

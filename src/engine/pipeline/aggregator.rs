@@ -43,6 +43,7 @@ pub async fn run_aggregator(store: Arc<dyn CampaignStore>, bus: Arc<dyn Bus>, sh
                 // be looked up again to find nothing to change.
                 .filter(|u| !u.recorded)
                 .map(|u| LogUpdate {
+                    find_by_provider_id: true,
                     send_id: u.send_id,
                     status: u.status,
                     provider_message_id: u.provider_message_id,

@@ -110,22 +110,18 @@ impl Pace {
 /// What became of one claimed message.
 #[derive(Debug)]
 enum Outcome {
-    Sent(String),
+    /// Accepted, with the vendor's id; `find_by_pid`: see [`LogUpdate::find_by_provider_id`].
+    Sent { pid: String, find_by_pid: bool },
     /// Maybe sent (an ambiguous outcome on a channel without idempotency): never sent again.
     Uncertain(String),
     /// The channel refused this recipient before sending (e.g. not on WhatsApp).
     Skipped(String),
     /// The try failed and another is due after the backoff (the attempt counted).
-    Retry {
-        after: Duration,
-        error: String,
-    },
+    Retry { after: Duration, error: String },
     /// Permanent failure, or the tries are used up: dead letter.
     Failed(String),
     /// Nothing was tried (paused, breaker open, shutting down): back to pending.
-    Release {
-        after: Duration,
-    },
+    Release { after: Duration },
     /// The campaign was cancelled or deleted: back to pending, and the job dropped.
     Drop,
 }
@@ -266,8 +262,10 @@ async fn send_batch(
     while let Some(joined) = tasks.join_next().await {
         let Ok((d, job, attempt, outcome)) = joined else { continue };
         match outcome {
-            Outcome::Sent(pid) => {
-                log_updates.push(log_update(&job, SendStatus::Sent, Some(pid.clone()), None));
+            Outcome::Sent { pid, find_by_pid } => {
+                let mut update = log_update(&job, SendStatus::Sent, Some(pid.clone()), None);
+                update.find_by_provider_id = find_by_pid;
+                log_updates.push(update);
                 updates.push(status_update(&job, SendStatus::Sent, attempt, None, Some(pid), true));
                 acks.push(d);
             }
@@ -367,7 +365,7 @@ async fn send_one(
         match account.channel.lookup(&job.send_id).await {
             Ok(Some(pid)) => {
                 tracing::info!(send_id = %job.send_id, "A crashed send had reached the vendor; recorded as sent.");
-                return Outcome::Sent(pid);
+                return sent(account, pid);
             }
             Ok(None) => tracing::info!(send_id = %job.send_id, "A crashed send never reached the vendor; sending."),
             Err(ChannelError::Permanent(e)) => return Outcome::Uncertain(format!("crashed mid-send; {e}")),
@@ -379,7 +377,7 @@ async fn send_one(
     // for its slot still stops it.
     let gate = campaign_gate(shared, job);
     let err = match account.limits.send(account.channel.as_ref(), &msg, &mut shutdown, gate).await {
-        Ok(outcome) => return Outcome::Sent(outcome.provider_message_id),
+        Ok(outcome) => return sent(account, outcome.provider_message_id),
         Err(LimitError::Held(after)) => return Outcome::Release { after },
         Err(LimitError::Dropped) => return Outcome::Drop,
         Err(LimitError::CircuitOpen(open)) => {
@@ -403,6 +401,11 @@ async fn send_one(
         Err(LimitError::Channel(err)) => err,
     };
     retry_or_fail(account, attempt, &err)
+}
+
+/// Sent through `account`, whose vendor id is `pid`.
+fn sent(account: &Account, pid: String) -> Outcome {
+    Outcome::Sent { pid, find_by_pid: !account.channel.receipts_name_send_id() }
 }
 
 fn retry_or_fail(account: &Account, attempt: u32, err: &ChannelError) -> Outcome {
@@ -448,7 +451,7 @@ async fn via_fallback(shared: &Shared, name: &str, job: &SendJob, attempt: u32, 
         }
     };
     match account.limits.send(account.channel.as_ref(), &msg, &mut shutdown, gate).await {
-        Ok(outcome) => Outcome::Sent(outcome.provider_message_id),
+        Ok(outcome) => sent(account, outcome.provider_message_id),
         Err(LimitError::Held(after)) => Outcome::Release { after },
         Err(LimitError::Dropped) => Outcome::Drop,
         Err(LimitError::CircuitOpen(open)) => Outcome::Release { after: open.retry_in },
@@ -457,7 +460,7 @@ async fn via_fallback(shared: &Shared, name: &str, job: &SendJob, attempt: u32, 
 }
 
 fn log_update(job: &SendJob, status: SendStatus, pid: Option<String>, error: Option<String>) -> LogUpdate {
-    LogUpdate { send_id: job.send_id.clone(), status, provider_message_id: pid, error }
+    LogUpdate { find_by_provider_id: true, send_id: job.send_id.clone(), status, provider_message_id: pid, error }
 }
 
 fn status_update(
@@ -560,7 +563,7 @@ mod tests {
         let start = Instant::now();
         for lead in 1..=3 {
             let outcome = send_one(&shared, "sim", &job(c, lead), 1, false, shutdown.clone()).await;
-            assert!(matches!(outcome, Outcome::Sent(_)), "{outcome:?}");
+            assert!(matches!(outcome, Outcome::Sent { .. }), "{outcome:?}");
         }
         let times: Vec<Duration> = channel.0.lock().expect("lock").iter().map(|t| *t - start).collect();
         // 60 a minute, evenly spaced: one a second (tokio's clock, paused: no real waiting).
@@ -647,10 +650,10 @@ mod tests {
         assert!(matches!(outcome, Outcome::Retry { .. }), "a closed breaker: the primary is tried: {outcome:?}");
         assert!(fallback.0.lock().expect("lock").is_empty());
         let outcome = send_one(&shared, "sim", &job(c, 2), 1, false, shutdown.clone()).await;
-        assert!(matches!(&outcome, Outcome::Sent(pid) if pid == &format!("m-{}", ids[1])), "{outcome:?}");
+        assert!(matches!(&outcome, Outcome::Sent { pid, .. } if pid == &format!("m-{}", ids[1])), "{outcome:?}");
         // An account this worker lacks (not available in this build) fails over too.
         let outcome = send_one(&shared, "wa", &job(c, 4), 1, false, shutdown.clone()).await;
-        assert!(matches!(outcome, Outcome::Sent(_)), "{outcome:?}");
+        assert!(matches!(outcome, Outcome::Sent { .. }), "{outcome:?}");
         assert_eq!(fallback.0.lock().expect("lock").len(), 2);
         let query = LogQuery { campaign: Some(c), limit: 10, ..LogQuery::default() };
         let mut channels: Vec<(i64, String)> =

@@ -278,7 +278,8 @@ async fn twilio_status(State(hooks): State<Arc<InboundHooks>>, headers: HeaderMa
     };
     let applied = async {
         let Some(log) = hooks.store.log_by_provider_id(sid).await? else { return Ok(None) };
-        let update = LogUpdate { send_id: log.send_id, status, provider_message_id: None, error };
+        let update =
+            LogUpdate { find_by_provider_id: true, send_id: log.send_id, status, provider_message_id: None, error };
         hooks.store.apply_log_updates(&[update]).await.map(Some)
     };
     match applied.await {

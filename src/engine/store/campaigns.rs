@@ -42,6 +42,12 @@ pub struct LogUpdate {
     pub status: SendStatus,
     pub provider_message_id: Option<String>,
     pub error: Option<String>,
+    /// Whether the log must be found by `provider_message_id` later
+    /// ([`CampaignStore::log_by_provider_id`]): true for channels whose receipts name only the
+    /// vendor's id (Twilio, WhatsApp). False lets a store skip indexing the id — the simulator's
+    /// receipts name our send id, and indexing random vendor ids costs a random index page per
+    /// message.
+    pub find_by_provider_id: bool,
 }
 
 /// Which logs [`CampaignStore::list_logs`] returns.

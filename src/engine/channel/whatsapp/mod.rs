@@ -293,6 +293,7 @@ impl ReceiptTracker {
                 let same = sid == send_id || (campaign.is_some() && c == campaign);
                 if same && seen.insert(sid.clone()) {
                     updates.push(LogUpdate {
+                        find_by_provider_id: true,
                         send_id: sid.clone(),
                         status,
                         provider_message_id: Some(mid.clone()),

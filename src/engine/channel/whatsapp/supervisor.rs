@@ -114,9 +114,13 @@ impl Supervisor {
         let mut updates = Vec::new();
         for id in self.tracker.unknown_ids(receipt) {
             match self.store.log_by_provider_id(&id).await {
-                Ok(Some(log)) => {
-                    updates.push(LogUpdate { send_id: log.send_id, status, provider_message_id: Some(id), error: None })
-                }
+                Ok(Some(log)) => updates.push(LogUpdate {
+                    find_by_provider_id: true,
+                    send_id: log.send_id,
+                    status,
+                    provider_message_id: Some(id),
+                    error: None,
+                }),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(account = %self.account, error = %e, "Could not look up a WhatsApp receipt."),
             }

@@ -425,6 +425,7 @@ async fn receipts_for_messages_sent_before_a_restart_move_their_logs() {
     let c = campaign_on_wa(store.as_ref(), &[1, 2]).await;
     // Sent by an earlier process: the store knows the message ids, this tracker does not.
     let sent = |lead: i64, mid: &str| LogUpdate {
+        find_by_provider_id: true,
         send_id: send_id(c, lead),
         status: S::Sent,
         provider_message_id: Some(mid.into()),

@@ -51,6 +51,7 @@ async fn setup(public_url: Option<&str>) -> Setup {
         .expect("logs");
     store.claim_logs(std::slice::from_ref(&sid), Duration::from_secs(30)).await.expect("claim");
     let sent = LogUpdate {
+        find_by_provider_id: true,
         send_id: sid.clone(),
         status: SendStatus::Sent,
         provider_message_id: Some("SMabc".into()),

@@ -13,7 +13,7 @@ use std::time::Duration;
 const LEASE: Duration = Duration::from_secs(30);
 
 fn update(send_id: &str, status: SendStatus) -> LogUpdate {
-    LogUpdate { send_id: send_id.into(), status, provider_message_id: None, error: None }
+    LogUpdate { find_by_provider_id: true, send_id: send_id.into(), status, provider_message_id: None, error: None }
 }
 
 /// Create, read (by id, by name ignoring case, all), delete; names are unique ignoring case;

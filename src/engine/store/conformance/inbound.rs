@@ -21,6 +21,7 @@ pub async fn logs_by_provider_id_and_failover_channel(f: &dyn StoreFixture) {
     assert_eq!(claim_words(&store.claim_logs(&ids, LEASE).await.unwrap()), ["claimed 1", "claimed 1"]);
     assert!(store.set_log_channel(&ids[0], "twilio").await.unwrap());
     let sent = |id: &String, pid: &str| LogUpdate {
+        find_by_provider_id: true,
         send_id: id.clone(),
         status: SendStatus::Sent,
         provider_message_id: Some(pid.into()),
@@ -40,9 +41,19 @@ pub async fn logs_by_provider_id_and_failover_channel(f: &dyn StoreFixture) {
     assert_eq!(other_handle.log_by_provider_id("SM1").await.unwrap(), Some(found));
     let by = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Vec<_>>();
     assert_eq!(store.sent_by_channel(c).await.unwrap(), by(&[("sim", 1), ("twilio", 1)]));
-    let delivered = LogUpdate { status: SendStatus::Delivered, provider_message_id: None, ..sent(&ids[0], "x") };
+    let delivered = LogUpdate {
+        find_by_provider_id: true,
+        status: SendStatus::Delivered,
+        provider_message_id: None,
+        ..sent(&ids[0], "x")
+    };
     store.apply_log_updates(&[delivered]).await.unwrap();
-    let failed = LogUpdate { status: SendStatus::Failed, provider_message_id: None, ..sent(&ids[1], "x") };
+    let failed = LogUpdate {
+        find_by_provider_id: true,
+        status: SendStatus::Failed,
+        provider_message_id: None,
+        ..sent(&ids[1], "x")
+    };
     store.apply_log_updates(&[failed]).await.unwrap();
     assert_eq!(store.sent_by_channel(c).await.unwrap(), by(&[("twilio", 1)]), "delivered counts, failed does not");
     assert!(store.sent_by_channel(c + 1000).await.unwrap().is_empty());
@@ -67,6 +78,7 @@ pub async fn sent_since_counts_an_accounts_messages_over_campaigns(f: &dyn Store
     store.claim_logs(&all, LEASE).await.unwrap();
     store.claim_logs(&send_ids(&other_logs), LEASE).await.unwrap();
     let update = |id: &String, status: SendStatus| LogUpdate {
+        find_by_provider_id: true,
         send_id: id.clone(),
         status,
         provider_message_id: None,

@@ -9,7 +9,13 @@ use std::time::Duration;
 const LEASE: Duration = Duration::from_secs(30);
 
 fn moved(send_id: &str, status: SendStatus) -> LogUpdate {
-    LogUpdate { send_id: send_id.into(), status, provider_message_id: None, error: Some("no answer".into()) }
+    LogUpdate {
+        find_by_provider_id: true,
+        send_id: send_id.into(),
+        status,
+        provider_message_id: None,
+        error: Some("no answer".into()),
+    }
 }
 
 /// `resolve_uncertain` touches only the campaign's logs that are uncertain now: named ones or

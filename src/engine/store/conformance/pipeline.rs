@@ -15,7 +15,7 @@ const TINY_LEASE: Duration = Duration::from_millis(20);
 const PAST_TINY_LEASE: Duration = Duration::from_millis(80);
 
 fn update(send_id: &str, status: SendStatus) -> LogUpdate {
-    LogUpdate { send_id: send_id.into(), status, provider_message_id: None, error: None }
+    LogUpdate { find_by_provider_id: true, send_id: send_id.into(), status, provider_message_id: None, error: None }
 }
 
 async fn status(store: &dyn CampaignStore, send_id: &str) -> Option<SendStatus> {
@@ -40,6 +40,7 @@ pub async fn logs_are_listed_newest_first(f: &dyn StoreFixture) {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let status = if i == 0 { SendStatus::Failed } else { SendStatus::Sent };
         let u = LogUpdate {
+            find_by_provider_id: true,
             send_id: log.send_id.clone(),
             status,
             provider_message_id: Some(format!("p{i}")),
@@ -145,7 +146,11 @@ pub async fn a_batch_naming_a_log_twice_moves_it_once(f: &dyn StoreFixture) {
     let ids = insert_pending(store.as_ref(), c, &[1, 2]).await;
     let twice = [ids[0].clone(), ids[1].clone(), ids[0].clone()];
     assert_eq!(claim(store.as_ref(), &twice, LEASE).await, ["claimed 1", "claimed 1", "busy"]);
-    let sent = |id: &str| LogUpdate { provider_message_id: Some(format!("p-{id}")), ..update(id, SendStatus::Sent) };
+    let sent = |id: &str| LogUpdate {
+        find_by_provider_id: true,
+        provider_message_id: Some(format!("p-{id}")),
+        ..update(id, SendStatus::Sent)
+    };
     assert_eq!(store.apply_log_updates(&[sent(&ids[0]), sent(&ids[0]), sent(&ids[1])]).await.unwrap(), 2);
     // `read` then `delivered` for one log: the second would move it back.
     let back = [update(&ids[0], SendStatus::Read), update(&ids[0], SendStatus::Delivered)];
@@ -387,7 +392,11 @@ pub async fn campaign_story(f: &dyn StoreFixture) {
     // The sender: Ada's send goes through; Eva's fails once, then is given up on.
     let both = [ada.clone(), eva.clone()];
     assert_eq!(claim(store.as_ref(), &both, LEASE).await, ["claimed 1", "claimed 1"]);
-    let sent = LogUpdate { provider_message_id: Some("wamid.1".into()), ..update(&ada, SendStatus::Sent) };
+    let sent = LogUpdate {
+        find_by_provider_id: true,
+        provider_message_id: Some("wamid.1".into()),
+        ..update(&ada, SendStatus::Sent)
+    };
     assert_eq!(store.apply_log_updates(&[sent]).await.unwrap(), 1);
     store.release_logs(std::slice::from_ref(&eva), false).await.unwrap();
     assert_eq!(claim(store.as_ref(), std::slice::from_ref(&eva), LEASE).await, ["claimed 2"]);

@@ -427,6 +427,7 @@ impl MongoStore {
         };
         self.coll("dead_letters").insert_one(d).await.map_err(self.err())?;
         let failed = LogUpdate {
+            find_by_provider_id: true,
             send_id: letter.payload.send_id.clone(),
             status: SendStatus::Failed,
             provider_message_id: None,

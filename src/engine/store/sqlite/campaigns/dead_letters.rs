@@ -17,6 +17,7 @@ pub(super) fn add(conn: &mut Connection, letter: &DeadLetter) -> rusqlite::Resul
         params![letter.payload.send_id, letter.payload.campaign_id, letter.reason, payload, now],
     )?;
     let update = LogUpdate {
+        find_by_provider_id: true,
         send_id: letter.payload.send_id.clone(),
         status: SendStatus::Failed,
         provider_message_id: None,

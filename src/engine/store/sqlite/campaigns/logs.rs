@@ -58,7 +58,8 @@ impl<'c> Updates<'c> {
                      WHERE id = ?1 AND status = ?6 AND provider_message_id IS ?7",
                 )?),
             };
-            stmt.execute(params![id, u.status.as_str(), pid, u.error, now, status, stored_pid, provider_key(pid)])?
+            let key = u.find_by_provider_id.then(|| provider_key(pid));
+            stmt.execute(params![id, u.status.as_str(), pid, u.error, now, status, stored_pid, key])?
         } else {
             let stmt = match &mut self.write {
                 Some(stmt) => stmt,

@@ -24,7 +24,7 @@ fn logs(campaign: CampaignId, leads: &[i64]) -> Vec<NewLog> {
 }
 
 fn update(id: &str, status: SendStatus) -> LogUpdate {
-    LogUpdate { send_id: id.into(), status, provider_message_id: None, error: None }
+    LogUpdate { find_by_provider_id: true, send_id: id.into(), status, provider_message_id: None, error: None }
 }
 
 /// A campaign created before schema 10 keeps its hashed send ids after the upgrade (a chunk
@@ -127,4 +127,32 @@ async fn opted_out_leads_are_skipped_at_claim_and_drafts_only_deleted() {
     assert!(matches!(s.delete_campaign(c).await, Err(Error::Conflict(_))));
     assert_eq!(s.set_campaign_status(c, CampaignStatus::Paused).await.ok(), Some(CampaignStatus::Running));
     assert!(matches!(s.set_campaign_status(c, CampaignStatus::Draft).await, Err(Error::Conflict(_))));
+}
+
+/// A vendor id is keyed for `log_by_provider_id` only when the update asks for it: the
+/// simulator's ids (its receipts name the send id) cost no index entry, Twilio's do.
+#[tokio::test]
+async fn vendor_ids_are_indexed_only_when_they_will_be_looked_up() {
+    let (_dir, store, c) = store().await;
+    let l = logs(c, &[1, 2]);
+    store.insert_logs(c, "sim", &l).await.expect("insert");
+    let ids: Vec<String> = l.iter().map(|l| l.send_id.clone()).collect();
+    store.claim_logs(&ids, Duration::from_secs(30)).await.expect("claim");
+    let sent = |id: &str, pid: &str, find: bool| LogUpdate {
+        provider_message_id: Some(pid.into()),
+        find_by_provider_id: find,
+        ..update(id, SendStatus::Sent)
+    };
+    let both = [sent(&ids[0], "sim-1", false), sent(&ids[1], "SM2", true)];
+    assert_eq!(store.apply_log_updates(&both).await.expect("sent"), 2);
+    assert_eq!(store.log_by_provider_id("sim-1").await.expect("query"), None);
+    let found = store.log_by_provider_id("SM2").await.expect("query").expect("keyed");
+    assert_eq!((found.send_id.as_str(), found.status), (ids[1].as_str(), SendStatus::Sent));
+    // The unkeyed log still carries its vendor id, and its receipts still apply by send id.
+    let delivered = LogUpdate { provider_message_id: Some("sim-1".into()), ..update(&ids[0], SendStatus::Delivered) };
+    assert_eq!(store.apply_log_updates(&[delivered]).await.expect("receipt"), 1);
+    let q = LogQuery { campaign: Some(c), status: Some(SendStatus::Delivered), limit: 5, ..LogQuery::default() };
+    let listed = store.list_logs(&q).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].provider_message_id.as_deref(), Some("sim-1"));
 }
