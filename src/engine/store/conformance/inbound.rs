@@ -41,19 +41,9 @@ pub async fn logs_by_provider_id_and_failover_channel(f: &dyn StoreFixture) {
     assert_eq!(other_handle.log_by_provider_id("SM1").await.unwrap(), Some(found));
     let by = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Vec<_>>();
     assert_eq!(store.sent_by_channel(c).await.unwrap(), by(&[("sim", 1), ("twilio", 1)]));
-    let delivered = LogUpdate {
-        find_by_provider_id: true,
-        status: SendStatus::Delivered,
-        provider_message_id: None,
-        ..sent(&ids[0], "x")
-    };
+    let delivered = LogUpdate { status: SendStatus::Delivered, provider_message_id: None, ..sent(&ids[0], "x") };
     store.apply_log_updates(&[delivered]).await.unwrap();
-    let failed = LogUpdate {
-        find_by_provider_id: true,
-        status: SendStatus::Failed,
-        provider_message_id: None,
-        ..sent(&ids[1], "x")
-    };
+    let failed = LogUpdate { status: SendStatus::Failed, provider_message_id: None, ..sent(&ids[1], "x") };
     store.apply_log_updates(&[failed]).await.unwrap();
     assert_eq!(store.sent_by_channel(c).await.unwrap(), by(&[("twilio", 1)]), "delivered counts, failed does not");
     assert!(store.sent_by_channel(c + 1000).await.unwrap().is_empty());

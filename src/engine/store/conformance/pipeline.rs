@@ -146,11 +146,7 @@ pub async fn a_batch_naming_a_log_twice_moves_it_once(f: &dyn StoreFixture) {
     let ids = insert_pending(store.as_ref(), c, &[1, 2]).await;
     let twice = [ids[0].clone(), ids[1].clone(), ids[0].clone()];
     assert_eq!(claim(store.as_ref(), &twice, LEASE).await, ["claimed 1", "claimed 1", "busy"]);
-    let sent = |id: &str| LogUpdate {
-        find_by_provider_id: true,
-        provider_message_id: Some(format!("p-{id}")),
-        ..update(id, SendStatus::Sent)
-    };
+    let sent = |id: &str| LogUpdate { provider_message_id: Some(format!("p-{id}")), ..update(id, SendStatus::Sent) };
     assert_eq!(store.apply_log_updates(&[sent(&ids[0]), sent(&ids[0]), sent(&ids[1])]).await.unwrap(), 2);
     // `read` then `delivered` for one log: the second would move it back.
     let back = [update(&ids[0], SendStatus::Read), update(&ids[0], SendStatus::Delivered)];
@@ -392,11 +388,7 @@ pub async fn campaign_story(f: &dyn StoreFixture) {
     // The sender: Ada's send goes through; Eva's fails once, then is given up on.
     let both = [ada.clone(), eva.clone()];
     assert_eq!(claim(store.as_ref(), &both, LEASE).await, ["claimed 1", "claimed 1"]);
-    let sent = LogUpdate {
-        find_by_provider_id: true,
-        provider_message_id: Some("wamid.1".into()),
-        ..update(&ada, SendStatus::Sent)
-    };
+    let sent = LogUpdate { provider_message_id: Some("wamid.1".into()), ..update(&ada, SendStatus::Sent) };
     assert_eq!(store.apply_log_updates(&[sent]).await.unwrap(), 1);
     store.release_logs(std::slice::from_ref(&eva), false).await.unwrap();
     assert_eq!(claim(store.as_ref(), std::slice::from_ref(&eva), LEASE).await, ["claimed 2"]);

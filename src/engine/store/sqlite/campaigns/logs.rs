@@ -27,15 +27,36 @@ struct Updates<'c> {
     write: Option<CachedStatement<'c>>,
 }
 
+const FIND: &str = "SELECT id, status, provider_message_id FROM communication_logs WHERE send_id = ?1";
+
+fn found_with(stmt: &mut CachedStatement<'_>, send_id: &str) -> rusqlite::Result<Option<Found>> {
+    stmt.query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+}
+
+/// Each item read with one statement, `sql`, prepared once, in one read transaction (no write
+/// lock).
+fn read_each<I, R>(
+    conn: &mut Connection,
+    sql: &str,
+    items: &[I],
+    read: impl Fn(&mut CachedStatement<'_>, &I) -> rusqlite::Result<R>,
+) -> rusqlite::Result<Vec<R>> {
+    let tx = conn.transaction()?;
+    let out = {
+        let mut stmt = tx.prepare_cached(sql)?;
+        items.iter().map(|item| read(&mut stmt, item)).collect::<rusqlite::Result<Vec<R>>>()?
+    };
+    tx.finish()?;
+    Ok(out)
+}
+
 impl<'c> Updates<'c> {
     fn new(conn: &'c Connection) -> rusqlite::Result<Updates<'c>> {
-        let find =
-            conn.prepare_cached("SELECT id, status, provider_message_id FROM communication_logs WHERE send_id = ?1")?;
-        Ok(Updates { find, write_pid: None, write: None })
+        Ok(Updates { find: conn.prepare_cached(FIND)?, write_pid: None, write: None })
     }
 
     fn find(&mut self, send_id: &str) -> rusqlite::Result<Option<Found>> {
-        self.find.query_row([send_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+        found_with(&mut self.find, send_id)
     }
 
     /// Writes `u` to the log at row `found.0` if it still holds `found`'s status and vendor id;
@@ -106,15 +127,7 @@ pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqli
 /// that does is written by row id under the lock, if its log did not move meanwhile (else
 /// looked up again there).
 pub(super) fn apply_updates(conn: &mut Connection, updates: &[LogUpdate]) -> rusqlite::Result<usize> {
-    let found = {
-        let tx = conn.transaction()?;
-        let found = {
-            let mut read = Updates::new(&tx)?;
-            updates.iter().map(|u| read.find(&u.send_id)).collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        tx.finish()?;
-        found
-    };
+    let found = read_each(conn, FIND, updates, |stmt, u| found_with(stmt, &u.send_id))?;
     let todo: Vec<(&LogUpdate, Found, Option<&str>)> = updates
         .iter()
         .zip(found)
@@ -198,16 +211,7 @@ fn claim_found(conn: &Connection, row: ClaimRow, now: i64, lease_ms: i64) -> rus
 /// as it was read, lead not opted out); any other is checked to be as it was read (status,
 /// attempt and lease unchanged: one read of its row by id) and looked up again only if it moved.
 pub(super) fn claim(conn: &mut Connection, send_ids: &[String], lease_ms: i64) -> rusqlite::Result<Vec<Claim>> {
-    // Each statement prepared once per batch, not once per log.
-    let found = {
-        let tx = conn.transaction()?;
-        let found = {
-            let mut find = tx.prepare_cached(FIND_FOR_CLAIM)?;
-            send_ids.iter().map(|id| find_with(&mut find, id)).collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        tx.finish()?;
-        found
-    };
+    let found = read_each(conn, FIND_FOR_CLAIM, send_ids, |stmt, id| find_with(stmt, id))?;
     let tx = write_tx(conn)?;
     let now = now_ms();
     let mut claims = Vec::with_capacity(send_ids.len());
@@ -238,9 +242,10 @@ const CLAIM_PENDING: &str =
      WHERE id = ?1 AND status = 'pending' AND attempt = ?2 AND lease_until IS ?3
        AND NOT EXISTS (SELECT 1 FROM lead_opt_outs WHERE lead_id = ?4)";
 
-/// The common claim in one statement (`CLAIM_PENDING`): a log read as pending, still as it was read, whose lead
-/// has not opted out. None when it is not that (moved since, or opted out): the caller then
-/// takes the long way, [`claim_found`] on the log as it is now.
+/// The common claim in one statement (`CLAIM_PENDING`, prepared once per batch): a log read as
+/// pending, still as it was read, whose lead has not opted out. None when it is not that (moved
+/// since, or opted out): the caller then takes the long way, [`claim_found`] on the log as it
+/// is now.
 fn claim_pending(
     stmt: &mut CachedStatement<'_>,
     row: &ClaimRow,
