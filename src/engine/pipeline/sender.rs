@@ -263,9 +263,8 @@ async fn send_batch(
         let Ok((d, job, attempt, outcome)) = joined else { continue };
         match outcome {
             Outcome::Sent { pid, find_by_pid } => {
-                let mut update = log_update(&job, SendStatus::Sent, Some(pid.clone()), None);
-                update.find_by_provider_id = find_by_pid;
-                log_updates.push(update);
+                let update = log_update(&job, SendStatus::Sent, Some(pid.clone()), None);
+                log_updates.push(LogUpdate { find_by_provider_id: find_by_pid, ..update });
                 updates.push(status_update(&job, SendStatus::Sent, attempt, None, Some(pid), true));
                 acks.push(d);
             }
@@ -650,7 +649,9 @@ mod tests {
         assert!(matches!(outcome, Outcome::Retry { .. }), "a closed breaker: the primary is tried: {outcome:?}");
         assert!(fallback.0.lock().expect("lock").is_empty());
         let outcome = send_one(&shared, "sim", &job(c, 2), 1, false, shutdown.clone()).await;
-        assert!(matches!(&outcome, Outcome::Sent { pid, .. } if pid == &format!("m-{}", ids[1])), "{outcome:?}");
+        // Keyed by the account that sent it: Twilio's status callbacks name only its id.
+        let pid = format!("m-{}", ids[1]);
+        assert!(matches!(&outcome, Outcome::Sent { pid: p, find_by_pid: true } if p == &pid), "{outcome:?}");
         // An account this worker lacks (not available in this build) fails over too.
         let outcome = send_one(&shared, "wa", &job(c, 4), 1, false, shutdown.clone()).await;
         assert!(matches!(outcome, Outcome::Sent { .. }), "{outcome:?}");
@@ -661,6 +662,18 @@ mod tests {
         channels.sort();
         let expected = [(1, "sim"), (2, "twilio"), (3, "sim"), (4, "twilio")].map(|(l, c)| (l, c.to_string()));
         assert_eq!(channels, expected, "the log names the account that sent it");
+        // The simulator's receipts name the send id: its vendor ids need no lookup.
+        let mut sim = ChannelRegistry::default();
+        let channel = Arc::new(crate::engine::channel::sim::SimChannel::new("http://127.0.0.1:9").expect("sim"));
+        sim.insert(ChannelAccount {
+            name: "sim".into(),
+            kind: ChannelKind::Sim,
+            channel,
+            policy: SenderPolicy::default(),
+        });
+        let sim = Shared::new(store.clone(), &sim, &SenderConfig::default());
+        let outcome = sent(&sim.accounts["sim"], "sim-1".into());
+        assert!(matches!(outcome, Outcome::Sent { find_by_pid: false, .. }), "{outcome:?}");
     }
 
     /// Answers every send with an ambiguous outcome (the request may have left).

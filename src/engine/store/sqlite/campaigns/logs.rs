@@ -21,6 +21,7 @@ type Found = (i64, String, Option<String>);
 /// The statements an update runs, prepared once per batch: a batch of 1,024 outcomes ran
 /// `prepare_cached` (a hash of the SQL and a move in the cache) twice per log.
 struct Updates<'c> {
+    conn: &'c Connection,
     find: CachedStatement<'c>,
     /// With a new vendor id (and its key).
     write_pid: Option<CachedStatement<'c>>,
@@ -52,7 +53,7 @@ fn read_each<I, R>(
 
 impl<'c> Updates<'c> {
     fn new(conn: &'c Connection) -> rusqlite::Result<Updates<'c>> {
-        Ok(Updates { find: conn.prepare_cached(FIND)?, write_pid: None, write: None })
+        Ok(Updates { conn, find: conn.prepare_cached(FIND)?, write_pid: None, write: None })
     }
 
     fn find(&mut self, send_id: &str) -> rusqlite::Result<Option<Found>> {
@@ -63,7 +64,6 @@ impl<'c> Updates<'c> {
     /// true when it did.
     fn write_if_unchanged(
         &mut self,
-        conn: &'c Connection,
         found: &Found,
         u: &LogUpdate,
         pid: Option<&str>,
@@ -73,7 +73,7 @@ impl<'c> Updates<'c> {
         let n = if let Some(pid) = pid {
             let stmt = match &mut self.write_pid {
                 Some(stmt) => stmt,
-                slot => slot.insert(conn.prepare_cached(
+                slot => slot.insert(self.conn.prepare_cached(
                     "UPDATE communication_logs SET status = ?2, lease_until = NULL, provider_message_id = ?3,
                          provider_key = ?8, error_message = coalesce(?4, error_message), updated_at = ?5
                      WHERE id = ?1 AND status = ?6 AND provider_message_id IS ?7",
@@ -84,7 +84,7 @@ impl<'c> Updates<'c> {
         } else {
             let stmt = match &mut self.write {
                 Some(stmt) => stmt,
-                slot => slot.insert(conn.prepare_cached(
+                slot => slot.insert(self.conn.prepare_cached(
                     "UPDATE communication_logs SET status = ?2, lease_until = NULL,
                          error_message = coalesce(?3, error_message), updated_at = ?4
                      WHERE id = ?1 AND status = ?5 AND provider_message_id IS ?6",
@@ -96,10 +96,10 @@ impl<'c> Updates<'c> {
     }
 
     /// Applies one forward-only update; true when the log changed.
-    fn apply(&mut self, conn: &'c Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
+    fn apply(&mut self, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
         let Some(found) = self.find(&u.send_id)? else { return Ok(false) };
         let Some(pid) = change(&found, u) else { return Ok(false) };
-        self.write_if_unchanged(conn, &found, u, pid, now)
+        self.write_if_unchanged(&found, u, pid, now)
     }
 }
 
@@ -116,7 +116,7 @@ fn change<'a>(found: &Found, u: &'a LogUpdate) -> Option<Option<&'a str>> {
 
 /// Applies one forward-only update; true when the log changed.
 pub(super) fn apply_update(conn: &Connection, u: &LogUpdate, now: i64) -> rusqlite::Result<bool> {
-    Updates::new(conn)?.apply(conn, u, now)
+    Updates::new(conn)?.apply(u, now)
 }
 
 /// Applies forward-only updates in one write transaction; returns how many logs changed.
@@ -146,7 +146,7 @@ pub(super) fn apply_updates(conn: &mut Connection, updates: &[LogUpdate]) -> rus
     {
         let mut write = Updates::new(&tx)?;
         for (u, found, pid) in todo {
-            let done = write.write_if_unchanged(&tx, &found, u, pid, now)? || write.apply(&tx, u, now)?;
+            let done = write.write_if_unchanged(&found, u, pid, now)? || write.apply(u, now)?;
             changed += usize::from(done);
         }
     }
